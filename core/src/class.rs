@@ -1,0 +1,169 @@
+//! Size classes: which block size serves a request, and where it lives.
+//!
+//! ```text
+//! class  0..=3    16, 32, 48, 64                    (16-byte steps)
+//! class  4..=59   4 classes per doubling: 80 96 112 128 | 160 192 224 256 | ... | 1 MiB
+//!                 size(c) = 2^e + k * 2^(e-2),  e = 6 + (c-4)/4,  k = (c-4)%4 + 1
+//! ```
+//! Waste bound: a request of `n > 64` bytes gets a block of at most
+//! `1.25 * n` bytes (internal waste < 20 % of the block); a request of
+//! `n <= 64` wastes less than 16 bytes. Every class size is a multiple of
+//! 16, so every block is 16-byte aligned.
+//!
+//! Tiers: classes up to [`SMALL_MAX`] (1 KiB, the "tiny" tier) live in 64 KiB
+//! pages, up to [`MEDIUM_MAX`] (64 KiB, the "mid" pool) in 512 KiB pages, up
+//! to [`LARGE_MAX`] (1 MiB) in whole-segment pages; larger requests are huge.
+
+use crate::config::{
+    LARGE_MAX, LARGE_PAGE_SHIFT, MEDIUM_MAX, MEDIUM_PAGE_SHIFT, MIN_ALIGN, SMALL_MAX,
+    SMALL_PAGE_SHIFT,
+};
+use static_assertions::const_assert;
+
+/// Number of size classes.
+pub const CLASS_COUNT: usize = 60;
+
+/// The three kinds of segment that hold size classes, plus huge mappings.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum SegmentKind {
+    Small = 0,
+    Medium = 1,
+    Large = 2,
+    Huge = 3,
+}
+
+/// Segment kinds that hold pages of size classes.
+pub const PAGED_KINDS: usize = 3;
+
+impl SegmentKind {
+    /// log2 of the page size of this kind.
+    pub const fn page_shift(self) -> usize {
+        match self {
+            SegmentKind::Small => SMALL_PAGE_SHIFT,
+            SegmentKind::Medium => MEDIUM_PAGE_SHIFT,
+            SegmentKind::Large | SegmentKind::Huge => LARGE_PAGE_SHIFT,
+        }
+    }
+}
+
+/// Block size of class `class` (`class < CLASS_COUNT`).
+pub const fn class_size(class: usize) -> usize {
+    if class < 4 {
+        (class + 1) * 16
+    } else {
+        let j = class - 4;
+        let exp = 6 + j / 4;
+        (1 << exp) + (j % 4 + 1) * (1 << (exp - 2))
+    }
+}
+
+/// Class of a request of `size` bytes, `size <= LARGE_MAX` (0 counts as 1).
+#[inline]
+pub const fn class_of(size: usize) -> usize {
+    if size <= 64 {
+        if size == 0 {
+            0
+        } else {
+            (size + 15) / 16 - 1
+        }
+    } else {
+        let exp = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;
+        let step_shift = exp - 2;
+        4 + (exp - 6) * 4 + ((size - 1 - (1 << exp)) >> step_shift)
+    }
+}
+
+/// Segment kind holding blocks of `class`.
+pub const fn kind_of_class(class: usize) -> SegmentKind {
+    let size = class_size(class);
+    if size <= SMALL_MAX {
+        SegmentKind::Small
+    } else if size <= MEDIUM_MAX {
+        SegmentKind::Medium
+    } else {
+        SegmentKind::Large
+    }
+}
+
+/// Class lookup for small requests, indexed by `(size + 15) / 16`.
+pub static SMALL_CLASS_OF: [u8; SMALL_MAX / 16 + 1] = {
+    let mut table = [0u8; SMALL_MAX / 16 + 1];
+    let mut i = 0;
+    while i < table.len() {
+        table[i] = class_of(i * 16) as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Class of a small request via the table: the malloc fast path.
+#[inline(always)]
+pub fn small_class_of(size: usize) -> usize {
+    debug_assert!(size <= SMALL_MAX);
+    SMALL_CLASS_OF[(size + 15) >> 4] as usize
+}
+
+/// Checks the whole table at compile time: sizes strictly increase, are
+/// 16-byte multiples, waste stays bounded, and the lookup inverts the table.
+const fn table_is_valid() -> bool {
+    if class_size(CLASS_COUNT - 1) != LARGE_MAX {
+        return false;
+    }
+    let mut c = 0;
+    while c < CLASS_COUNT {
+        let size = class_size(c);
+        if size % MIN_ALIGN != 0 || class_of(size) != c {
+            return false;
+        }
+        if c > 0 {
+            let prev = class_size(c - 1);
+            if size <= prev || class_of(prev + 1) != c {
+                return false;
+            }
+            // Waste bound: the smallest request landing here is prev + 1.
+            if prev >= 64 && size * 4 > (prev + 1) * 5 {
+                return false;
+            }
+            if prev < 64 && size - prev > 16 {
+                return false;
+            }
+        }
+        c += 1;
+    }
+    true
+}
+const_assert!(table_is_valid());
+const_assert!(class_size(0) == 16);
+const_assert!(class_of(SMALL_MAX) < CLASS_COUNT);
+const_assert!(class_size(class_of(SMALL_MAX)) == SMALL_MAX);
+const_assert!(class_size(class_of(MEDIUM_MAX)) == MEDIUM_MAX);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_size_maps_to_the_smallest_fitting_class() {
+        for size in 0..=LARGE_MAX {
+            let c = class_of(size);
+            assert!(c < CLASS_COUNT, "size {size}");
+            assert!(class_size(c) >= size.max(1), "size {size} class {c}");
+            if c > 0 {
+                assert!(class_size(c - 1) < size, "size {size} could use class {}", c - 1);
+            }
+            if size <= SMALL_MAX {
+                assert_eq!(small_class_of(size), c, "table disagrees at {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_follow_tier_bounds() {
+        assert_eq!(kind_of_class(class_of(SMALL_MAX)), SegmentKind::Small);
+        assert_eq!(kind_of_class(class_of(SMALL_MAX + 1)), SegmentKind::Medium);
+        assert_eq!(kind_of_class(class_of(MEDIUM_MAX)), SegmentKind::Medium);
+        assert_eq!(kind_of_class(class_of(MEDIUM_MAX + 1)), SegmentKind::Large);
+        assert_eq!(kind_of_class(CLASS_COUNT - 1), SegmentKind::Large);
+    }
+}

@@ -1,0 +1,61 @@
+//! Tuning constants, each derived as SHIFT -> SIZE -> MASK.
+//!
+//! Everything the allocator's geometry depends on lives here so that the
+//! compile-time checks below see it in one place.
+
+use static_assertions::const_assert;
+
+/// A segment ("SuperSlab") is 2 MiB and 2 MiB-aligned: masking any interior
+/// pointer with `SEGMENT_MASK` gives the segment header.
+pub const SEGMENT_SHIFT: usize = 21;
+pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT; // 2 MiB
+pub const SEGMENT_MASK: usize = SEGMENT_SIZE - 1;
+
+/// Bytes at the start of every segment reserved for its header. Page 0
+/// starts after it. A whole OS page so that purging never touches the header.
+pub const SEGMENT_HEADER_BYTES: usize = 8 << 10; // 8 KiB
+
+/// Page geometry of the three segment kinds that hold size classes.
+pub const SMALL_PAGE_SHIFT: usize = 16; // 64 KiB pages, 32 per segment
+pub const MEDIUM_PAGE_SHIFT: usize = 19; // 512 KiB pages, 4 per segment
+pub const LARGE_PAGE_SHIFT: usize = SEGMENT_SHIFT; // one page per segment
+pub const MAX_PAGES_PER_SEGMENT: usize = SEGMENT_SIZE >> SMALL_PAGE_SHIFT; // 32
+
+/// Largest block served from small pages (the "tiny" tier).
+pub const SMALL_MAX: usize = 1024;
+/// Largest block served from medium pages (the "mid" pool).
+pub const MEDIUM_MAX: usize = 64 << 10; // 64 KiB
+/// Largest block served from large pages; above this a block is "huge" and
+/// gets a mapping of its own.
+pub const LARGE_MAX: usize = 1 << 20; // 1 MiB
+
+/// Every block is at least this aligned (glibc's MALLOC_ALIGNMENT on x86_64).
+pub const MIN_ALIGN: usize = 16;
+/// Smallest block: a free block holds the list link and the free marker.
+pub const MIN_BLOCK: usize = 16;
+
+/// A fresh page hands out blocks in steps of at most this many bytes, so a
+/// page of 4096 blocks is not touched all at once.
+pub const PAGE_EXTEND_BYTES: usize = 4 << 10;
+
+/// Requests above this fail with ENOMEM before any arithmetic can overflow.
+pub const MAX_REQUEST: usize = isize::MAX as usize - 2 * SEGMENT_SIZE;
+
+/// Default number of empty segments kept mapped (purged) for reuse.
+pub const DEFAULT_SEGMENT_CACHE: usize = 4;
+/// Default bytes of freed huge blocks kept (not purged) for warm reuse.
+pub const DEFAULT_BIGCACHE_BYTES: usize = 64 << 20;
+/// Entries in the huge-block reuse cache.
+pub const BIGCACHE_SLOTS: usize = 16;
+/// Evicted huge blocks gathered before they are unmapped together.
+pub const RELEASE_BATCH: usize = 8;
+
+/// Heaps are carved from chunks of this size obtained from the provider.
+pub const HEAP_CHUNK_BYTES: usize = 256 << 10;
+
+const_assert!(SEGMENT_HEADER_BYTES < (1 << SMALL_PAGE_SHIFT));
+const_assert!(SMALL_MAX * 8 <= (1 << SMALL_PAGE_SHIFT) - SEGMENT_HEADER_BYTES);
+const_assert!(MEDIUM_MAX * 4 <= (1 << MEDIUM_PAGE_SHIFT) - SEGMENT_HEADER_BYTES);
+const_assert!(LARGE_MAX <= SEGMENT_SIZE - SEGMENT_HEADER_BYTES);
+const_assert!(MIN_BLOCK >= 2 * core::mem::size_of::<usize>());
+const_assert!(SEGMENT_HEADER_BYTES % MIN_ALIGN == 0);

@@ -1,0 +1,245 @@
+//! Huge blocks (above `LARGE_MAX`): one mapping each, a reuse cache
+//! ("BigCache") and a release batch.
+//!
+//! ```text
+//!  free(huge) --> BigCache (warm, not purged; at most BIGCACHE_SLOTS blocks
+//!                 and `bigcache_bytes` bytes, size-keyed, LRU eviction)
+//!                    | evict / too big / odd alignment / trim
+//!                    v
+//!                 release batch (RELEASE_BATCH mappings) --flush--> purge + unmap
+//! ```
+//!
+//! Rule inherited from the original hakmem: the cache never unmaps; only
+//! the batch flush does, so every release goes through one place.
+//!
+//! Layout of a huge mapping: a segment header at a 2 MiB boundary, the block
+//! at `huge_offset` after it (< 2 MiB, so masking the block pointer finds
+//! the header). For alignments of 2 MiB and more the header sits 2 MiB
+//! before the aligned block and the mapping starts `align - 2 MiB` earlier.
+
+use crate::class::SegmentKind;
+use crate::config::{
+    BIGCACHE_SLOTS, MAX_PAGES_PER_SEGMENT, MAX_REQUEST, RELEASE_BATCH, SEGMENT_HEADER_BYTES,
+    SEGMENT_SHIFT, SEGMENT_SIZE,
+};
+use crate::global::Global;
+use crate::page::Page;
+use crate::provider::PageProvider;
+use crate::segment::{segment_map_insert, segment_map_remove, Segment, HUGE_CACHED, HUGE_LIVE, HUGE_OWNER};
+use crate::stats::Mapping;
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Clone, Copy)]
+struct CacheSlot {
+    segment: *mut Segment,
+    /// Insertion tick, for LRU eviction.
+    tick: u64,
+}
+
+/// BigCache and the release batch (behind `Global::huge`).
+pub(crate) struct HugeCache {
+    slots: [CacheSlot; BIGCACHE_SLOTS],
+    cached_bytes: usize,
+    tick: u64,
+    batch: [*mut Segment; RELEASE_BATCH],
+    batch_len: usize,
+}
+// SAFETY: the raw pointers are only followed under the owning Mutex.
+unsafe impl Send for HugeCache {}
+
+impl HugeCache {
+    pub const fn new() -> Self {
+        HugeCache {
+            slots: [CacheSlot { segment: null_mut(), tick: 0 }; BIGCACHE_SLOTS],
+            cached_bytes: 0,
+            tick: 0,
+            batch: [null_mut(); RELEASE_BATCH],
+            batch_len: 0,
+        }
+    }
+
+    /// Take the smallest cached mapping of at least `map_size` bytes and at
+    /// most 25 % more.
+    fn take(&mut self, map_size: usize) -> Option<*mut Segment> {
+        let mut best: Option<usize> = None;
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.segment.is_null() {
+                continue;
+            }
+            // SAFETY: cached segments are live mappings owned by the cache.
+            let size = unsafe { (*slot.segment).map_size };
+            if size >= map_size && size <= map_size + map_size / 4 {
+                // SAFETY: as above.
+                let better = best.is_none_or(|b| size < unsafe { (*self.slots[b].segment).map_size });
+                if better {
+                    best = Some(i);
+                }
+            }
+        }
+        let i = best?;
+        let segment = self.slots[i].segment;
+        self.slots[i].segment = null_mut();
+        // SAFETY: as above.
+        self.cached_bytes -= unsafe { (*segment).map_size };
+        Some(segment)
+    }
+
+    /// Remove the least recently cached mapping.
+    fn evict_oldest(&mut self) -> Option<*mut Segment> {
+        let i = (0..BIGCACHE_SLOTS)
+            .filter(|&i| !self.slots[i].segment.is_null())
+            .min_by_key(|&i| self.slots[i].tick)?;
+        let segment = self.slots[i].segment;
+        self.slots[i].segment = null_mut();
+        // SAFETY: cached segments are live mappings.
+        self.cached_bytes -= unsafe { (*segment).map_size };
+        Some(segment)
+    }
+}
+
+/// Offset of the block from the header, and of the header from the mapping
+/// start, for an alignment.
+fn huge_layout(align: usize) -> (usize, usize) {
+    if align >= SEGMENT_SIZE {
+        (SEGMENT_SIZE, align - SEGMENT_SIZE)
+    } else {
+        (align.max(SEGMENT_HEADER_BYTES), 0)
+    }
+}
+
+impl<P: PageProvider + 'static> Global<P> {
+    /// Allocate a huge block of `size` bytes aligned to `align`. Returns the
+    /// block and whether it is known to be zeroed.
+    pub(crate) fn huge_alloc(&self, size: usize, align: usize) -> Option<(*mut u8, bool)> {
+        if size > MAX_REQUEST || align > MAX_REQUEST {
+            return None;
+        }
+        let (block_offset, header_offset) = huge_layout(align);
+        let map_size = (header_offset + block_offset + size).next_multiple_of(P::PAGE_SIZE);
+        let reused = if header_offset == 0 { self.huge.lock().take(map_size) } else { None };
+        let (segment, zeroed) = match reused {
+            Some(segment) => {
+                self.stats.bigcache_hits.fetch_add(1, Ordering::Relaxed);
+                (segment, false)
+            }
+            None => {
+                let base = self.provider().map(map_size, align.max(SEGMENT_SIZE))?.as_ptr();
+                self.stats.mapped(map_size, Mapping::Huge);
+                let segment = (base as usize + header_offset) as *mut Segment;
+                // SAFETY: fresh memory; the header fits before the block.
+                unsafe {
+                    segment.write(Segment {
+                        owner: AtomicUsize::new(HUGE_OWNER),
+                        kind: SegmentKind::Huge,
+                        page_shift: SEGMENT_SHIFT as u8,
+                        page_count: 1,
+                        used_pages: 1,
+                        next: null_mut(),
+                        prev: null_mut(),
+                        map_base: base,
+                        map_size,
+                        huge_offset: 0,
+                        huge_size: 0,
+                        huge_state: AtomicUsize::new(HUGE_LIVE),
+                        pages: [const { Page::UNUSED }; MAX_PAGES_PER_SEGMENT],
+                    });
+                }
+                segment_map_insert(segment);
+                (segment, P::MAPS_ZEROED)
+            }
+        };
+        // SAFETY: the segment is exclusively ours (fresh or taken from the cache).
+        unsafe {
+            let map_end = (*segment).map_base as usize + (*segment).map_size;
+            (*segment).huge_offset = block_offset;
+            (*segment).huge_size = map_end - (segment as usize + block_offset);
+            (*segment).huge_state.store(HUGE_LIVE, Ordering::Release);
+            Some(((segment as usize + block_offset) as *mut u8, zeroed))
+        }
+    }
+
+    /// Free a huge block: into the cache, or to the release batch.
+    pub(crate) fn huge_free(&self, segment: *mut Segment, ptr: *mut u8) {
+        // SAFETY: the segment map says this huge header is mapped.
+        unsafe {
+            if ptr as usize != segment as usize + (*segment).huge_offset {
+                self.fatal_at("free(): invalid pointer (inside a huge block) ", ptr as usize);
+            }
+            if (*segment)
+                .huge_state
+                .compare_exchange(HUGE_LIVE, HUGE_CACHED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                self.fatal_at("free(): double free of huge block ", ptr as usize);
+            }
+        }
+        let limit = self.options.bigcache_bytes.load(Ordering::Relaxed);
+        let mut cache = self.huge.lock();
+        // SAFETY: the segment is now owned by the cache machinery.
+        let (size, aligned_big) = unsafe { ((*segment).map_size, (*segment).map_base != segment as *mut u8) };
+        if aligned_big || size > limit {
+            self.batch_push(&mut cache, segment);
+            return;
+        }
+        // Evict the oldest entries until the block fits.
+        while cache.cached_bytes + size > limit || cache.slots.iter().all(|s| !s.segment.is_null()) {
+            match cache.evict_oldest() {
+                Some(old) => {
+                    self.batch_push(&mut cache, old);
+                }
+                None => break,
+            }
+        }
+        cache.tick += 1;
+        let tick = cache.tick;
+        if let Some(slot) = cache.slots.iter_mut().find(|s| s.segment.is_null()) {
+            *slot = CacheSlot { segment, tick };
+            cache.cached_bytes += size;
+        } else {
+            self.batch_push(&mut cache, segment);
+        }
+    }
+
+
+    /// Add a mapping to the release batch; flushes a full batch. Returns
+    /// bytes released.
+    fn batch_push(&self, cache: &mut HugeCache, segment: *mut Segment) -> usize {
+        cache.batch[cache.batch_len] = segment;
+        cache.batch_len += 1;
+        if cache.batch_len == RELEASE_BATCH {
+            return self.batch_flush(cache);
+        }
+        0
+    }
+
+    /// Purge and unmap every mapping in the batch. Returns bytes released.
+    fn batch_flush(&self, cache: &mut HugeCache) -> usize {
+        let mut released = 0;
+        for i in 0..cache.batch_len {
+            let segment = cache.batch[i];
+            // SAFETY: batched segments are unreachable by the program and
+            // owned by the batch; each is one whole mapping.
+            unsafe {
+                let (base, size) = ((*segment).map_base, (*segment).map_size);
+                segment_map_remove(segment);
+                self.purge(base as usize, size);
+                self.stats.unmapped(size, Mapping::Huge);
+                self.provider().unmap(NonNull::new_unchecked(base), size);
+                released += size;
+            }
+        }
+        cache.batch_len = 0;
+        released
+    }
+
+    /// Empty the cache through the batch and flush it. Returns bytes released.
+    pub(crate) fn huge_trim(&self) -> usize {
+        let mut cache = self.huge.lock();
+        let mut released = 0;
+        while let Some(segment) = cache.evict_oldest() {
+            released += self.batch_push(&mut cache, segment);
+        }
+        released + self.batch_flush(&mut cache)
+    }
+}

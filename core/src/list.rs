@@ -1,0 +1,149 @@
+//! Intrusive doubly linked lists of pages and segments.
+//!
+//! Invariant: `first.is_null() == last.is_null()`, and following `next`
+//! from `first` visits every element once, ending at `last`.
+
+use crate::page::Page;
+use crate::segment::Segment;
+use core::ptr::null_mut;
+
+/// Something with `next` / `prev` links.
+pub trait Linked {
+    /// # Safety
+    /// `this` points to a live element.
+    unsafe fn links(this: *mut Self) -> (*mut *mut Self, *mut *mut Self);
+}
+
+impl Linked for Page {
+    unsafe fn links(this: *mut Self) -> (*mut *mut Self, *mut *mut Self) {
+        // SAFETY: the caller passes a live page descriptor.
+        unsafe { (&raw mut (*this).next, &raw mut (*this).prev) }
+    }
+}
+
+impl Linked for Segment {
+    unsafe fn links(this: *mut Self) -> (*mut *mut Self, *mut *mut Self) {
+        // SAFETY: the caller passes a live segment header.
+        unsafe { (&raw mut (*this).next, &raw mut (*this).prev) }
+    }
+}
+
+/// A list of elements linked through their own `next` / `prev` fields.
+pub struct List<T: Linked> {
+    pub first: *mut T,
+    pub last: *mut T,
+}
+
+impl<T: Linked> List<T> {
+    pub const fn new() -> Self {
+        List { first: null_mut(), last: null_mut() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.first.is_null()
+    }
+
+    /// # Safety
+    /// `item` is live and in no list.
+    pub unsafe fn push_front(&mut self, item: *mut T) {
+        // SAFETY: item and the current first element are live.
+        unsafe {
+            let (next, prev) = T::links(item);
+            *next = self.first;
+            *prev = null_mut();
+            if self.first.is_null() {
+                self.last = item;
+            } else {
+                *T::links(self.first).1 = item;
+            }
+            self.first = item;
+        }
+    }
+
+    /// # Safety
+    /// `item` is live and in no list.
+    pub unsafe fn push_back(&mut self, item: *mut T) {
+        // SAFETY: item and the current last element are live.
+        unsafe {
+            let (next, prev) = T::links(item);
+            *next = null_mut();
+            *prev = self.last;
+            if self.last.is_null() {
+                self.first = item;
+            } else {
+                *T::links(self.last).0 = item;
+            }
+            self.last = item;
+        }
+    }
+
+    /// # Safety
+    /// `item` is an element of this list.
+    pub unsafe fn remove(&mut self, item: *mut T) {
+        // SAFETY: item and its neighbours are live elements of this list.
+        unsafe {
+            let (next_link, prev_link) = T::links(item);
+            let (next, prev) = (*next_link, *prev_link);
+            if prev.is_null() {
+                self.first = next;
+            } else {
+                *T::links(prev).0 = next;
+            }
+            if next.is_null() {
+                self.last = prev;
+            } else {
+                *T::links(next).1 = prev;
+            }
+            *next_link = null_mut();
+            *prev_link = null_mut();
+        }
+    }
+
+    /// Remove and return the first element (null when empty).
+    pub fn pop_front(&mut self) -> *mut T {
+        let item = self.first;
+        if !item.is_null() {
+            // SAFETY: first is an element of this list.
+            unsafe { self.remove(item) };
+        }
+        item
+    }
+
+    /// Whether `item` is the list's only element.
+    pub fn is_only(&self, item: *mut T) -> bool {
+        self.first == item && self.last == item
+    }
+}
+
+impl<T: Linked> Default for List<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_remove_keeps_order_and_ends() {
+        let mut pages = [Page::UNUSED, Page::UNUSED, Page::UNUSED];
+        let base = pages.as_mut_ptr();
+        // SAFETY: indices are in bounds.
+        let p: [*mut Page; 3] = [0, 1, 2].map(|i| unsafe { base.add(i) });
+        let mut list = List::<Page>::new();
+        unsafe {
+            list.push_back(p[1]);
+            list.push_front(p[0]);
+            list.push_back(p[2]);
+            assert_eq!((list.first, list.last), (p[0], p[2]));
+            list.remove(p[1]);
+            assert_eq!((*p[0]).next, p[2]);
+            assert_eq!((*p[2]).prev, p[0]);
+            assert_eq!(list.pop_front(), p[0]);
+            assert!(list.is_only(p[2]));
+            list.remove(p[2]);
+            assert!(list.is_empty() && list.last.is_null());
+        }
+    }
+}

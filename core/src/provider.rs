@@ -1,0 +1,54 @@
+//! The page provider: the only way the core obtains and returns memory.
+//!
+//! The core knows nothing of the operating system. An embedder (the Linux
+//! shim, a kernel, a test) implements [`PageProvider`] and hands it to
+//! [`crate::Global`]. The contract is deliberately small.
+
+/// Source of page-granular memory for the allocator core.
+///
+/// # Safety
+/// Implementors promise, for every method:
+/// - `map(size, align)` returns either `None` or the start of a fresh,
+///   readable and writable range of `size` bytes aligned to `align`, that no
+///   one else uses until it is passed to `unmap`. When `MAPS_ZEROED` is true
+///   the range reads as zeros.
+/// - `unmap` and `purge` accept exactly ranges previously returned by `map`
+///   (`unmap`: the whole range; `purge`: any page-aligned subrange).
+/// - After `purge`, the range stays mapped and usable; its contents are
+///   unspecified (zeros on Linux with `MADV_DONTNEED`).
+/// - No method allocates through any global allocator, recurses into the
+///   allocator, panics, or changes the C `errno` of the calling thread.
+/// - All methods may be called from any thread concurrently.
+pub unsafe trait PageProvider: Sync {
+    /// The granularity of `map`, `unmap` and `purge` (a power of two).
+    const PAGE_SIZE: usize;
+    /// Whether memory returned by `map` reads as zeros.
+    const MAPS_ZEROED: bool;
+
+    /// Map `size` bytes (a multiple of `PAGE_SIZE`) aligned to `align` (a
+    /// power of two, at least `PAGE_SIZE`).
+    fn map(&self, size: usize, align: usize) -> Option<core::ptr::NonNull<u8>>;
+
+    /// Return a range obtained from `map` to the system.
+    ///
+    /// # Safety
+    /// `ptr` and `size` are exactly those of one earlier `map` call, and no
+    /// byte of the range is used afterwards.
+    unsafe fn unmap(&self, ptr: core::ptr::NonNull<u8>, size: usize);
+
+    /// Drop the physical pages behind a range while keeping it mapped.
+    ///
+    /// # Safety
+    /// The range lies inside one mapping from `map`, is page aligned, and its
+    /// contents are no longer needed.
+    unsafe fn purge(&self, ptr: core::ptr::NonNull<u8>, size: usize);
+
+    /// Write a message (diagnostics, statistics) somewhere a human sees it.
+    fn write_message(&self, message: &[u8]);
+
+    /// Report heap corruption or misuse and stop: never returns.
+    fn fatal(&self, message: &[u8]) -> !;
+
+    /// Entropy for free-list encoding and free markers (need not be strong).
+    fn random_seed(&self) -> u64;
+}

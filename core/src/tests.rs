@@ -1,0 +1,360 @@
+//! Behaviour tests of the core over the in-memory provider.
+
+extern crate std;
+
+use crate::class::{class_size, CLASS_COUNT};
+use crate::config::{LARGE_MAX, SEGMENT_SIZE};
+use crate::global::splitmix64;
+use crate::testing::TestProvider;
+use crate::{Global, Heap};
+use std::boxed::Box;
+use std::sync::atomic::Ordering;
+use std::vec::Vec;
+
+fn new_global(provider: TestProvider) -> &'static Global<TestProvider> {
+    Box::leak(Box::new(Global::new(provider)))
+}
+
+fn heap(global: &'static Global<TestProvider>) -> &'static mut Heap<TestProvider> {
+    // SAFETY: heap_acquire returns a live heap that only this test uses.
+    unsafe { &mut *global.heap_acquire() }
+}
+
+fn fill(p: *mut u8, size: usize, seed: u8) {
+    for i in 0..size {
+        // SAFETY: p holds at least size bytes.
+        unsafe { *p.add(i) = seed.wrapping_add(i as u8) };
+    }
+}
+
+fn verify(p: *const u8, size: usize, seed: u8) {
+    for i in 0..size {
+        // SAFETY: p holds at least size bytes.
+        let got = unsafe { *p.add(i) };
+        assert_eq!(got, seed.wrapping_add(i as u8), "byte {i} of a {size}-byte block at {p:?}");
+    }
+}
+
+#[test]
+fn every_class_allocates_frees_and_returns_its_pages() {
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    for class in 0..CLASS_COUNT {
+        let size = class_size(class);
+        let mut blocks = Vec::new();
+        for i in 0..(4 * SEGMENT_SIZE / size).min(3000) {
+            let p = heap.malloc(size);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % 16, 0);
+            // SAFETY: p is live.
+            assert!(unsafe { global.usable_size(p) } >= size);
+            fill(p, size.min(64), i as u8);
+            blocks.push(p);
+        }
+        heap.check_invariants();
+        for (i, &p) in blocks.iter().enumerate() {
+            verify(p, size.min(64), i as u8);
+            // SAFETY: p is live and hp is this thread's heap.
+            unsafe { global.free(p, hp) };
+        }
+        heap.check_invariants();
+    }
+    // SAFETY: hp is this thread's heap.
+    unsafe { global.trim(hp) };
+    let stats = global.stats();
+    assert_eq!(stats.pages_in_use, 0, "{stats:?}");
+    assert_eq!(stats.segments_mapped, 0, "{stats:?}");
+}
+
+#[test]
+fn shadow_model_random_operations() {
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let mut rng = 42u64;
+    let mut live: Vec<(*mut u8, usize, u8)> = Vec::new();
+    for step in 0..40_000u32 {
+        let r = splitmix64(&mut rng);
+        let op = r % 10;
+        if op < 5 || live.is_empty() {
+            let size = match r >> 60 {
+                0..=9 => (r >> 8) as usize % 1100,
+                10..=13 => (r >> 8) as usize % 70_000,
+                14 => (r >> 8) as usize % (LARGE_MAX + 100),
+                _ => (r >> 8) as usize % (3 << 20),
+            };
+            let p = if op == 4 {
+                heap.malloc_aligned(size, 1 << ((r >> 20) % 14))
+            } else {
+                heap.malloc(size)
+            };
+            assert!(!p.is_null());
+            fill(p, size.min(256), step as u8);
+            live.push((p, size, step as u8));
+        } else if op < 8 {
+            let (p, size, seed) = live.swap_remove((r >> 8) as usize % live.len());
+            verify(p, size.min(256), seed);
+            // SAFETY: p is live.
+            unsafe { global.free(p, hp) };
+        } else {
+            let i = (r >> 8) as usize % live.len();
+            let (p, size, seed) = live[i];
+            let new_size = (r >> 32) as usize % 200_000;
+            // SAFETY: p is live.
+            let q = unsafe { heap.realloc(p, new_size) };
+            assert!(!q.is_null());
+            verify(q, size.min(new_size).min(256), seed);
+            fill(q, new_size.min(256), step as u8);
+            live[i] = (q, new_size, step as u8);
+        }
+        if step % 5000 == 0 {
+            heap.check_invariants();
+        }
+    }
+    for (p, size, seed) in live.drain(..) {
+        verify(p, size.min(256), seed);
+        // SAFETY: p is live.
+        unsafe { global.free(p, hp) };
+    }
+    heap.check_invariants();
+    // SAFETY: hp is this thread's heap.
+    unsafe { global.trim(hp) };
+    let stats = global.stats();
+    assert_eq!((stats.pages_in_use, stats.segments_mapped, stats.huge_mapped), (0, 0, 0), "{stats:?}");
+}
+
+#[test]
+fn aligned_allocations_up_to_64_mib() {
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    for shift in 0..=26 {
+        let align = 1usize << shift;
+        for size in [1, 8, 100, align, 3 * align / 2 + 1] {
+            let p = heap.malloc_aligned(size, align);
+            assert!(!p.is_null(), "align {align} size {size}");
+            assert_eq!(p as usize % align, 0, "align {align} size {size}");
+            // SAFETY: p is live.
+            assert!(unsafe { global.usable_size(p) } >= size);
+            fill(p, size.min(4096), 7);
+            verify(p, size.min(4096), 7);
+            // SAFETY: p is live.
+            unsafe { global.free(p, hp) };
+        }
+    }
+    heap.check_invariants();
+}
+
+#[test]
+fn cross_thread_frees_reach_the_owner() {
+    let global = new_global(TestProvider::new());
+    let owner = heap(global);
+    let hp = owner as *mut Heap<TestProvider>;
+    let sizes = [16usize, 200, 1000, 5000, 40_000, 300_000];
+    let mut blocks = Vec::new();
+    for i in 0..3000 {
+        let size = sizes[i % sizes.len()];
+        let p = owner.malloc(size);
+        fill(p, size.min(32), i as u8);
+        blocks.push((p as usize, size, i as u8));
+    }
+    let before = global.stats().pages_in_use;
+    std::thread::scope(|s| {
+        for chunk in blocks.chunks(1000) {
+            s.spawn(move || {
+                let other = global.heap_acquire();
+                for &(p, size, seed) in chunk {
+                    verify(p as *const u8, size.min(32), seed);
+                    // SAFETY: the block is live; `other` is this thread's heap.
+                    unsafe { global.free(p as *mut u8, other) };
+                }
+                // SAFETY: the thread is done with its heap.
+                unsafe { global.heap_release(other) };
+            });
+        }
+    });
+    assert!(before > 0);
+    // The owner collects remote frees as it refills and trims.
+    for _ in 0..10 {
+        let p = owner.malloc(16);
+        // SAFETY: p is live.
+        unsafe { global.free(p, hp) };
+    }
+    // SAFETY: hp is this thread's heap.
+    unsafe { global.trim(hp) };
+    owner.check_invariants();
+    let stats = global.stats();
+    assert_eq!(stats.pages_in_use, 0, "{stats:?}");
+    assert!(stats.free_calls >= 3000);
+}
+
+#[test]
+fn abandoned_segments_are_freed_by_other_threads_and_trim() {
+    let global = new_global(TestProvider::new());
+    let blocks: Vec<usize> = std::thread::spawn(move || {
+        let heap = global.heap_acquire();
+        // SAFETY: heap is this thread's.
+        let heap_ref = unsafe { &mut *heap };
+        let blocks = (0..5000).map(|i| heap_ref.malloc(16 + i % 3000) as usize).collect();
+        // SAFETY: the thread exits; the heap is abandoned with live blocks.
+        unsafe { global.heap_release(heap) };
+        blocks
+    })
+    .join()
+    .unwrap();
+    assert!(global.stats().segments_mapped > 0);
+    for p in blocks {
+        // SAFETY: blocks are live; this thread has no heap.
+        unsafe { global.free(p as *mut u8, core::ptr::null_mut()) };
+    }
+    // SAFETY: no heap.
+    assert!(unsafe { global.trim(core::ptr::null_mut()) });
+    let stats = global.stats();
+    assert_eq!((stats.pages_in_use, stats.segments_mapped), (0, 0), "{stats:?}");
+}
+
+#[test]
+fn adoption_reuses_abandoned_pages() {
+    let global = new_global(TestProvider::new());
+    let kept: usize = std::thread::spawn(move || {
+        let heap = global.heap_acquire();
+        // SAFETY: heap is this thread's.
+        let p = unsafe { (*heap).malloc(48) } as usize;
+        // SAFETY: thread exit.
+        unsafe { global.heap_release(heap) };
+        p
+    })
+    .join()
+    .unwrap();
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let segments = global.stats().segments_mapped;
+    let p = heap.malloc(48);
+    assert_eq!(global.stats().segments_mapped, segments, "adoption should avoid a new segment");
+    assert!(heap.owns(kept as *const u8), "the abandoned segment was adopted");
+    // SAFETY: both blocks are live; the kept block is now local.
+    unsafe {
+        global.free(kept as *mut u8, hp);
+        global.free(p, hp);
+    }
+    heap.check_invariants();
+}
+
+#[test]
+fn out_of_memory_returns_null_and_recovers_nothing_lost() {
+    // One map for the heap chunk, one segment; then the provider fails.
+    let global = new_global(TestProvider::failing_after(2));
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let mut blocks = Vec::new();
+    loop {
+        let p = heap.malloc(1000);
+        if p.is_null() {
+            break;
+        }
+        blocks.push(p);
+    }
+    assert!(blocks.len() >= 32 * 60, "a whole segment's blocks were served: {}", blocks.len());
+    assert!(heap.malloc(5 << 20).is_null());
+    assert!(heap.malloc_aligned(64, 1 << 22).is_null());
+    assert!(heap.calloc(usize::MAX / 2, 4).is_null(), "overflow");
+    for p in blocks {
+        // SAFETY: live blocks.
+        unsafe { global.free(p, hp) };
+    }
+    heap.check_invariants();
+}
+
+#[test]
+fn huge_blocks_are_cached_reused_and_trimmed() {
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let p = heap.malloc(3 << 20);
+    fill(p, 4096, 1);
+    // SAFETY: live block.
+    unsafe { global.free(p, hp) };
+    let q = heap.malloc(3 << 20);
+    assert_eq!(q, p, "freed huge block is reused");
+    assert_eq!(global.stats().bigcache_hits, 1);
+    let z = heap.calloc(1, 3 << 20);
+    // SAFETY: z holds 3 MiB.
+    assert!(unsafe { core::slice::from_raw_parts(z, 3 << 20) }.iter().all(|&b| b == 0));
+    // SAFETY: live blocks.
+    unsafe {
+        global.free(q, hp);
+        global.free(z, hp);
+    }
+    // Many frees overflow the cache into the release batch.
+    let many: Vec<_> = (0..40).map(|_| heap.malloc(4 << 20)).collect();
+    for p in many {
+        // SAFETY: live block.
+        unsafe { global.free(p, hp) };
+    }
+    assert!(global.stats().huge_mapped <= crate::config::BIGCACHE_SLOTS + crate::config::RELEASE_BATCH);
+    // SAFETY: this thread's heap.
+    unsafe { global.trim(hp) };
+    assert_eq!(global.stats().huge_mapped, 0);
+    assert_eq!(global.provider().live_maps.load(Ordering::SeqCst), 1, "only the heap chunk stays");
+}
+
+fn misuse(f: impl FnOnce(&'static Global<TestProvider>, *mut Heap<TestProvider>)) -> std::string::String {
+    let global = new_global(TestProvider::new());
+    let hp = global.heap_acquire();
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(global, hp))).expect_err("misuse went unnoticed");
+    err.downcast_ref::<std::string::String>().cloned().unwrap_or_default()
+}
+
+#[test]
+fn double_frees_are_detected_in_every_tier() {
+    for size in [16usize, 1000, 20_000, 500_000, 8 << 20] {
+        let message = misuse(|global, hp| unsafe {
+            let p = (*hp).malloc(size);
+            global.free(p, hp);
+            global.free(p, hp);
+        });
+        assert!(message.contains("double free"), "size {size}: {message}");
+    }
+    // First free from another thread, second from the owner.
+    let message = misuse(|global, hp| unsafe {
+        let p = (*hp).malloc(64) as usize;
+        std::thread::spawn(move || global.free(p as *mut u8, core::ptr::null_mut())).join().unwrap();
+        global.free(p as *mut u8, hp);
+    });
+    assert!(message.contains("double free"), "{message}");
+}
+
+#[test]
+fn foreign_and_interior_pointers_are_rejected() {
+    let message = misuse(|global, hp| unsafe {
+        let mut on_stack = 0u64;
+        global.free(&mut on_stack as *mut u64 as *mut u8, hp);
+    });
+    assert!(message.contains("invalid pointer"), "{message}");
+    let message = misuse(|global, hp| unsafe {
+        let p = (*hp).malloc(64);
+        global.free(p.add(16), hp);
+    });
+    assert!(message.contains("invalid pointer"), "{message}");
+    let message = misuse(|global, hp| unsafe {
+        let p = (*hp).malloc(5 << 20);
+        global.free(p.add(4096), hp);
+    });
+    assert!(message.contains("invalid pointer"), "{message}");
+}
+
+#[test]
+fn corrupted_free_list_is_detected() {
+    let message = misuse(|global, hp| unsafe {
+        let a = (*hp).malloc(32);
+        let b = (*hp).malloc(32);
+        global.free(a, hp);
+        global.free(b, hp);
+        // Use after free: overwrite b's link with an address elsewhere.
+        *(b as *mut usize) = 0x1000;
+        (*hp).malloc(32);
+        (*hp).malloc(32);
+    });
+    assert!(message.contains("corrupted free list"), "{message}");
+}

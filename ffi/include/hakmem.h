@@ -1,0 +1,78 @@
+/* hakmem.h: the C interface of the hakmem memory allocator.
+ *
+ * Link with libhakmem.a (static) or preload libhakmem.so. Either way the
+ * standard allocation functions of <stdlib.h> and <malloc.h> are replaced by
+ * hakmem's; this header declares them (with glibc semantics) together with
+ * hakmem's own extensions, prefixed `hakmem_`.
+ *
+ * Environment (read once, at the first allocation, without allocating):
+ *   HAKMEM_STATS=1        print one line of statistics to stderr at exit
+ *   HAKMEM_VERBOSE=1      print the version and effective options at start
+ *   HAKMEM_BIGCACHE_MAX   bytes of freed huge blocks kept for reuse (K/M/G)
+ *   HAKMEM_SEGMENT_CACHE  empty 2 MiB segments kept mapped for reuse
+ */
+#ifndef HAKMEM_H
+#define HAKMEM_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- ISO C / POSIX / glibc allocation API (replaced by hakmem) ---- */
+void *malloc(size_t size);
+void free(void *ptr);
+void *calloc(size_t count, size_t size);
+void *realloc(void *ptr, size_t size);
+void *reallocarray(void *ptr, size_t count, size_t size);
+int posix_memalign(void **out, size_t alignment, size_t size);
+void *aligned_alloc(size_t alignment, size_t size);
+void *memalign(size_t alignment, size_t size);
+void *valloc(size_t size);
+void *pvalloc(size_t size);
+size_t malloc_usable_size(void *ptr);
+void cfree(void *ptr);
+/* C23: the size (and alignment) are checked against the block; a size larger
+ * than the block or a misaligned pointer aborts with a message. */
+void free_sized(void *ptr, size_t size);
+void free_aligned_sized(void *ptr, size_t alignment, size_t size);
+
+/* glibc extras */
+int malloc_trim(size_t pad);
+int mallopt(int param, int value);
+void malloc_stats(void);
+int malloc_info(int options, FILE *stream);
+/* struct mallinfo / mallinfo2 are declared by <malloc.h>; hakmem fills
+ * arena (bytes mapped), hblks/hblkhd (huge blocks and their bytes),
+ * uordblks (bytes in use, at page granularity) and fordblks. */
+
+/* ---- hakmem extensions ---- */
+
+/* A snapshot of hakmem's counters. Cheap: it sums a few atomics and the
+ * counters of the live thread heaps. */
+struct hakmem_stats {
+    size_t malloc_calls;     /* allocation calls served (all entry points) */
+    size_t free_calls;       /* non-NULL frees served */
+    size_t segments_mapped;  /* 2 MiB segments currently mapped */
+    size_t segments_peak;    /* most segments mapped at once */
+    size_t huge_mapped;      /* huge blocks currently mapped (live or cached) */
+    size_t bytes_mapped;     /* bytes currently mapped from the OS */
+    size_t bytes_mapped_peak;/* most bytes mapped at once */
+    size_t pages_in_use;     /* size-class pages holding live blocks */
+    size_t heaps_live;       /* thread heaps in use */
+    size_t bigcache_hits;    /* huge allocations served from the reuse cache */
+    size_t purged_bytes;     /* bytes returned to the OS with madvise */
+};
+
+/* Fill *out; returns 0 (or EINVAL when out is NULL). */
+int hakmem_stats_get(struct hakmem_stats *out);
+
+/* The version string, e.g. "hakmem 0.1.0". */
+const char *hakmem_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HAKMEM_H */
