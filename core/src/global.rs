@@ -348,6 +348,7 @@ impl<P: PageProvider + 'static> Global<P> {
                         (*page).free = null_mut();
                         (*segment).used_pages -= 1;
                         self.stats.pages_in_use.fetch_sub(1, Ordering::Relaxed);
+                        self.stats.page_bytes_in_use.fetch_sub(1 << (*segment).page_shift, Ordering::Relaxed);
                     }
                 }
                 if (*segment).used_pages == 0 {

@@ -356,6 +356,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             (*page).init(class, class_size(class), start, bytes);
             (*segment).used_pages += 1;
             self.global.stats.pages_in_use.fetch_add(1, Ordering::Relaxed);
+            self.global.stats.page_bytes_in_use.fetch_add(1 << shift, Ordering::Relaxed);
             if (*segment).used_pages == (*segment).page_count {
                 // Keep segments with unused pages at the front.
                 self.segments[kind as usize].remove(segment);
@@ -378,6 +379,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             (*page).flags.store(PAGE_UNUSED, Ordering::Release);
             (*page).free = null_mut();
             self.global.stats.pages_in_use.fetch_sub(1, Ordering::Relaxed);
+            self.global.stats.page_bytes_in_use.fetch_sub(1 << (*segment).page_shift, Ordering::Relaxed);
             if kind != SegmentKind::Small {
                 // Big pages give their memory back at once; small pages
                 // wait for their segment (or for trim).

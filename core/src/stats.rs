@@ -25,6 +25,8 @@ pub struct Stats {
     pub purged_bytes: AtomicUsize,
     /// Frees counted where no heap was at hand (thread without a heap).
     pub free_calls_unowned: AtomicUsize,
+    pub huge_bytes: AtomicUsize,
+    pub page_bytes_in_use: AtomicUsize,
 }
 
 /// A copy of all counters; the layout matches `struct hakmem_stats` in
@@ -43,6 +45,8 @@ pub struct StatsSnapshot {
     pub heaps_live: usize,
     pub bigcache_hits: usize,
     pub purged_bytes: usize,
+    pub huge_bytes: usize,
+    pub page_bytes_in_use: usize,
 }
 
 impl Stats {
@@ -58,6 +62,8 @@ impl Stats {
             bigcache_hits: AtomicUsize::new(0),
             purged_bytes: AtomicUsize::new(0),
             free_calls_unowned: AtomicUsize::new(0),
+            huge_bytes: AtomicUsize::new(0),
+            page_bytes_in_use: AtomicUsize::new(0),
         }
     }
 
@@ -72,6 +78,7 @@ impl Stats {
             }
             Mapping::Huge => {
                 self.huge_mapped.fetch_add(1, Relaxed);
+                self.huge_bytes.fetch_add(bytes, Relaxed);
             }
             Mapping::Metadata => {}
         }
@@ -86,6 +93,7 @@ impl Stats {
             }
             Mapping::Huge => {
                 self.huge_mapped.fetch_sub(1, Relaxed);
+                self.huge_bytes.fetch_sub(bytes, Relaxed);
             }
             Mapping::Metadata => {}
         }
@@ -105,6 +113,8 @@ impl Stats {
             heaps_live: self.heaps_live.load(Relaxed),
             bigcache_hits: self.bigcache_hits.load(Relaxed),
             purged_bytes: self.purged_bytes.load(Relaxed),
+            huge_bytes: self.huge_bytes.load(Relaxed),
+            page_bytes_in_use: self.page_bytes_in_use.load(Relaxed),
         }
     }
 }
@@ -118,7 +128,7 @@ impl Default for Stats {
 impl StatsSnapshot {
     /// Write `hakmem-stats: key=value ...` (one line) into `out`.
     pub fn write_line(&self, out: &mut crate::message::MessageBuffer) {
-        let fields: [(&str, usize); 11] = [
+        let fields: [(&str, usize); 13] = [
             ("malloc_calls", self.malloc_calls),
             ("free_calls", self.free_calls),
             ("segments_mapped", self.segments_mapped),
@@ -130,6 +140,8 @@ impl StatsSnapshot {
             ("heaps_live", self.heaps_live),
             ("bigcache_hits", self.bigcache_hits),
             ("purged_bytes", self.purged_bytes),
+            ("huge_bytes", self.huge_bytes),
+            ("page_bytes_in_use", self.page_bytes_in_use),
         ];
         out.push_str("hakmem-stats:");
         for (name, value) in fields {

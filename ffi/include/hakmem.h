@@ -46,7 +46,9 @@ void malloc_stats(void);
 int malloc_info(int options, FILE *stream);
 /* struct mallinfo / mallinfo2 are declared by <malloc.h>; hakmem fills
  * arena (bytes mapped), hblks/hblkhd (huge blocks and their bytes),
- * uordblks (bytes in use, at page granularity) and fordblks. */
+ * usmblks (peak bytes mapped), uordblks (bytes in use, at page
+ * granularity) and fordblks (mapped but not in use). mallopt() supports no
+ * glibc parameter and returns 0; use the HAKMEM_* variables. */
 
 /* ---- hakmem extensions ---- */
 
@@ -64,6 +66,8 @@ struct hakmem_stats {
     size_t heaps_live;       /* thread heaps in use */
     size_t bigcache_hits;    /* huge allocations served from the reuse cache */
     size_t purged_bytes;     /* bytes returned to the OS with madvise */
+    size_t huge_bytes;       /* bytes of huge mappings (live or cached) */
+    size_t page_bytes_in_use;/* bytes of size-class pages holding live blocks */
 };
 
 /* Fill *out; returns 0 (or EINVAL when out is NULL). */

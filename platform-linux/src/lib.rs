@@ -1,0 +1,299 @@
+//! hakmem on Linux: the page provider over rustix, one heap per thread,
+//! `HAKMEM_*` options, fork and thread-exit handling, and a
+//! `#[global_allocator]` for Rust programs.
+//!
+//! ```text
+//!  HakmemAlloc / hakmem-ffi  ->  malloc(), free() ... here  ->  HEAP (TLS, no destructor)
+//!                                                              '-> GLOBAL: Global<LinuxPages>
+//!  thread exit: pthread key destructor -> Global::heap_release (abandon)
+//!  fork: pthread_atfork -> Global::lock_all / unlock_all
+//!  exit: .fini_array -> HAKMEM_STATS line
+//! ```
+//!
+//! Reentrancy rules kept here:
+//! - The TLS slot is a `const`-initialised `Cell` of a raw pointer: no lazy
+//!   initialisation and no registered destructor, so touching it never
+//!   allocates. Thread exit is caught with a pthread key instead.
+//! - The heap pointer is stored in TLS *before* `pthread_setspecific`,
+//!   which may itself call calloc (keys past the first 32): that nested
+//!   call finds the heap and proceeds.
+//! - The environment is scanned in place ([`env`]); the provider makes raw
+//!   system calls (no errno, no libc locks).
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
+pub mod env;
+mod pages;
+
+pub use hakmem_core::{Heap, StatsSnapshot};
+pub use pages::LinuxPages;
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::Cell;
+use core::ffi::{c_int, c_uint, c_void};
+use core::ptr::null_mut;
+use core::sync::atomic::Ordering;
+use hakmem_core::Global;
+
+/// The process-wide allocator state.
+pub static GLOBAL: Global<LinuxPages> = Global::new(LinuxPages);
+
+type LinuxHeap = Heap<LinuxPages>;
+
+std::thread_local! {
+    static HEAP: Cell<*mut LinuxHeap> = const { Cell::new(null_mut()) };
+}
+
+extern "C" {
+    fn pthread_key_create(key: *mut c_uint, destructor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
+    fn pthread_setspecific(key: c_uint, value: *const c_void) -> c_int;
+    fn pthread_atfork(
+        prepare: Option<unsafe extern "C" fn()>,
+        parent: Option<unsafe extern "C" fn()>,
+        child: Option<unsafe extern "C" fn()>,
+    ) -> c_int;
+}
+
+static THREAD_EXIT_KEY: spin::Once<Option<c_uint>> = spin::Once::new();
+
+/// The calling thread's heap, or null when it has none yet.
+#[inline(always)]
+pub fn current_heap() -> *mut LinuxHeap {
+    HEAP.with(|h| h.get())
+}
+
+/// The calling thread's heap, created on first use (null when out of memory).
+#[inline(always)]
+fn heap() -> *mut LinuxHeap {
+    let heap = current_heap();
+    if !heap.is_null() {
+        return heap;
+    }
+    heap_create()
+}
+
+#[cold]
+#[inline(never)]
+fn heap_create() -> *mut LinuxHeap {
+    env::ensure_read();
+    let heap = GLOBAL.heap_acquire();
+    if heap.is_null() {
+        return heap;
+    }
+    HEAP.with(|h| h.set(heap));
+    let key = THREAD_EXIT_KEY.call_once(|| {
+        let mut key: c_uint = 0;
+        // SAFETY: a valid out pointer and an extern "C" destructor.
+        let rc = unsafe { pthread_key_create(&mut key, Some(on_thread_exit)) };
+        (rc == 0).then_some(key)
+    });
+    if let Some(key) = *key {
+        // SAFETY: the key was created above; the value is our heap.
+        unsafe { pthread_setspecific(key, heap as *const c_void) };
+    }
+    heap
+}
+
+/// pthread key destructor: the thread is exiting; abandon its heap.
+unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
+    let heap = value as *mut LinuxHeap;
+    if heap.is_null() {
+        return;
+    }
+    HEAP.with(|h| {
+        if h.get() == heap {
+            h.set(null_mut());
+        }
+    });
+    // SAFETY: the heap belonged to this exiting thread, which uses it no more
+    // (later allocations in this thread create a new heap and key value).
+    unsafe { GLOBAL.heap_release(heap) };
+}
+
+// ---------------------------------------------------------------------------
+// The allocation API used by the C ABI and by HakmemAlloc.
+
+/// malloc: `size` bytes, 16-byte aligned; null when out of memory.
+#[inline(always)]
+pub fn malloc(size: usize) -> *mut u8 {
+    let heap = heap();
+    if heap.is_null() {
+        return heap as *mut u8;
+    }
+    // SAFETY: the heap is this thread's own.
+    unsafe { (*heap).malloc(size) }
+}
+
+/// `size` bytes aligned to `align` (a power of two).
+pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
+    let heap = heap();
+    if heap.is_null() {
+        return null_mut();
+    }
+    // SAFETY: the heap is this thread's own.
+    unsafe { (*heap).malloc_aligned(size, align) }
+}
+
+/// `count * size` zeroed bytes; null on overflow or out of memory.
+pub fn calloc(count: usize, size: usize) -> *mut u8 {
+    let heap = heap();
+    if heap.is_null() {
+        return null_mut();
+    }
+    // SAFETY: the heap is this thread's own.
+    unsafe { (*heap).calloc(count, size) }
+}
+
+/// realloc with C semantics except for `size == 0` (callers decide).
+///
+/// # Safety
+/// `ptr` is null or a live block from hakmem.
+pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
+    let heap = heap();
+    if heap.is_null() {
+        return null_mut();
+    }
+    // SAFETY: the heap is this thread's own; ptr per the contract.
+    unsafe { (*heap).realloc(ptr, size) }
+}
+
+/// free: null is ignored; misuse aborts with a message.
+///
+/// # Safety
+/// `ptr` is null or was returned by hakmem (anything else is detected
+/// where the segment map allows, and aborts).
+#[inline(always)]
+pub unsafe fn free(ptr: *mut u8) {
+    // SAFETY: current_heap is this thread's heap or null.
+    unsafe { GLOBAL.free(ptr, current_heap()) }
+}
+
+/// Usable size of a live block (0 for null).
+///
+/// # Safety
+/// `ptr` is null or a live block from hakmem.
+pub unsafe fn usable_size(ptr: *const u8) -> usize {
+    // SAFETY: per the contract.
+    unsafe { GLOBAL.usable_size(ptr) }
+}
+
+/// Return free memory to the system; true when something was released.
+pub fn trim() -> bool {
+    // SAFETY: current_heap is this thread's heap or null.
+    unsafe { GLOBAL.trim(current_heap()) }
+}
+
+/// A snapshot of hakmem's counters.
+pub fn stats() -> StatsSnapshot {
+    GLOBAL.stats()
+}
+
+/// Write the `hakmem-stats:` line to stderr.
+pub fn print_stats() {
+    let mut line = hakmem_core::message::MessageBuffer::new();
+    stats().write_line(&mut line);
+    write_stderr(line.as_bytes());
+}
+
+/// Write bytes to fd 2, ignoring errors (diagnostics must not fail).
+pub fn write_stderr(mut bytes: &[u8]) {
+    // SAFETY: fd 2 is the process's stderr for the duration of the call.
+    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(2) };
+    while !bytes.is_empty() {
+        match rustix::io::write(fd, bytes) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => bytes = &bytes[n..],
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Process start and exit, fork.
+
+unsafe extern "C" fn fork_prepare() {
+    GLOBAL.lock_all();
+}
+
+unsafe extern "C" fn fork_release() {
+    // SAFETY: fork_prepare took the locks in this thread (parent) or in the
+    // thread that became the child's only thread.
+    unsafe { GLOBAL.unlock_all() };
+}
+
+extern "C" fn on_load() {
+    // SAFETY: extern "C" handlers with no arguments.
+    unsafe { pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release)) };
+    env::ensure_read();
+}
+
+extern "C" fn on_exit() {
+    env::ensure_read();
+    if env::STATS_AT_EXIT.load(Ordering::Relaxed) {
+        print_stats();
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static ON_LOAD: extern "C" fn() = on_load;
+
+#[used]
+#[link_section = ".fini_array"]
+static ON_EXIT: extern "C" fn() = on_exit;
+
+// ---------------------------------------------------------------------------
+// Rust's global allocator.
+
+/// hakmem as a Rust global allocator:
+/// `#[global_allocator] static A: hakmem_linux::HakmemAlloc = hakmem_linux::HakmemAlloc;`
+pub struct HakmemAlloc;
+
+const MIN_ALIGN: usize = hakmem_core::config::MIN_ALIGN;
+
+// SAFETY: alloc returns null or a block of at least layout.size() bytes
+// aligned to layout.align(); dealloc/realloc take such blocks; hakmem is
+// thread-safe; nothing here unwinds or allocates elsewhere.
+unsafe impl GlobalAlloc for HakmemAlloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.align() <= MIN_ALIGN {
+            malloc(layout.size())
+        } else {
+            malloc_aligned(layout.size(), layout.align())
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        // SAFETY: ptr came from alloc.
+        unsafe { free(ptr) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.align() <= MIN_ALIGN {
+            return calloc(1, layout.size());
+        }
+        let p = malloc_aligned(layout.size(), layout.align());
+        if !p.is_null() {
+            // SAFETY: p holds at least layout.size() bytes.
+            unsafe { core::ptr::write_bytes(p, 0, layout.size()) };
+        }
+        p
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.align() <= MIN_ALIGN {
+            // SAFETY: ptr is live (GlobalAlloc contract); new_size > 0.
+            return unsafe { realloc(ptr, new_size) };
+        }
+        let new = malloc_aligned(new_size, layout.align());
+        if !new.is_null() {
+            // SAFETY: both blocks hold at least the copied length.
+            unsafe {
+                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                free(ptr);
+            }
+        }
+        new
+    }
+}

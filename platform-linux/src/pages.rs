@@ -1,0 +1,93 @@
+//! The Linux page provider: anonymous private mappings through rustix's raw
+//! system calls (no libc call, so `errno` is never touched and nothing can
+//! recurse into malloc).
+
+use core::ptr::{null_mut, NonNull};
+use hakmem_core::PageProvider;
+use rustix::mm::{madvise, mmap_anonymous, munmap, Advice, MapFlags, ProtFlags};
+
+/// Pages from `mmap`, returned with `munmap`, purged with `MADV_DONTNEED`
+/// (RSS drops at once; monitoring tools see it, unlike `MADV_FREE`).
+pub struct LinuxPages;
+
+const PAGE: usize = 4096;
+
+fn map_raw(size: usize) -> Option<*mut u8> {
+    // SAFETY: a fresh anonymous mapping at an address of the kernel's choice
+    // aliases nothing.
+    let p = unsafe {
+        mmap_anonymous(null_mut(), size, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE | MapFlags::NORESERVE)
+    };
+    p.ok().map(|p| p as *mut u8)
+}
+
+fn unmap_raw(p: usize, size: usize) {
+    if size > 0 {
+        // SAFETY: the range is part of a mapping we own and no longer use.
+        let _ = unsafe { munmap(p as *mut core::ffi::c_void, size) };
+    }
+}
+
+// SAFETY: map returns fresh zeroed RW anonymous memory of the requested size
+// and alignment (over-mapping, then trimming head and tail); unmap/purge use
+// munmap/madvise on ranges the core got from map; rustix's linux_raw
+// backend makes system calls directly, so no libc function runs (no errno
+// write, no allocation); fatal writes with write(2) and calls abort(3).
+unsafe impl PageProvider for LinuxPages {
+    const PAGE_SIZE: usize = PAGE;
+    const MAPS_ZEROED: bool = true;
+
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        if align <= PAGE {
+            return NonNull::new(map_raw(size)?);
+        }
+        // Often the kernel hands out an aligned address right away.
+        let p = map_raw(size)?;
+        if p as usize % align == 0 {
+            return NonNull::new(p);
+        }
+        unmap_raw(p as usize, size);
+        let padded = size.checked_add(align - PAGE)?;
+        let p = map_raw(padded)? as usize;
+        let aligned = (p + align - 1) & !(align - 1);
+        unmap_raw(p, aligned - p);
+        unmap_raw(aligned + size, p + padded - (aligned + size));
+        NonNull::new(aligned as *mut u8)
+    }
+
+    unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
+        unmap_raw(ptr.as_ptr() as usize, size);
+    }
+
+    unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: the core passes page-aligned ranges of its own mappings
+        // whose contents it no longer needs.
+        let _ = unsafe { madvise(ptr.as_ptr() as *mut core::ffi::c_void, size, Advice::LinuxDontNeed) };
+    }
+
+    fn write_message(&self, message: &[u8]) {
+        crate::write_stderr(message);
+    }
+
+    fn fatal(&self, message: &[u8]) -> ! {
+        crate::write_stderr(message);
+        // SAFETY: abort(3) takes no arguments and does not return.
+        unsafe { abort() }
+    }
+
+    fn random_seed(&self) -> u64 {
+        let mut bytes = [0u8; 8];
+        let got = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::NONBLOCK);
+        let stack = &bytes as *const _ as u64;
+        let time = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let mixed = stack.rotate_left(17) ^ (time.tv_nsec as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        match got {
+            Ok(8) => u64::from_ne_bytes(bytes) ^ mixed,
+            _ => mixed,
+        }
+    }
+}
+
+extern "C" {
+    fn abort() -> !;
+}
