@@ -218,6 +218,9 @@ impl<P: PageProvider + 'static> Global<P> {
             (*segment).page_shift = kind.page_shift() as u8;
             (*segment).page_count = (SEGMENT_SIZE >> kind.page_shift()) as u8;
             (*segment).used_pages = 0;
+            for (index, page) in (*segment).pages.iter_mut().enumerate() {
+                page.index = index as u8;
+            }
         }
         segment
     }
@@ -269,11 +272,11 @@ impl<P: PageProvider + 'static> Global<P> {
         unsafe { self.provider.purge(NonNull::new_unchecked(start as *mut u8), bytes) };
     }
 
-    /// Purge the area of an unused page.
-    pub(crate) fn purge_page(&self, segment: *mut Segment, page: *mut Page) {
+    /// Purge the area of unused page `index` of a segment.
+    pub(crate) fn purge_page(&self, segment: *mut Segment, index: usize) {
         // SAFETY: the page is unused; its area lies in the segment.
         unsafe {
-            let (start, bytes) = Segment::page_area(segment, (*page).index as usize, (*segment).page_shift as usize);
+            let (start, bytes) = Segment::page_area(segment, index, (*segment).page_shift as usize);
             self.purge(start as usize, bytes);
         }
     }
@@ -287,9 +290,8 @@ impl<P: PageProvider + 'static> Global<P> {
         // SAFETY: per the contract.
         unsafe {
             for index in 0..(*segment).page_count as usize {
-                let page = &raw mut (*segment).pages[index];
-                if (*page).flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0 {
-                    self.purge_page(segment, page);
+                if (*segment).pages[index].flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0 {
+                    self.purge_page(segment, index);
                     purged += 1usize << (*segment).page_shift;
                 }
             }

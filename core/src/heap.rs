@@ -352,7 +352,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 .unwrap_or_else(|| self.global.fatal_at("segment page count is wrong at ", segment as usize));
             let page = &raw mut (*segment).pages[index];
             let (start, bytes) = Segment::page_area(segment, index, shift);
-            (*page).index = index as u8;
+            debug_assert_eq!((*page).index as usize, index);
             (*page).init(class, class_size(class), start, bytes);
             (*segment).used_pages += 1;
             self.global.stats.pages_in_use.fetch_add(1, Ordering::Relaxed);
@@ -383,7 +383,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             if kind != SegmentKind::Small {
                 // Big pages give their memory back at once; small pages
                 // wait for their segment (or for trim).
-                self.global.purge_page(segment, page);
+                self.global.purge_page(segment, (*page).index as usize);
             }
             (*segment).used_pages -= 1;
             let list = &mut self.segments[kind as usize];
@@ -614,9 +614,12 @@ impl<P: PageProvider + 'static> Heap<P> {
                 }
                 self.collect(page);
                 if (*page).used == 0 {
+                    // The last page in use takes the segment with it (it
+                    // may be unmapped): read nothing of it afterwards.
+                    let last = (*segment).used_pages == 1;
                     self.page_free(page);
-                    if (*segment).owner.load(Ordering::Relaxed) != self as *mut Self as usize {
-                        break; // the segment was freed with its last page
+                    if last {
+                        break;
                     }
                 } else {
                     self.queues[(*page).class as usize].push_back(page);

@@ -99,12 +99,31 @@ impl HugeCache {
 }
 
 /// Offset of the block from the header, and of the header from the mapping
-/// start, for an alignment.
-fn huge_layout(align: usize) -> (usize, usize) {
-    if align >= SEGMENT_SIZE {
-        (SEGMENT_SIZE, align - SEGMENT_SIZE)
-    } else {
-        (align.max(SEGMENT_HEADER_BYTES), 0)
+/// start, for an alignment: `(max(align, 8 KiB), 0)` below 2 MiB,
+/// `(2 MiB, align - 2 MiB)` from 2 MiB on.
+///
+/// Written with min/max rather than an if/else: rustc 1.95 at opt-level >= 1
+/// folded the if/else form into `(max(align, 8 KiB), align - 2 MiB)`, a wrong
+/// block offset for alignments above 2 MiB (caught by the C ABI tests).
+/// The unit test below pins the values.
+pub(crate) fn huge_layout(align: usize) -> (usize, usize) {
+    let block_offset = align.clamp(SEGMENT_HEADER_BYTES, SEGMENT_SIZE);
+    let header_offset = align.saturating_sub(SEGMENT_SIZE);
+    (block_offset, header_offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_keeps_the_block_within_2_mib_of_its_header() {
+        let layout = core::hint::black_box(huge_layout);
+        assert_eq!(layout(16), (SEGMENT_HEADER_BYTES, 0));
+        assert_eq!(layout(1 << 20), (1 << 20, 0));
+        assert_eq!(layout(SEGMENT_SIZE), (SEGMENT_SIZE, 0));
+        assert_eq!(layout(4 << 20), (SEGMENT_SIZE, 2 << 20));
+        assert_eq!(layout(1 << 30), (SEGMENT_SIZE, (1 << 30) - SEGMENT_SIZE));
     }
 }
 

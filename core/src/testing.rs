@@ -72,8 +72,12 @@ unsafe impl PageProvider for TestProvider {
         // stay exact: every mapping of ours is at least 2 MiB aligned
         // except heap chunks (page aligned).
         let align = if size == crate::config::HEAP_CHUNK_BYTES { 4096 } else { crate::config::SEGMENT_SIZE };
-        // SAFETY: ptr came from map with this size.
-        unsafe { dealloc(ptr.as_ptr(), Self::layout(size, align)) };
+        // SAFETY: ptr came from map with this size; poison it first so a
+        // stale use after unmap reads garbage rather than the old header.
+        unsafe {
+            core::ptr::write_bytes(ptr.as_ptr(), 0xdb, size.min(64 << 10));
+            dealloc(ptr.as_ptr(), Self::layout(size, align));
+        }
     }
 
     unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) {

@@ -358,3 +358,79 @@ fn corrupted_free_list_is_detected() {
     });
     assert!(message.contains("corrupted free list"), "{message}");
 }
+
+#[test]
+fn threads_exit_then_trim_then_allocation_stays_consistent() {
+    let global = new_global(TestProvider::new());
+    // Unmap empty segments at once: stale reads of freed segments fail loudly
+    // under the test provider's poisoning below.
+    global.options.segment_cache.store(0, Ordering::Relaxed);
+    let main = heap(global);
+    let hp = main as *mut Heap<TestProvider>;
+    let keep: Vec<usize> = (0..500).map(|i| main.malloc(24 + i % 700) as usize).collect();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            s.spawn(move || {
+                let h = global.heap_acquire();
+                // SAFETY: this thread's heap.
+                let blocks: Vec<*mut u8> = (0..2000).map(|i| unsafe { (*h).malloc(100 + i * 13) }).collect();
+                for (i, &p) in blocks.iter().enumerate() {
+                    fill(p, 16, (t + i) as u8);
+                }
+                for p in blocks {
+                    // SAFETY: live blocks of this thread's heap.
+                    unsafe { global.free(p, h) };
+                }
+                // SAFETY: the thread is done with its heap.
+                unsafe { global.heap_release(h) };
+            });
+        }
+    });
+    // SAFETY: this thread's heap.
+    assert!(unsafe { global.trim(hp) });
+    main.check_invariants();
+    let mut more = Vec::new();
+    for i in 0..20_000usize {
+        let size = 8 + (i * 7919) % 30_000;
+        let p = main.malloc(size);
+        fill(p, size.min(32), i as u8);
+        more.push((p, size, i as u8));
+    }
+    main.check_invariants();
+    for (p, size, seed) in more {
+        verify(p, size.min(32), seed);
+        // SAFETY: live blocks.
+        unsafe { global.free(p, hp) };
+    }
+    for p in keep {
+        // SAFETY: live blocks.
+        unsafe { global.free(p as *mut u8, hp) };
+    }
+    main.check_invariants();
+}
+
+#[test]
+fn adopting_a_segment_whose_pages_all_emptied_frees_it() {
+    let global = new_global(TestProvider::new());
+    global.options.segment_cache.store(0, Ordering::Relaxed);
+    let blocks: Vec<usize> = std::thread::spawn(move || {
+        let h = global.heap_acquire();
+        // SAFETY: this thread's heap.
+        let blocks = (0..100).map(|_| unsafe { (*h).malloc(64) } as usize).collect();
+        // SAFETY: thread exit with live blocks.
+        unsafe { global.heap_release(h) };
+        blocks
+    })
+    .join()
+    .unwrap();
+    for p in blocks {
+        // SAFETY: live blocks, freed from a thread without a heap.
+        unsafe { global.free(p as *mut u8, core::ptr::null_mut()) };
+    }
+    let main = heap(global);
+    // Refilling adopts the abandoned segment, whose only page is now empty:
+    // the segment is unmapped during adoption.
+    let p = main.malloc(64);
+    assert!(!p.is_null());
+    main.check_invariants();
+}
