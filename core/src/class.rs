@@ -65,7 +65,7 @@ pub const fn class_of(size: usize) -> usize {
         if size == 0 {
             0
         } else {
-            (size + 15) / 16 - 1
+            size.div_ceil(16) - 1
         }
     } else {
         let exp = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;
@@ -113,7 +113,7 @@ const fn table_is_valid() -> bool {
     let mut c = 0;
     while c < CLASS_COUNT {
         let size = class_size(c);
-        if size % MIN_ALIGN != 0 || class_of(size) != c {
+        if !size.is_multiple_of(MIN_ALIGN) || class_of(size) != c {
             return false;
         }
         if c > 0 {

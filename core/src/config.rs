@@ -58,4 +58,4 @@ const_assert!(SMALL_MAX * 8 <= (1 << SMALL_PAGE_SHIFT) - SEGMENT_HEADER_BYTES);
 const_assert!(MEDIUM_MAX * 4 <= (1 << MEDIUM_PAGE_SHIFT) - SEGMENT_HEADER_BYTES);
 const_assert!(LARGE_MAX <= SEGMENT_SIZE - SEGMENT_HEADER_BYTES);
 const_assert!(MIN_BLOCK >= 2 * core::mem::size_of::<usize>());
-const_assert!(SEGMENT_HEADER_BYTES % MIN_ALIGN == 0);
+const_assert!(SEGMENT_HEADER_BYTES.is_multiple_of(MIN_ALIGN));

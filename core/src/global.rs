@@ -438,7 +438,8 @@ impl<P: PageProvider + 'static> Global<P> {
     pub(crate) fn push_foreign(&self, segment: *mut Segment, page: *mut Page, block: *mut Block) {
         let (list_key, _) = self.keys();
         loop {
-            // SAFETY: the page is live while it has a block in use.
+            // SAFETY: the page is live while it has a block in use; we are
+            // freeing the block.
             if unsafe { (*page).push_remote(block, list_key) } {
                 return;
             }

@@ -144,7 +144,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
         // Blocks of a class whose size is a multiple of `align` are aligned
         // already when the page start is (pages start at 8 KiB multiples).
-        if size <= LARGE_MAX && align <= SEGMENT_HEADER_BYTES && class_size(class_of(size)) % align == 0 {
+        if size <= LARGE_MAX && align <= SEGMENT_HEADER_BYTES && class_size(class_of(size)).is_multiple_of(align) {
             return self.malloc(size);
         }
         let padded = size + align - MIN_ALIGN;

@@ -112,21 +112,6 @@ pub(crate) fn huge_layout(align: usize) -> (usize, usize) {
     (block_offset, header_offset)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layout_keeps_the_block_within_2_mib_of_its_header() {
-        let layout = core::hint::black_box(huge_layout);
-        assert_eq!(layout(16), (SEGMENT_HEADER_BYTES, 0));
-        assert_eq!(layout(1 << 20), (1 << 20, 0));
-        assert_eq!(layout(SEGMENT_SIZE), (SEGMENT_SIZE, 0));
-        assert_eq!(layout(4 << 20), (SEGMENT_SIZE, 2 << 20));
-        assert_eq!(layout(1 << 30), (SEGMENT_SIZE, (1 << 30) - SEGMENT_SIZE));
-    }
-}
-
 impl<P: PageProvider + 'static> Global<P> {
     /// Allocate a huge block of `size` bytes aligned to `align`. Returns the
     /// block and whether it is known to be zeroed.
@@ -260,5 +245,20 @@ impl<P: PageProvider + 'static> Global<P> {
             released += self.batch_push(&mut cache, segment);
         }
         released + self.batch_flush(&mut cache)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_keeps_the_block_within_2_mib_of_its_header() {
+        let layout = core::hint::black_box(huge_layout);
+        assert_eq!(layout(16), (SEGMENT_HEADER_BYTES, 0));
+        assert_eq!(layout(1 << 20), (1 << 20, 0));
+        assert_eq!(layout(SEGMENT_SIZE), (SEGMENT_SIZE, 0));
+        assert_eq!(layout(4 << 20), (SEGMENT_SIZE, 2 << 20));
+        assert_eq!(layout(1 << 30), (SEGMENT_SIZE, (1 << 30) - SEGMENT_SIZE));
     }
 }

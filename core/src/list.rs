@@ -122,6 +122,7 @@ impl<T: Linked> Default for List<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::undocumented_unsafe_blocks)] // test code exercising the contracts
 mod tests {
     use super::*;
 

@@ -94,6 +94,8 @@ pub fn link_is_plausible(from: *const Block, next: *const Block) -> bool {
 
 impl Page {
     /// A page descriptor that is not in use (and has nothing to allocate).
+    /// Used as an initializer: each use is a fresh descriptor.
+    #[allow(clippy::declare_interior_mutable_const)]
     pub const UNUSED: Page = Page {
         free: null_mut(),
         used: 0,
@@ -210,7 +212,11 @@ impl Page {
 
     /// Push a block freed by a thread that does not own the page. Returns
     /// false, without pushing, when the page wants delayed frees instead.
-    pub fn push_remote(&self, block: *mut Block, list_key: usize) -> bool {
+    ///
+    /// # Safety
+    /// `block` is a block of this page that the caller is freeing (it owns
+    /// the block's memory until the push succeeds).
+    pub unsafe fn push_remote(&self, block: *mut Block, list_key: usize) -> bool {
         let mut head = self.thread_free.load(Ordering::Relaxed);
         loop {
             if head & DELAYED != 0 {
@@ -257,6 +263,7 @@ impl Page {
 }
 
 #[cfg(test)]
+#[allow(clippy::undocumented_unsafe_blocks)] // test code exercising the contracts
 mod tests {
     use super::*;
     use crate::class::{class_size, CLASS_COUNT};
@@ -298,15 +305,15 @@ mod tests {
         let b = page.free;
         page.free = decode(unsafe { (*b).next }, key);
         page.used = 2;
-        assert!(page.push_remote(b, key));
+        assert!(unsafe { page.push_remote(b, key) });
         assert!(!page.try_set_delayed(), "delayed must not hide waiting blocks");
         assert_eq!(page.collect_remote(key), Some(1));
         assert_eq!(page.used, 1);
         assert_eq!(page.count_free(key), 63);
         assert!(page.try_set_delayed());
-        assert!(!page.push_remote(a, key), "a delayed page refuses remote pushes");
+        assert!(!unsafe { page.push_remote(a, key) }, "a delayed page refuses remote pushes");
         page.clear_delayed();
-        assert!(page.push_remote(a, key));
+        assert!(unsafe { page.push_remote(a, key) });
         assert_eq!(page.collect_remote(key), Some(1));
         assert_eq!(page.used, 0);
     }

@@ -1,4 +1,6 @@
 //! Behaviour tests of the core over the in-memory provider.
+//! Test code: its unsafe blocks exercise the documented contracts directly.
+#![allow(clippy::undocumented_unsafe_blocks)]
 
 extern crate std;
 
@@ -15,6 +17,7 @@ fn new_global(provider: TestProvider) -> &'static Global<TestProvider> {
     Box::leak(Box::new(Global::new(provider)))
 }
 
+#[allow(clippy::mut_from_ref)] // each test thread gets its own fresh heap
 fn heap(global: &'static Global<TestProvider>) -> &'static mut Heap<TestProvider> {
     // SAFETY: heap_acquire returns a live heap that only this test uses.
     unsafe { &mut *global.heap_acquire() }
@@ -433,4 +436,110 @@ fn adopting_a_segment_whose_pages_all_emptied_frees_it() {
     let p = main.malloc(64);
     assert!(!p.is_null());
     main.check_invariants();
+}
+
+/// The kernel-style embedding: a provider carving aligned spans from one
+/// static arena (no host allocator, no OS), a `LockedHeap` as `GlobalAlloc`.
+#[test]
+fn static_arena_kernel_style_embedding() {
+    use crate::{LockedHeap, PageProvider};
+    use core::alloc::{GlobalAlloc, Layout};
+    use core::ptr::NonNull;
+    use std::sync::atomic::AtomicUsize;
+
+    const ARENA_BYTES: usize = 64 << 20;
+    #[repr(C, align(2097152))]
+    struct Arena([u8; ARENA_BYTES]);
+    static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
+
+    /// Bump-allocates spans and recycles unmapped ones of the same size
+    /// (as a kernel's frame allocator would), under a spin lock.
+    struct ArenaPages {
+        next: AtomicUsize,
+        unmapped: AtomicUsize,
+        recycled: spin::Mutex<([(usize, usize); 64], usize)>,
+    }
+    unsafe impl PageProvider for ArenaPages {
+        const PAGE_SIZE: usize = 4096;
+        const MAPS_ZEROED: bool = false;
+        fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+            {
+                let mut recycled = self.recycled.lock();
+                let (spans, count) = &mut *recycled;
+                if let Some(i) = (0..*count).find(|&i| spans[i].1 == size && spans[i].0 % align == 0) {
+                    let span = spans[i];
+                    spans[i] = spans[*count - 1];
+                    *count -= 1;
+                    return NonNull::new(span.0 as *mut u8);
+                }
+            }
+            let base = &raw mut ARENA as usize;
+            let mut cur = self.next.load(Ordering::Relaxed);
+            loop {
+                let start = (base + cur).next_multiple_of(align) - base;
+                let end = start.checked_add(size)?;
+                if end > ARENA_BYTES {
+                    return None;
+                }
+                match self.next.compare_exchange(cur, end, Ordering::AcqRel, Ordering::Relaxed) {
+                    Ok(_) => return NonNull::new((base + start) as *mut u8),
+                    Err(now) => cur = now,
+                }
+            }
+        }
+        unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
+            self.unmapped.fetch_add(size, Ordering::Relaxed);
+            let mut recycled = self.recycled.lock();
+            let (spans, count) = &mut *recycled;
+            if *count < spans.len() {
+                spans[*count] = (ptr.as_ptr() as usize, size);
+                *count += 1;
+            }
+        }
+        unsafe fn purge(&self, _ptr: NonNull<u8>, _size: usize) {}
+        fn write_message(&self, _message: &[u8]) {}
+        fn fatal(&self, message: &[u8]) -> ! {
+            std::panic!("{}", std::string::String::from_utf8_lossy(message))
+        }
+        fn random_seed(&self) -> u64 {
+            7
+        }
+    }
+
+    static GLOBAL: Global<ArenaPages> = Global::new(ArenaPages {
+        next: AtomicUsize::new(0),
+        unmapped: AtomicUsize::new(0),
+        recycled: spin::Mutex::new(([(0, 0); 64], 0)),
+    });
+    static HEAP: LockedHeap<ArenaPages> = LockedHeap::new(&GLOBAL);
+
+    let mut live = Vec::new();
+    let mut rng = 9u64;
+    for i in 0..20_000usize {
+        let r = splitmix64(&mut rng);
+        let layout = Layout::from_size_align(1 + (r as usize % 20_000), 1 << (r >> 60) % 8).unwrap();
+        // SAFETY: non-zero layout.
+        let p = unsafe { HEAP.alloc(layout) };
+        assert!(!p.is_null(), "arena exhausted at step {i}");
+        assert_eq!(p as usize % layout.align(), 0);
+        fill(p, layout.size().min(64), i as u8);
+        live.push((p, layout, i as u8));
+        if live.len() > 1500 || r % 3 == 0 {
+            let (p, layout, seed) = live.swap_remove((r >> 8) as usize % live.len());
+            verify(p, layout.size().min(64), seed);
+            // SAFETY: p came from HEAP.alloc with this layout.
+            unsafe { HEAP.dealloc(p, layout) };
+        }
+    }
+    // Out of memory is a null, not a crash: the arena is 64 MiB.
+    // SAFETY: non-zero layout.
+    assert!(unsafe { HEAP.alloc(Layout::from_size_align(128 << 20, 16).unwrap()) }.is_null());
+    for (p, layout, seed) in live {
+        verify(p, layout.size().min(64), seed);
+        // SAFETY: as above.
+        unsafe { HEAP.dealloc(p, layout) };
+    }
+    HEAP.with_heap(|heap| heap.unwrap().check_invariants());
+    assert!(HEAP.trim());
+    assert_eq!(GLOBAL.stats().pages_in_use, 0);
 }

@@ -106,7 +106,7 @@ export! {
 // two and a multiple of sizeof(void *).
 export! {
     [posix_memalign, __posix_memalign] (out: *mut *mut c_void, alignment: usize, size: usize) -> c_int {
-        if !alignment.is_power_of_two() || alignment % core::mem::size_of::<*mut c_void>() != 0 {
+        if !alignment.is_power_of_two() || !alignment.is_multiple_of(core::mem::size_of::<*mut c_void>()) {
             return EINVAL;
         }
         let p = hk::malloc_aligned(size, alignment);
@@ -201,7 +201,7 @@ export! {
         if ptr.is_null() {
             return;
         }
-        if !alignment.is_power_of_two() || ptr as usize % alignment != 0 {
+        if !alignment.is_power_of_two() || !(ptr as usize).is_multiple_of(alignment) {
             fatal_at("free_aligned_sized(): pointer does not have the stated alignment ", ptr as usize);
         }
         // SAFETY: ptr is live (C contract); usable_size validates it.

@@ -43,7 +43,7 @@ unsafe impl PageProvider for LinuxPages {
         }
         // Often the kernel hands out an aligned address right away.
         let p = map_raw(size)?;
-        if p as usize % align == 0 {
+        if (p as usize).is_multiple_of(align) {
             return NonNull::new(p);
         }
         unmap_raw(p as usize, size);
