@@ -50,6 +50,13 @@ pub const BIGCACHE_SLOTS: usize = 16;
 /// Evicted huge blocks gathered before they are unmapped together.
 pub const RELEASE_BATCH: usize = 8;
 
+/// Freed pages stay resident this long (ms) for warm reuse before a heap
+/// purges them, as mimalloc's purge delay.
+pub const DEFAULT_PURGE_DELAY_MS: usize = 10;
+/// A heap purges at once when it holds more dirty (freed, unpurged) page
+/// bytes than this, whatever the delay.
+pub const DEFAULT_PURGE_DIRTY_BYTES: usize = 64 << 20;
+
 /// Heaps are carved from chunks of this size obtained from the provider.
 pub const HEAP_CHUNK_BYTES: usize = 256 << 10;
 
@@ -59,3 +66,4 @@ const_assert!(MEDIUM_MAX * 4 <= (1 << MEDIUM_PAGE_SHIFT) - SEGMENT_HEADER_BYTES)
 const_assert!(LARGE_MAX <= SEGMENT_SIZE - SEGMENT_HEADER_BYTES);
 const_assert!(MIN_BLOCK >= 2 * core::mem::size_of::<usize>());
 const_assert!(SEGMENT_HEADER_BYTES.is_multiple_of(MIN_ALIGN));
+const_assert!(MAX_PAGES_PER_SEGMENT <= 32); // Segment::dirty is a u32 bitmask

@@ -15,7 +15,7 @@
 
 use crate::class::SegmentKind;
 use crate::config::{
-    DEFAULT_BIGCACHE_BYTES, DEFAULT_SEGMENT_CACHE, HEAP_CHUNK_BYTES, MAX_PAGES_PER_SEGMENT,
+    DEFAULT_BIGCACHE_BYTES, DEFAULT_PURGE_DELAY_MS, DEFAULT_PURGE_DIRTY_BYTES, DEFAULT_SEGMENT_CACHE, HEAP_CHUNK_BYTES, MAX_PAGES_PER_SEGMENT,
     SEGMENT_HEADER_BYTES, SEGMENT_SIZE,
 };
 use crate::heap::Heap;
@@ -39,6 +39,10 @@ pub struct Options {
     pub segment_cache: AtomicUsize,
     /// Bytes of freed huge blocks kept for reuse.
     pub bigcache_bytes: AtomicUsize,
+    /// Dirty (freed, unpurged) page bytes a heap keeps before purging.
+    pub purge_dirty_bytes: AtomicUsize,
+    /// Milliseconds freed pages stay resident before they are purged.
+    pub purge_delay_ms: AtomicUsize,
 }
 
 /// Segments in a list behind a lock.
@@ -85,6 +89,8 @@ impl<P: PageProvider + 'static> Global<P> {
             options: Options {
                 segment_cache: AtomicUsize::new(DEFAULT_SEGMENT_CACHE),
                 bigcache_bytes: AtomicUsize::new(DEFAULT_BIGCACHE_BYTES),
+                purge_dirty_bytes: AtomicUsize::new(DEFAULT_PURGE_DIRTY_BYTES),
+                purge_delay_ms: AtomicUsize::new(DEFAULT_PURGE_DELAY_MS),
             },
         }
     }
@@ -199,6 +205,7 @@ impl<P: PageProvider + 'static> Global<P> {
                     page_shift: 0,
                     page_count: 0,
                     used_pages: 0,
+                    dirty: 0,
                     next: null_mut(),
                     prev: null_mut(),
                     map_base: memory.as_ptr(),
@@ -218,6 +225,7 @@ impl<P: PageProvider + 'static> Global<P> {
             (*segment).page_shift = kind.page_shift() as u8;
             (*segment).page_count = (SEGMENT_SIZE >> kind.page_shift()) as u8;
             (*segment).used_pages = 0;
+            (*segment).dirty = 0;
             for (index, page) in (*segment).pages.iter_mut().enumerate() {
                 page.index = index as u8;
             }
@@ -281,20 +289,23 @@ impl<P: PageProvider + 'static> Global<P> {
         }
     }
 
-    /// Purge every unused page of a live segment; returns bytes purged.
+    /// Purge every dirty unused page of a live segment; returns bytes purged.
     ///
     /// # Safety
     /// The caller owns the segment (its heap, or the abandoned-list lock).
-    pub(crate) unsafe fn purge_unused_pages(&self, segment: *mut Segment) -> usize {
+    pub(crate) unsafe fn purge_dirty_pages(&self, segment: *mut Segment) -> usize {
         let mut purged = 0;
         // SAFETY: per the contract.
         unsafe {
-            for index in 0..(*segment).page_count as usize {
-                if (*segment).pages[index].flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0 {
-                    self.purge_page(segment, index);
-                    purged += 1usize << (*segment).page_shift;
-                }
+            let mut dirty = (*segment).dirty;
+            while dirty != 0 {
+                let index = dirty.trailing_zeros() as usize;
+                dirty &= dirty - 1;
+                debug_assert!((*segment).pages[index].flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0);
+                self.purge_page(segment, index);
+                purged += 1usize << (*segment).page_shift;
             }
+            (*segment).dirty = 0;
         }
         purged
     }
@@ -348,6 +359,7 @@ impl<P: PageProvider + 'static> Global<P> {
                     if (*page).used == 0 {
                         (*page).flags.store(PAGE_UNUSED, Ordering::Release);
                         (*page).free = null_mut();
+                        (*segment).dirty |= 1 << index;
                         (*segment).used_pages -= 1;
                         self.stats.pages_in_use.fetch_sub(1, Ordering::Relaxed);
                         self.stats.page_bytes_in_use.fetch_sub(1 << (*segment).page_shift, Ordering::Relaxed);
@@ -360,7 +372,7 @@ impl<P: PageProvider + 'static> Global<P> {
                     released += SEGMENT_SIZE;
                     self.segment_free(segment);
                 } else {
-                    released += self.purge_unused_pages(segment);
+                    released += self.purge_dirty_pages(segment);
                 }
                 segment = next;
             }

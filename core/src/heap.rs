@@ -19,7 +19,7 @@
 //! Fast paths: [`Heap::malloc`] pops from `direct[class]`; [`Heap::free_local`]
 //! pushes to the block's page. Everything else is in `_slow` functions.
 
-use crate::class::{class_of, class_size, kind_of_class, small_class_of, SegmentKind, CLASS_COUNT, PAGED_KINDS};
+use crate::class::{class_of, class_size, kind_of_class, small_class_of, CLASS_COUNT, PAGED_KINDS};
 use crate::config::{LARGE_MAX, MAX_REQUEST, MIN_ALIGN, SEGMENT_HEADER_BYTES, SMALL_MAX};
 use crate::global::Global;
 use crate::list::List;
@@ -56,6 +56,10 @@ pub struct Heap<P: PageProvider + 'static> {
     segments: [List<Segment>; PAGED_KINDS],
     /// Remote frees into full pages: encoded list of blocks.
     pub(crate) delayed: AtomicUsize,
+    /// Bytes of dirty unused pages in our segments (see `Segment::dirty`).
+    dirty_bytes: usize,
+    /// When the current dirty pages are due for purging (`u64::MAX`: none).
+    purge_deadline_ms: u64,
     /// Links in the global heap pool.
     pub(crate) pool_next: *mut Heap<P>,
     pub(crate) all_next: *mut Heap<P>,
@@ -74,6 +78,8 @@ impl<P: PageProvider + 'static> Heap<P> {
             full: List::new(),
             segments: [const { List::new() }; PAGED_KINDS],
             delayed: AtomicUsize::new(0),
+            dirty_bytes: 0,
+            purge_deadline_ms: u64::MAX,
             pool_next: null_mut(),
             all_next: null_mut(),
         }
@@ -261,6 +267,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[inline(never)]
     fn alloc_class_slow(&mut self, class: usize) -> *mut u8 {
         self.drain_delayed();
+        self.purge_if_due();
         for attempt in 0..2 {
             let mut page = self.queues[class].first;
             while !page.is_null() {
@@ -347,9 +354,17 @@ impl<P: PageProvider + 'static> Heap<P> {
             }
             let shift = (*segment).page_shift as usize;
             let count = (*segment).page_count as usize;
-            let index = (0..count)
-                .find(|&i| (*segment).pages[i].flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0)
-                .unwrap_or_else(|| self.global.fatal_at("segment page count is wrong at ", segment as usize));
+            // A dirty page first: its memory is still resident (no faults).
+            let index = if (*segment).dirty != 0 {
+                let index = (*segment).dirty.trailing_zeros() as usize;
+                (*segment).dirty &= !(1 << index);
+                self.dirty_bytes -= 1 << shift;
+                index
+            } else {
+                (0..count)
+                    .find(|&i| (*segment).pages[i].flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0)
+                    .unwrap_or_else(|| self.global.fatal_at("segment page count is wrong at ", segment as usize))
+            };
             let page = &raw mut (*segment).pages[index];
             let (start, bytes) = Segment::page_area(segment, index, shift);
             debug_assert_eq!((*page).index as usize, index);
@@ -380,20 +395,61 @@ impl<P: PageProvider + 'static> Heap<P> {
             (*page).free = null_mut();
             self.global.stats.pages_in_use.fetch_sub(1, Ordering::Relaxed);
             self.global.stats.page_bytes_in_use.fetch_sub(1 << (*segment).page_shift, Ordering::Relaxed);
-            if kind != SegmentKind::Small {
-                // Big pages give their memory back at once; small pages
-                // wait for their segment (or for trim).
-                self.global.purge_page(segment, (*page).index as usize);
-            }
+            // The memory stays resident for reuse (even when the segment
+            // empties) until the purge delay passes or the heap holds too
+            // many dirty bytes: see purge_if_due.
+            (*segment).dirty |= 1 << (*page).index;
+            self.dirty_bytes += 1usize << (*segment).page_shift;
             (*segment).used_pages -= 1;
             let list = &mut self.segments[kind as usize];
             list.remove(segment);
-            if (*segment).used_pages == 0 {
-                self.global.segment_free(segment);
-            } else {
-                list.push_front(segment);
+            list.push_front(segment);
+            self.purge_if_due();
+        }
+    }
+
+    /// Purge dirty pages when the delay since the first of them passed, or
+    /// when there are more than the cap.
+    fn purge_if_due(&mut self) {
+        if self.dirty_bytes == 0 {
+            return;
+        }
+        let options = &self.global.options;
+        let now = self.global.provider().now_ms();
+        if self.purge_deadline_ms == u64::MAX {
+            self.purge_deadline_ms = now.saturating_add(options.purge_delay_ms.load(Ordering::Relaxed) as u64);
+        }
+        let due = now >= self.purge_deadline_ms && (now != 0 || self.purge_deadline_ms == 0);
+        if due || self.dirty_bytes > options.purge_dirty_bytes.load(Ordering::Relaxed) {
+            self.purge_dirty();
+        }
+    }
+
+    /// Release our empty segments and purge the dirty pages of the others.
+    /// Returns bytes released.
+    fn purge_dirty(&mut self) -> usize {
+        let mut purged = 0;
+        for kind in 0..PAGED_KINDS {
+            let mut segment = self.segments[kind].first;
+            while !segment.is_null() {
+                // SAFETY: our segments are live and ours.
+                unsafe {
+                    let next = (*segment).next;
+                    if (*segment).used_pages == 0 {
+                        self.segments[kind].remove(segment);
+                        (*segment).dirty = 0;
+                        self.global.segment_free(segment);
+                        purged += crate::config::SEGMENT_SIZE;
+                    } else {
+                        purged += self.global.purge_dirty_pages(segment);
+                    }
+                    segment = next;
+                }
             }
         }
+        self.dirty_bytes = 0;
+        self.purge_deadline_ms = u64::MAX;
+        purged
     }
 
     /// Called when a page's last block came back. Keeps the page when it is
@@ -568,6 +624,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
         // Blocks that were on their way to us while we cleared DELAYED.
         self.drain_delayed();
+        self.purge_dirty(); // releases the segments that emptied
         for kind in 0..PAGED_KINDS {
             loop {
                 let segment = self.segments[kind].pop_front();
@@ -607,6 +664,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             (*segment).owner.store(self as *mut Self as usize, Ordering::Release);
             let kind = (*segment).kind as usize;
             self.segments[kind].push_front(segment);
+            self.dirty_bytes += ((*segment).dirty.count_ones() as usize) << (*segment).page_shift;
             for index in 0..(*segment).page_count as usize {
                 let page = &raw mut (*segment).pages[index];
                 if (*page).flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0 {
@@ -614,13 +672,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 }
                 self.collect(page);
                 if (*page).used == 0 {
-                    // The last page in use takes the segment with it (it
-                    // may be unmapped): read nothing of it afterwards.
-                    let last = (*segment).used_pages == 1;
                     self.page_free(page);
-                    if last {
-                        break;
-                    }
                 } else {
                     self.queues[(*page).class as usize].push_back(page);
                     let class = (*page).class as usize;
@@ -650,18 +702,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 }
             }
         }
-        let mut purged = 0;
-        for kind in 0..PAGED_KINDS {
-            let mut segment = self.segments[kind].first;
-            while !segment.is_null() {
-                // SAFETY: our segments are live.
-                unsafe {
-                    purged += self.global.purge_unused_pages(segment);
-                    segment = (*segment).next;
-                }
-            }
-        }
-        purged
+        self.purge_dirty()
     }
 
     /// Whether `ptr`'s segment belongs to this heap.
@@ -710,6 +751,11 @@ impl<P: PageProvider + 'static> Heap<P> {
                         .filter(|&i| (*segment).pages[i].flags.load(Ordering::Relaxed) & PAGE_UNUSED == 0)
                         .count();
                     assert_eq!(used, (*segment).used_pages as usize, "used_pages");
+                    for i in 0..(*segment).page_count as usize {
+                        if (*segment).dirty & (1 << i) != 0 {
+                            assert!((*segment).pages[i].flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0, "dirty page in use");
+                        }
+                    }
                     assert_eq!((*segment).owner.load(Ordering::Relaxed), me);
                     segment = (*segment).next;
                 }

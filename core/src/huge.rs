@@ -139,6 +139,7 @@ impl<P: PageProvider + 'static> Global<P> {
                         page_shift: SEGMENT_SHIFT as u8,
                         page_count: 1,
                         used_pages: 1,
+                        dirty: 0,
                         next: null_mut(),
                         prev: null_mut(),
                         map_base: base,

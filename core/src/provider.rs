@@ -51,4 +51,11 @@ pub unsafe trait PageProvider: Sync {
 
     /// Entropy for free-list encoding and free markers (need not be strong).
     fn random_seed(&self) -> u64;
+
+    /// A monotonic clock in milliseconds, for delayed purging. Providers
+    /// without a clock keep this default (0): freed pages are then purged
+    /// only when a heap holds more than the dirty-byte cap.
+    fn now_ms(&self) -> u64 {
+        0
+    }
 }

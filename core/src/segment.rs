@@ -17,6 +17,7 @@
 //!
 //! Invariants:
 //! - `used_pages == |{ p in pages[..page_count] : p is in use }|`.
+//! - `dirty & (1 << i) != 0` only for unused pages `i`.
 //! - A segment's address is set in [`SEGMENT_MAP`] exactly while its header
 //!   is mapped; `free` consults the map before reading any header, so a
 //!   pointer hakmem never returned is recognized without a fault.
@@ -53,6 +54,9 @@ pub struct Segment {
     pub page_count: u8,
     /// Pages currently in use.
     pub used_pages: u8,
+    /// Unused pages whose memory was touched and not purged since (bit i:
+    /// page i). Reused first (warm); purged in bulk by the owning heap.
+    pub dirty: u32,
     /// Links in the owner heap's segment list, the abandoned list or a cache.
     pub next: *mut Segment,
     pub prev: *mut Segment,

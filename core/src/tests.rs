@@ -389,8 +389,10 @@ fn threads_exit_then_trim_then_allocation_stays_consistent() {
             });
         }
     });
+    // Exiting threads already released their empty segments.
+    assert_eq!(global.stats().segments_mapped, 1, "{:?}", global.stats());
     // SAFETY: this thread's heap.
-    assert!(unsafe { global.trim(hp) });
+    unsafe { global.trim(hp) };
     main.check_invariants();
     let mut more = Vec::new();
     for i in 0..20_000usize {
@@ -517,14 +519,14 @@ fn static_arena_kernel_style_embedding() {
     let mut rng = 9u64;
     for i in 0..20_000usize {
         let r = splitmix64(&mut rng);
-        let layout = Layout::from_size_align(1 + (r as usize % 20_000), 1 << (r >> 60) % 8).unwrap();
+        let layout = Layout::from_size_align(1 + (r as usize % 20_000), 1 << ((r >> 60) % 8)).unwrap();
         // SAFETY: non-zero layout.
         let p = unsafe { HEAP.alloc(layout) };
         assert!(!p.is_null(), "arena exhausted at step {i}");
         assert_eq!(p as usize % layout.align(), 0);
         fill(p, layout.size().min(64), i as u8);
         live.push((p, layout, i as u8));
-        if live.len() > 1500 || r % 3 == 0 {
+        if live.len() > 1500 || r.is_multiple_of(3) {
             let (p, layout, seed) = live.swap_remove((r >> 8) as usize % live.len());
             verify(p, layout.size().min(64), seed);
             // SAFETY: p came from HEAP.alloc with this layout.

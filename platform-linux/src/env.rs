@@ -104,6 +104,12 @@ pub fn ensure_read() {
     if let Some(v) = lookup(b"SEGMENT_CACHE").and_then(parse_size) {
         options.segment_cache.store(v, Ordering::Relaxed);
     }
+    if let Some(v) = lookup(b"PURGE_DIRTY").and_then(parse_size) {
+        options.purge_dirty_bytes.store(v, Ordering::Relaxed);
+    }
+    if let Some(v) = lookup(b"PURGE_DELAY").and_then(parse_size) {
+        options.purge_delay_ms.store(v, Ordering::Relaxed);
+    }
     STATE.store(READ, Ordering::Release);
     if VERBOSE.load(Ordering::Relaxed) {
         let mut m = hakmem_core::message::MessageBuffer::new();
@@ -111,6 +117,8 @@ pub fn ensure_read() {
         m.push_decimal(STATS_AT_EXIT.load(Ordering::Relaxed) as usize);
         m.push_str(" bigcache_max=").push_decimal(options.bigcache_bytes.load(Ordering::Relaxed));
         m.push_str(" segment_cache=").push_decimal(options.segment_cache.load(Ordering::Relaxed));
+        m.push_str(" purge_dirty=").push_decimal(options.purge_dirty_bytes.load(Ordering::Relaxed));
+        m.push_str(" purge_delay_ms=").push_decimal(options.purge_delay_ms.load(Ordering::Relaxed));
         m.push_str("\n");
         crate::write_stderr(m.as_bytes());
     }
