@@ -16,6 +16,8 @@ pub struct TestProvider {
     pub live_maps: AtomicUsize,
     pub live_bytes: AtomicUsize,
     pub purged_bytes: AtomicUsize,
+    /// The clock `now_ms` reports (tests move it by hand).
+    pub clock_ms: core::sync::atomic::AtomicU64,
 }
 
 impl TestProvider {
@@ -29,6 +31,7 @@ impl TestProvider {
             live_maps: AtomicUsize::new(0),
             live_bytes: AtomicUsize::new(0),
             purged_bytes: AtomicUsize::new(0),
+            clock_ms: core::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -92,6 +95,10 @@ unsafe impl PageProvider for TestProvider {
 
     fn fatal(&self, message: &[u8]) -> ! {
         std::panic!("{}", std::string::String::from_utf8_lossy(message).trim_end());
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock_ms.load(Ordering::SeqCst)
     }
 
     fn random_seed(&self) -> u64 {

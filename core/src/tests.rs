@@ -545,3 +545,33 @@ fn static_arena_kernel_style_embedding() {
     assert!(HEAP.trim());
     assert_eq!(GLOBAL.stats().pages_in_use, 0);
 }
+
+#[test]
+fn freed_pages_are_purged_after_the_delay_or_over_the_cap() {
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(1000, Ordering::SeqCst);
+    global.options.purge_delay_ms.store(10, Ordering::Relaxed);
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let churn = |heap: &mut Heap<TestProvider>| {
+        let blocks: Vec<*mut u8> = (0..40).map(|_| heap.malloc(40_000)).collect();
+        for p in blocks {
+            // SAFETY: live blocks.
+            unsafe { global.free(p, hp) };
+        }
+    };
+    churn(heap);
+    let purged = global.stats().purged_bytes;
+    churn(heap);
+    assert_eq!(global.stats().purged_bytes, purged, "within the delay, freed pages are reused, not purged");
+    global.provider().clock_ms.store(1011, Ordering::SeqCst);
+    churn(heap);
+    assert!(global.stats().purged_bytes > purged, "after the delay, dirty pages are purged");
+    // Without a clock, only the cap purges.
+    global.provider().clock_ms.store(0, Ordering::SeqCst);
+    global.options.purge_dirty_bytes.store(1 << 20, Ordering::Relaxed);
+    let purged = global.stats().purged_bytes;
+    churn(heap);
+    assert!(global.stats().purged_bytes > purged, "over the cap, dirty pages are purged");
+    heap.check_invariants();
+}
