@@ -76,17 +76,14 @@ unsafe impl PageProvider for LinuxPages {
     }
 
     fn now_ms(&self) -> u64 {
-        // The coarse clock is read through the vDSO: no system call.
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-        (t.tv_sec as u64) * 1000 + (t.tv_nsec as u64) / 1_000_000 + 1
+        monotonic_coarse_ms()
     }
 
     fn random_seed(&self) -> u64 {
         let mut bytes = [0u8; 8];
         let got = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::NONBLOCK);
         let stack = &bytes as *const _ as u64;
-        let time = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-        let mixed = stack.rotate_left(17) ^ (time.tv_nsec as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mixed = stack.rotate_left(17) ^ monotonic_coarse_ms().wrapping_mul(0x9e37_79b9_7f4a_7c15);
         match got {
             Ok(8) => u64::from_ne_bytes(bytes) ^ mixed,
             _ => mixed,
@@ -96,4 +93,31 @@ unsafe impl PageProvider for LinuxPages {
 
 extern "C" {
     fn abort() -> !;
+    fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
+    fn __errno_location() -> *mut i32;
+}
+
+#[repr(C)]
+struct Timespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+const CLOCK_MONOTONIC_COARSE: i32 = 6;
+
+/// Milliseconds of the coarse monotonic clock, plus one (never 0).
+///
+/// Through libc, which reads the vDSO when there is one (no system call)
+/// and falls back to the system call under valgrind, where rustix's own
+/// vDSO lookup faults. errno is saved and restored: the provider contract
+/// says we never change it.
+fn monotonic_coarse_ms() -> u64 {
+    let mut t = Timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out pointer; errno is this thread's.
+    unsafe {
+        let errno = *__errno_location();
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &mut t);
+        *__errno_location() = errno;
+    }
+    (t.tv_sec as u64) * 1000 + (t.tv_nsec as u64) / 1_000_000 + 1
 }
