@@ -53,6 +53,33 @@ pub(crate) struct SegmentStack {
 // SAFETY: the raw pointers are only followed under the owning Mutex.
 unsafe impl Send for SegmentStack {}
 
+impl SegmentStack {
+    /// Take the first segment (null when empty).
+    fn pop(&mut self) -> *mut Segment {
+        let segment = self.list.pop_front();
+        if !segment.is_null() {
+            self.count -= 1;
+        }
+        segment
+    }
+
+    /// # Safety
+    /// `segment` is live and in no list.
+    unsafe fn push(&mut self, segment: *mut Segment) {
+        // SAFETY: per the contract.
+        unsafe { self.list.push_back(segment) };
+        self.count += 1;
+    }
+
+    /// # Safety
+    /// `segment` is in this stack.
+    unsafe fn remove(&mut self, segment: *mut Segment) {
+        // SAFETY: per the contract.
+        unsafe { self.list.remove(segment) };
+        self.count -= 1;
+    }
+}
+
 pub(crate) struct HeapPool<P: PageProvider + 'static> {
     free: *mut Heap<P>,
     all: *mut Heap<P>,
@@ -181,14 +208,7 @@ impl<P: PageProvider + 'static> Global<P> {
 
     /// An empty segment of `kind`, from the cache or the provider.
     pub(crate) fn segment_alloc(&self, kind: SegmentKind) -> *mut Segment {
-        let cached = {
-            let mut cache = self.segment_cache.lock();
-            let segment = cache.list.pop_front();
-            if !segment.is_null() {
-                cache.count -= 1;
-            }
-            segment
-        };
+        let cached = self.segment_cache.lock().pop();
         let segment = if !cached.is_null() {
             cached
         } else {
@@ -246,8 +266,7 @@ impl<P: PageProvider + 'static> Global<P> {
             if cache.count < limit {
                 self.purge_segment_body(segment);
                 // SAFETY: the segment is in no list now.
-                unsafe { cache.list.push_front(segment) };
-                cache.count += 1;
+                unsafe { cache.push(segment) };
                 return;
             }
         }
@@ -316,10 +335,8 @@ impl<P: PageProvider + 'static> Global<P> {
     pub(crate) fn abandon_segment(&self, segment: *mut Segment) {
         // SAFETY: the heap hands over a live segment it no longer lists.
         unsafe { (*segment).owner.store(ABANDONED_OWNER, Ordering::Release) };
-        let mut abandoned = self.abandoned.lock();
         // SAFETY: the segment is in no list.
-        unsafe { abandoned.list.push_back(segment) };
-        abandoned.count += 1;
+        unsafe { self.abandoned.lock().push(segment) };
         self.abandoned_count.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -327,12 +344,10 @@ impl<P: PageProvider + 'static> Global<P> {
         if self.abandoned_count.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let mut abandoned = self.abandoned.lock();
-        let segment = abandoned.list.pop_front();
+        let segment = self.abandoned.lock().pop();
         if segment.is_null() {
             return None;
         }
-        abandoned.count -= 1;
         self.abandoned_count.fetch_sub(1, Ordering::Relaxed);
         Some(segment)
     }
@@ -366,8 +381,7 @@ impl<P: PageProvider + 'static> Global<P> {
                     }
                 }
                 if (*segment).used_pages == 0 {
-                    abandoned.list.remove(segment);
-                    abandoned.count -= 1;
+                    abandoned.remove(segment);
                     self.abandoned_count.fetch_sub(1, Ordering::Relaxed);
                     released += SEGMENT_SIZE;
                     self.segment_free(segment);
@@ -533,14 +547,7 @@ impl<P: PageProvider + 'static> Global<P> {
             }
         }
         loop {
-            let segment = {
-                let mut cache = self.segment_cache.lock();
-                let segment = cache.list.pop_front();
-                if !segment.is_null() {
-                    cache.count -= 1;
-                }
-                segment
-            };
+            let segment = self.segment_cache.lock().pop();
             if segment.is_null() {
                 break;
             }
