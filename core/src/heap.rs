@@ -479,9 +479,11 @@ impl<P: PageProvider + 'static> Heap<P> {
             self.full.remove(page);
             (*page).flags.fetch_and(!PAGE_FULL, Ordering::Relaxed);
             (*page).clear_delayed();
+            // At the back: the current page keeps serving, and a page with
+            // one free block does not bounce between full and current.
             let class = (*page).class as usize;
-            self.queues[class].push_front(page);
-            self.direct[class] = page;
+            self.queues[class].push_back(page);
+            self.direct[class] = self.queues[class].first;
         }
     }
 

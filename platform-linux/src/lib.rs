@@ -59,7 +59,71 @@ static THREAD_EXIT_KEY: spin::Once<Option<c_uint>> = spin::Once::new();
 /// The calling thread's heap, or null when it has none yet.
 #[inline(always)]
 pub fn current_heap() -> *mut LinuxHeap {
+    if let Some(heap) = tls_fast::read() {
+        return heap;
+    }
     HEAP.with(|h| h.get())
+}
+
+/// A faster read of `HEAP` than the `__tls_get_addr` call a shared library
+/// gets: when the library's TLS block lies in the static TLS area (loaded
+/// at start: LD_PRELOAD, linked in, or an executable), the slot sits at the
+/// same offset from the thread pointer in every thread, so one `fs:`-relative
+/// load reads it. The offset is learned by the first thread that creates a
+/// heap and used only when it falls in the static TLS area (just below the
+/// thread pointer); otherwise (a `dlopen` into dynamic TLS) nothing changes.
+mod tls_fast {
+    use core::sync::atomic::{AtomicIsize, Ordering};
+
+    /// Offset of `HEAP` from the thread pointer; 0 until known (or never).
+    static OFFSET: AtomicIsize = AtomicIsize::new(0);
+
+    /// The static TLS area is at most this far below the thread pointer.
+    const STATIC_TLS_SPAN: isize = 1 << 20;
+
+    cfg_if::cfg_if! {
+        if #[cfg(target_arch = "x86_64")] {
+            #[inline(always)]
+            pub fn read() -> Option<*mut super::LinuxHeap> {
+                let offset = OFFSET.load(Ordering::Relaxed);
+                if offset == 0 {
+                    return None;
+                }
+                let heap: *mut super::LinuxHeap;
+                // SAFETY: `offset` was measured from this module's TLS slot
+                // in the static TLS area, which has the same offset from the
+                // thread pointer (fs base) in every thread; the slot is a
+                // pointer-sized Cell.
+                unsafe {
+                    core::arch::asm!("mov {}, qword ptr fs:[{}]", out(reg) heap, in(reg) offset,
+                        options(nostack, readonly, preserves_flags));
+                }
+                Some(heap)
+            }
+
+            /// Measure the offset of `slot` (this thread's `HEAP`).
+            pub fn learn(slot: usize) {
+                let thread_pointer: usize;
+                // SAFETY: on x86_64 Linux, fs:0 holds the thread pointer itself.
+                unsafe {
+                    core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) thread_pointer,
+                        options(nostack, readonly, preserves_flags));
+                }
+                let offset = slot as isize - thread_pointer as isize;
+                if (-STATIC_TLS_SPAN..0).contains(&offset) {
+                    let _ = OFFSET.compare_exchange(0, offset, Ordering::Relaxed, Ordering::Relaxed);
+                }
+            }
+        } else {
+            #[inline(always)]
+            pub fn read() -> Option<*mut super::LinuxHeap> {
+                let _ = (&OFFSET, STATIC_TLS_SPAN);
+                None
+            }
+
+            pub fn learn(_slot: usize) {}
+        }
+    }
 }
 
 /// The calling thread's heap, created on first use (null when out of memory).
@@ -80,7 +144,10 @@ fn heap_create() -> *mut LinuxHeap {
     if heap.is_null() {
         return heap;
     }
-    HEAP.with(|h| h.set(heap));
+    HEAP.with(|h| {
+        h.set(heap);
+        tls_fast::learn(h as *const Cell<*mut LinuxHeap> as usize);
+    });
     let key = THREAD_EXIT_KEY.call_once(|| {
         let mut key: c_uint = 0;
         // SAFETY: a valid out pointer and an extern "C" destructor.
