@@ -43,10 +43,13 @@ pub const MAX_REQUEST: usize = isize::MAX as usize - 2 * SEGMENT_SIZE;
 
 /// Default number of empty segments kept mapped (purged) for reuse.
 pub const DEFAULT_SEGMENT_CACHE: usize = 4;
-/// Default bytes of freed huge blocks kept (not purged) for warm reuse.
-pub const DEFAULT_BIGCACHE_BYTES: usize = 64 << 20;
+/// Default bytes of freed huge blocks kept resident for warm reuse (those
+/// idle longer than the purge delay are purged at the next huge-block call).
+pub const DEFAULT_BIGCACHE_BYTES: usize = 256 << 20;
 /// Entries in the huge-block reuse cache.
-pub const BIGCACHE_SLOTS: usize = 16;
+pub const BIGCACHE_SLOTS: usize = 128;
+/// Most bytes the huge-block cache keeps mapped (warm or purged).
+pub const BIGCACHE_MAPPED_BYTES: usize = 1 << 30;
 /// Evicted huge blocks gathered before they are unmapped together.
 pub const RELEASE_BATCH: usize = 8;
 

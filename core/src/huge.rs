@@ -2,9 +2,11 @@
 //! ("BigCache") and a release batch.
 //!
 //! ```text
-//!  free(huge) --> BigCache (warm, not purged; at most BIGCACHE_SLOTS blocks
-//!                 and `bigcache_bytes` bytes, size-keyed, LRU eviction)
-//!                    | evict / too big / odd alignment / trim
+//!  free(huge) --> BigCache: up to BIGCACHE_SLOTS mappings, size-keyed
+//!                 warm (resident) while within `bigcache_bytes` and the purge
+//!                 delay; then purged but kept mapped (reuse = faults only)
+//!                    | LRU eviction (slots or BIGCACHE_MAPPED_BYTES full),
+//!                    | too big / odd alignment / trim
 //!                    v
 //!                 release batch (RELEASE_BATCH mappings) --flush--> purge + unmap
 //! ```
@@ -19,7 +21,7 @@
 
 use crate::class::SegmentKind;
 use crate::config::{
-    BIGCACHE_SLOTS, MAX_PAGES_PER_SEGMENT, MAX_REQUEST, RELEASE_BATCH, SEGMENT_HEADER_BYTES,
+    BIGCACHE_MAPPED_BYTES, BIGCACHE_SLOTS, MAX_PAGES_PER_SEGMENT, MAX_REQUEST, RELEASE_BATCH, SEGMENT_HEADER_BYTES,
     SEGMENT_SHIFT, SEGMENT_SIZE,
 };
 use crate::global::Global;
@@ -35,12 +37,23 @@ struct CacheSlot {
     segment: *mut Segment,
     /// Insertion tick, for LRU eviction.
     tick: u64,
+    /// When it was cached (provider clock, ms), for the purge delay.
+    cached_ms: u64,
+    /// Still resident (not purged since it was freed).
+    warm: bool,
 }
 
+const EMPTY_SLOT: CacheSlot = CacheSlot { segment: null_mut(), tick: 0, cached_ms: 0, warm: false };
+
 /// BigCache and the release batch (behind `Global::huge`).
+///
+/// Invariants: `cached_bytes` = sum of the cached mappings' sizes,
+/// `warm_bytes` = the same over warm slots; `warm_bytes <= bigcache_bytes`
+/// after every free; `cached_bytes <= BIGCACHE_MAPPED_BYTES`.
 pub(crate) struct HugeCache {
     slots: [CacheSlot; BIGCACHE_SLOTS],
     cached_bytes: usize,
+    warm_bytes: usize,
     tick: u64,
     batch: [*mut Segment; RELEASE_BATCH],
     batch_len: usize,
@@ -51,50 +64,52 @@ unsafe impl Send for HugeCache {}
 impl HugeCache {
     pub const fn new() -> Self {
         HugeCache {
-            slots: [CacheSlot { segment: null_mut(), tick: 0 }; BIGCACHE_SLOTS],
+            slots: [EMPTY_SLOT; BIGCACHE_SLOTS],
             cached_bytes: 0,
+            warm_bytes: 0,
             tick: 0,
             batch: [null_mut(); RELEASE_BATCH],
             batch_len: 0,
         }
     }
 
-    /// Take the smallest cached mapping of at least `map_size` bytes and at
-    /// most 25 % more.
-    fn take(&mut self, map_size: usize) -> Option<*mut Segment> {
-        let mut best: Option<usize> = None;
-        for (i, slot) in self.slots.iter().enumerate() {
-            if slot.segment.is_null() {
-                continue;
-            }
-            // SAFETY: cached segments are live mappings owned by the cache.
-            let size = unsafe { (*slot.segment).map_size };
-            if size >= map_size && size <= map_size + map_size / 4 {
-                // SAFETY: as above.
-                let better = best.is_none_or(|b| size < unsafe { (*self.slots[b].segment).map_size });
-                if better {
-                    best = Some(i);
-                }
-            }
-        }
-        let i = best?;
-        let segment = self.slots[i].segment;
-        self.slots[i].segment = null_mut();
-        // SAFETY: as above.
-        self.cached_bytes -= unsafe { (*segment).map_size };
-        Some(segment)
+    fn size_of(slot: &CacheSlot) -> usize {
+        // SAFETY: cached segments are live mappings owned by the cache.
+        unsafe { (*slot.segment).map_size }
     }
 
-    /// Remove the least recently cached mapping.
-    fn evict_oldest(&mut self) -> Option<*mut Segment> {
+    /// Take the cached mapping that fits `map_size` best (at most 25 %
+    /// larger), warm ones first. Returns it and whether it was warm.
+    fn take(&mut self, map_size: usize) -> Option<(*mut Segment, bool)> {
+        let fits = |slot: &CacheSlot| {
+            !slot.segment.is_null() && {
+                let size = Self::size_of(slot);
+                size >= map_size && size <= map_size + map_size / 4
+            }
+        };
         let i = (0..BIGCACHE_SLOTS)
-            .filter(|&i| !self.slots[i].segment.is_null())
-            .min_by_key(|&i| self.slots[i].tick)?;
-        let segment = self.slots[i].segment;
-        self.slots[i].segment = null_mut();
-        // SAFETY: cached segments are live mappings.
-        self.cached_bytes -= unsafe { (*segment).map_size };
-        Some(segment)
+            .filter(|&i| fits(&self.slots[i]))
+            .min_by_key(|&i| (!self.slots[i].warm, Self::size_of(&self.slots[i])))?;
+        let slot = self.remove(i);
+        Some((slot.segment, slot.warm))
+    }
+
+    fn remove(&mut self, i: usize) -> CacheSlot {
+        let slot = self.slots[i];
+        let size = Self::size_of(&slot);
+        self.cached_bytes -= size;
+        if slot.warm {
+            self.warm_bytes -= size;
+        }
+        self.slots[i] = EMPTY_SLOT;
+        slot
+    }
+
+    /// Index of the least recently cached slot matching `filter`.
+    fn oldest(&self, filter: impl Fn(&CacheSlot) -> bool) -> Option<usize> {
+        (0..BIGCACHE_SLOTS)
+            .filter(|&i| !self.slots[i].segment.is_null() && filter(&self.slots[i]))
+            .min_by_key(|&i| self.slots[i].tick)
     }
 }
 
@@ -121,11 +136,19 @@ impl<P: PageProvider + 'static> Global<P> {
         }
         let (block_offset, header_offset) = huge_layout(align);
         let map_size = (header_offset + block_offset + size).next_multiple_of(P::PAGE_SIZE);
-        let reused = if header_offset == 0 { self.huge.lock().take(map_size) } else { None };
+        let reused = if header_offset == 0 {
+            let mut cache = self.huge.lock();
+            self.huge_purge_warm(&mut cache, self.provider().now_ms());
+            cache.take(map_size)
+        } else {
+            None
+        };
         let (segment, zeroed) = match reused {
-            Some(segment) => {
+            Some((segment, warm)) => {
                 self.stats.bigcache_hits.fetch_add(1, Ordering::Relaxed);
-                (segment, false)
+                // A purged mapping reads as zeros when the provider's
+                // purge zeroes (MADV_DONTNEED does): only then is it known.
+                (segment, !warm && P::PURGE_ZEROES)
             }
             None => {
                 let base = self.provider().map(map_size, align.max(SEGMENT_SIZE))?.as_ptr();
@@ -179,33 +202,55 @@ impl<P: PageProvider + 'static> Global<P> {
                 self.fatal_at("free(): double free of huge block ", ptr as usize);
             }
         }
-        let limit = self.options.bigcache_bytes.load(Ordering::Relaxed);
+        let now = self.provider().now_ms();
         let mut cache = self.huge.lock();
         // SAFETY: the segment is now owned by the cache machinery.
         let (size, aligned_big) = unsafe { ((*segment).map_size, (*segment).map_base != segment as *mut u8) };
-        if aligned_big || size > limit {
+        if aligned_big || size > BIGCACHE_MAPPED_BYTES / 4 {
             self.batch_push(&mut cache, segment);
             return;
         }
-        // Evict the oldest entries until the block fits.
-        while cache.cached_bytes + size > limit || cache.slots.iter().all(|s| !s.segment.is_null()) {
-            match cache.evict_oldest() {
-                Some(old) => {
-                    self.batch_push(&mut cache, old);
-                }
-                None => break,
-            }
+        // Room in slots and in mapped bytes: release the oldest mappings.
+        while cache.cached_bytes + size > BIGCACHE_MAPPED_BYTES || cache.slots.iter().all(|s| !s.segment.is_null()) {
+            let Some(i) = cache.oldest(|_| true) else { break };
+            let old = cache.remove(i).segment;
+            self.batch_push(&mut cache, old);
         }
         cache.tick += 1;
-        let tick = cache.tick;
-        if let Some(slot) = cache.slots.iter_mut().find(|s| s.segment.is_null()) {
-            *slot = CacheSlot { segment, tick };
-            cache.cached_bytes += size;
-        } else {
-            self.batch_push(&mut cache, segment);
+        let slot = CacheSlot { segment, tick: cache.tick, cached_ms: now, warm: true };
+        match cache.slots.iter().position(|s| s.segment.is_null()) {
+            Some(i) => {
+                cache.slots[i] = slot;
+                cache.cached_bytes += size;
+                cache.warm_bytes += size;
+            }
+            None => {
+                self.batch_push(&mut cache, segment);
+            }
         }
+        self.huge_purge_warm(&mut cache, now);
     }
 
+    /// Purge warm cached mappings (they stay mapped and cached) while there
+    /// are more warm bytes than `bigcache_bytes`, or older than the delay.
+    fn huge_purge_warm(&self, cache: &mut HugeCache, now: u64) {
+        let limit = self.options.bigcache_bytes.load(Ordering::Relaxed);
+        let delay = self.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        loop {
+            let over = cache.warm_bytes > limit;
+            let expired = |s: &CacheSlot| s.warm && (over || (now != 0 && s.cached_ms.saturating_add(delay) <= now));
+            let Some(i) = cache.oldest(expired) else { return };
+            let segment = cache.slots[i].segment;
+            // SAFETY: a cached mapping holds nothing live; keep its header.
+            unsafe {
+                let body = segment as usize + SEGMENT_HEADER_BYTES;
+                let end = (*segment).map_base as usize + (*segment).map_size;
+                self.purge(body, end - body);
+            }
+            cache.slots[i].warm = false;
+            cache.warm_bytes -= HugeCache::size_of(&cache.slots[i]);
+        }
+    }
 
     /// Add a mapping to the release batch; flushes a full batch. Returns
     /// bytes released.
@@ -242,7 +287,8 @@ impl<P: PageProvider + 'static> Global<P> {
     pub(crate) fn huge_trim(&self) -> usize {
         let mut cache = self.huge.lock();
         let mut released = 0;
-        while let Some(segment) = cache.evict_oldest() {
+        while let Some(i) = cache.oldest(|_| true) {
+            let segment = cache.remove(i).segment;
             released += self.batch_push(&mut cache, segment);
         }
         released + self.batch_flush(&mut cache)

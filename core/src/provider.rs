@@ -24,6 +24,8 @@ pub unsafe trait PageProvider: Sync {
     const PAGE_SIZE: usize;
     /// Whether memory returned by `map` reads as zeros.
     const MAPS_ZEROED: bool;
+    /// Whether a purged range reads as zeros afterwards.
+    const PURGE_ZEROES: bool = false;
 
     /// Map `size` bytes (a multiple of `PAGE_SIZE`) aligned to `align` (a
     /// power of two, at least `PAGE_SIZE`).

@@ -53,6 +53,7 @@ impl Default for TestProvider {
 unsafe impl PageProvider for TestProvider {
     const PAGE_SIZE: usize = 4096;
     const MAPS_ZEROED: bool = true;
+    const PURGE_ZEROES: bool = true;
 
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         if self.maps_left.load(Ordering::SeqCst) == 0 {

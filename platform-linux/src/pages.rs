@@ -36,6 +36,9 @@ fn unmap_raw(p: usize, size: usize) {
 unsafe impl PageProvider for LinuxPages {
     const PAGE_SIZE: usize = PAGE;
     const MAPS_ZEROED: bool = true;
+    /// MADV_DONTNEED on private anonymous memory: the next touch gets a
+    /// zero page.
+    const PURGE_ZEROES: bool = true;
 
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         if align <= PAGE {
