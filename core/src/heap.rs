@@ -213,6 +213,13 @@ impl<P: PageProvider + 'static> Heap<P> {
         if size <= usable && size >= usable / 2 {
             return ptr;
         }
+        if usable > LARGE_MAX && size > LARGE_MAX {
+            // Huge to huge: move or grow the mapping instead of copying.
+            if let Some(moved) = self.global.huge_realloc(ptr, size) {
+                Self::count(&self.malloc_calls);
+                return moved;
+            }
+        }
         let new = self.malloc(size);
         if !new.is_null() {
             // SAFETY: both blocks are live, distinct, and hold at least the

@@ -187,6 +187,36 @@ impl<P: PageProvider + 'static> Global<P> {
         }
     }
 
+    /// Resize a live huge block in place or by moving its pages (no copy)
+    /// when the provider can. Returns the new block pointer, or `None`
+    /// (block untouched) when the caller must copy.
+    pub(crate) fn huge_realloc(&self, ptr: *mut u8, new_size: usize) -> Option<*mut u8> {
+        let segment = Segment::of_ptr(ptr);
+        // SAFETY: the caller passes a live huge block; its header is mapped.
+        unsafe {
+            let base = (*segment).map_base;
+            let block_offset = (*segment).huge_offset;
+            if base != segment as *mut u8 || ptr != (segment as *mut u8).add(block_offset) || new_size > MAX_REQUEST {
+                return None; // over-aligned layout: let the caller copy
+            }
+            let old_size = (*segment).map_size;
+            let map_size = (block_offset + new_size).next_multiple_of(P::PAGE_SIZE);
+            segment_map_remove(segment);
+            let Some(moved) = self.provider().remap(NonNull::new_unchecked(base), old_size, map_size, SEGMENT_SIZE) else {
+                segment_map_insert(segment);
+                return None;
+            };
+            let segment = moved.as_ptr() as *mut Segment;
+            (*segment).map_base = moved.as_ptr();
+            (*segment).map_size = map_size;
+            (*segment).huge_size = map_size - block_offset;
+            segment_map_insert(segment);
+            self.stats.unmapped(old_size, Mapping::Huge);
+            self.stats.mapped(map_size, Mapping::Huge);
+            Some(moved.as_ptr().add(block_offset))
+        }
+    }
+
     /// Free a huge block: into the cache, or to the release batch.
     pub(crate) fn huge_free(&self, segment: *mut Segment, ptr: *mut u8) {
         // SAFETY: the segment map says this huge header is mapped.

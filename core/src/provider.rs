@@ -54,6 +54,20 @@ pub unsafe trait PageProvider: Sync {
     /// Entropy for free-list encoding and free markers (need not be strong).
     fn random_seed(&self) -> u64;
 
+    /// Resize a mapping from `map`, keeping its contents and its alignment
+    /// to `align`, without copying bytes where the system can (Linux:
+    /// `mremap`). Returns the (possibly moved) start, or `None` when the
+    /// provider cannot: the core then copies into a new block. The default
+    /// cannot.
+    ///
+    /// # Safety
+    /// `ptr` and `old_size` are exactly those of one earlier `map` (or
+    /// `remap`) result; on success the old range must not be used again.
+    unsafe fn remap(&self, ptr: core::ptr::NonNull<u8>, old_size: usize, new_size: usize, align: usize) -> Option<core::ptr::NonNull<u8>> {
+        let _ = (ptr, old_size, new_size, align);
+        None
+    }
+
     /// A monotonic clock in milliseconds, for delayed purging. Providers
     /// without a clock keep this default (0): freed pages are then purged
     /// only when a heap holds more than the dirty-byte cap.

@@ -84,6 +84,17 @@ unsafe impl PageProvider for TestProvider {
         }
     }
 
+    unsafe fn remap(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize, align: usize) -> Option<NonNull<u8>> {
+        // A moving remap: new mapping, copy, old one released.
+        let new = self.map(new_size, align)?;
+        // SAFETY: both ranges are ours and distinct.
+        unsafe {
+            core::ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old_size.min(new_size));
+            self.unmap(ptr, old_size);
+        }
+        Some(new)
+    }
+
     unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) {
         self.purged_bytes.fetch_add(size, Ordering::SeqCst);
         // SAFETY: the range is mapped and unused (contract).

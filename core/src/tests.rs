@@ -575,3 +575,32 @@ fn freed_pages_are_purged_after_the_delay_or_over_the_cap() {
     assert!(global.stats().purged_bytes > purged, "over the cap, dirty pages are purged");
     heap.check_invariants();
 }
+
+#[test]
+fn huge_realloc_moves_the_mapping_and_keeps_contents_and_checks() {
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let mut p = heap.malloc(3 << 20);
+    fill(p, 3 << 20, 3);
+    let mut valid = 3usize << 20;
+    for size in [5usize << 20, 9 << 20, 2 << 20, 7 << 20] {
+        // SAFETY: p is live.
+        p = unsafe { heap.realloc(p, size) };
+        assert!(!p.is_null());
+        verify(p, valid.min(size), 3);
+        fill(p, size, 3);
+        valid = size;
+        // SAFETY: p is live.
+        assert!(unsafe { global.usable_size(p) } >= size);
+    }
+    let stats = global.stats();
+    assert_eq!(stats.huge_mapped, 1, "{stats:?}");
+    let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+        global.free(p, hp);
+        global.free(p, hp);
+    }))
+    .expect_err("double free after a move went unnoticed");
+    let message = message.downcast_ref::<std::string::String>().cloned().unwrap_or_default();
+    assert!(message.contains("double free"), "{message}");
+}

@@ -4,7 +4,7 @@
 
 use core::ptr::{null_mut, NonNull};
 use hakmem_core::PageProvider;
-use rustix::mm::{madvise, mmap_anonymous, munmap, Advice, MapFlags, ProtFlags};
+use rustix::mm::{madvise, mmap_anonymous, mremap, mremap_fixed, munmap, Advice, MapFlags, MremapFlags, ProtFlags};
 
 /// Pages from `mmap`, returned with `munmap`, purged with `MADV_DONTNEED`
 /// (RSS drops at once; monitoring tools see it, unlike `MADV_FREE`).
@@ -60,6 +60,28 @@ unsafe impl PageProvider for LinuxPages {
 
     unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
         unmap_raw(ptr.as_ptr() as usize, size);
+    }
+
+    unsafe fn remap(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize, align: usize) -> Option<NonNull<u8>> {
+        let old = ptr.as_ptr() as *mut core::ffi::c_void;
+        // In place first: shrinking always works, growing when the
+        // addresses after the mapping are free.
+        // SAFETY: the range is one of our mappings (contract).
+        if let Ok(p) = unsafe { mremap(old, old_size, new_size, MremapFlags::empty()) } {
+            return NonNull::new(p as *mut u8);
+        }
+        // Move the pages into a fresh aligned reservation: the kernel moves
+        // page tables, no byte is copied.
+        let target = self.map(new_size, align)?;
+        // SAFETY: target is our own fresh mapping of new_size bytes, which
+        // MREMAP_FIXED replaces; the old range is ours (contract).
+        match unsafe { mremap_fixed(old, old_size, new_size, MremapFlags::MAYMOVE, target.as_ptr() as *mut core::ffi::c_void) } {
+            Ok(p) => NonNull::new(p as *mut u8),
+            Err(_) => {
+                unmap_raw(target.as_ptr() as usize, new_size);
+                None
+            }
+        }
     }
 
     unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) {
