@@ -94,6 +94,9 @@ pub fn ensure_read() {
     let options = &crate::GLOBAL.options;
     if let Some(v) = lookup(b"STATS").and_then(parse_bool) {
         STATS_AT_EXIT.store(v, Ordering::Relaxed);
+        if v {
+            crate::keep_stats_fd();
+        }
     }
     if let Some(v) = lookup(b"VERBOSE").and_then(parse_bool) {
         VERBOSE.store(v, Ordering::Relaxed);

@@ -259,13 +259,32 @@ pub fn stats() -> StatsSnapshot {
 pub fn print_stats() {
     let mut line = hakmem_core::message::MessageBuffer::new();
     stats().write_line(&mut line);
-    write_stderr(line.as_bytes());
+    write_fd(STATS_FD.load(Ordering::Relaxed), line.as_bytes());
+}
+
+/// Where the exit statistics go: a duplicate of fd 2 taken when
+/// HAKMEM_STATS is read, because programs such as coreutils close fd 2
+/// before exit handlers run.
+static STATS_FD: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(2);
+
+fn keep_stats_fd() {
+    // SAFETY: fd 2 is valid for the duration of the call (or the dup fails).
+    let stderr = unsafe { rustix::fd::BorrowedFd::borrow_raw(2) };
+    if let Ok(copy) = rustix::io::fcntl_dupfd_cloexec(stderr, 100) {
+        use rustix::fd::IntoRawFd;
+        STATS_FD.store(copy.into_raw_fd(), Ordering::Relaxed);
+    }
 }
 
 /// Write bytes to fd 2, ignoring errors (diagnostics must not fail).
-pub fn write_stderr(mut bytes: &[u8]) {
-    // SAFETY: fd 2 is the process's stderr for the duration of the call.
-    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(2) };
+pub fn write_stderr(bytes: &[u8]) {
+    write_fd(2, bytes);
+}
+
+fn write_fd(fd: i32, mut bytes: &[u8]) {
+    // SAFETY: a raw descriptor number used for one write; if it is closed
+    // the write fails harmlessly.
+    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
     while !bytes.is_empty() {
         match rustix::io::write(fd, bytes) {
             Ok(0) | Err(_) => return,

@@ -1,0 +1,167 @@
+/* misuse.c: invalid uses of the allocator; each case must make hakmem abort.
+ *
+ * usage: misuse <case>
+ *   ok                        valid work, exits 0 (control case)
+ *   double_free_small         free(malloc(32)) twice
+ *   double_free_mid           20 KiB block freed twice
+ *   double_free_large         500 KiB block freed twice
+ *   double_free_huge          8 MiB block freed twice
+ *   free_stack_pointer        free() of a stack address
+ *   free_interior_pointer     free(malloc(64) + 16)
+ *   free_sized_too_big        free_sized(malloc(100), 100000)
+ *   double_free_cross_thread  first free in thread A, second in thread B
+ *
+ * Each misuse case prints "misuse: <case>: reached the bad call" (flushed)
+ * right before the bad call and "misuse: <case>: survived" if the process is
+ * still alive afterwards, then exits 0 (which the test reports as a failure).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include "hakmem.h"
+#include "hk_sym.h"
+
+static void *opaque_ptr(void *p) {
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
+
+static const char *cur;
+static void reached(void) {
+    printf("misuse: %s: reached the bad call\n", cur);
+    fflush(stdout);
+}
+
+static void double_free(size_t n) {
+    char *p = malloc(n);
+    if (!p) { printf("misuse: malloc(%zu) failed\n", n); exit(2); }
+    memset(p, 0x5A, n);
+    free(p);
+    reached();
+    free(opaque_ptr(p));
+}
+
+/* Both threads exist before the first free, so that nothing allocates
+ * (thread creation allocates) between the two frees. */
+static sem_t go_a, go_b, a_done_forever;
+static void *volatile shared;
+static void *thread_a(void *arg) {
+    (void)arg;
+    sem_wait(&go_a);
+    free(shared);
+    sem_post(&go_b);
+    sem_wait(&a_done_forever); /* stays alive: its exit would not allocate, but keep it simple */
+    return NULL;
+}
+static void *thread_b(void *arg) {
+    (void)arg;
+    sem_wait(&go_b);
+    reached();
+    free(opaque_ptr(shared));
+    return NULL;
+}
+static void double_free_cross_thread(void) {
+    pthread_t a, b;
+    sem_init(&go_a, 0, 0);
+    sem_init(&go_b, 0, 0);
+    sem_init(&a_done_forever, 0, 0);
+    pthread_create(&a, NULL, thread_a, NULL);
+    pthread_create(&b, NULL, thread_b, NULL);
+    shared = malloc(100);
+    memset(shared, 0x5A, 100);
+    sem_post(&go_a);
+    pthread_join(b, NULL);
+    sem_post(&a_done_forever);
+    pthread_join(a, NULL);
+}
+
+static void *ok_thread(void *arg) {
+    void **v = arg;
+    for (int i = 0; i < 1000; i++) free(v[i]);
+    return NULL;
+}
+static int ok_case(void) {
+    static void *v[1000];
+    for (int i = 0; i < 1000; i++) {
+        size_t n = 1 + (size_t)i * 131 % 70000;
+        v[i] = malloc(n);
+        if (!v[i]) return 1;
+        memset(v[i], i, n);
+    }
+    pthread_t t;
+    pthread_create(&t, NULL, ok_thread, v);
+    pthread_join(t, NULL);
+    void (*fs)(void *, size_t) = HK_SYM(free_sized);
+    for (size_t n = 0; n < 3000000; n = n * 3 + 1) {
+        void *p = malloc(n);
+        if (!p) return 1;
+        if (fs) fs(p, n); else free(p);
+    }
+    void *p = malloc(8 << 20);
+    free(p);
+    free(NULL);
+    printf("misuse: ok: done\n");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    /* An abort must not leave a core dump behind (or feed a slow handler). */
+    struct rlimit rl = {0, 0};
+    setrlimit(RLIMIT_CORE, &rl);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (argc != 2) {
+        fprintf(stderr, "usage: misuse <case>\n");
+        return 2;
+    }
+    cur = argv[1];
+    /* some warm-up so the allocator is initialised and has used blocks around */
+    void *warm[64];
+    for (int i = 0; i < 64; i++) warm[i] = malloc(16 + i * 40);
+
+    if (!strcmp(cur, "ok")) {
+        for (int i = 0; i < 64; i++) free(warm[i]);
+        return ok_case();
+    } else if (!strcmp(cur, "double_free_small")) {
+        double_free(32);
+    } else if (!strcmp(cur, "double_free_mid")) {
+        double_free(20 * 1024);
+    } else if (!strcmp(cur, "double_free_large")) {
+        double_free(500 * 1024);
+    } else if (!strcmp(cur, "double_free_huge")) {
+        double_free(8 * 1024 * 1024);
+    } else if (!strcmp(cur, "free_stack_pointer")) {
+        char buf[256];
+        memset(buf, 1, sizeof buf);
+        reached();
+        free(opaque_ptr(buf + 64));
+    } else if (!strcmp(cur, "free_interior_pointer")) {
+        char *p = malloc(64);
+        memset(p, 1, 64);
+        reached();
+        free(opaque_ptr(p + 16));
+    } else if (!strcmp(cur, "free_sized_too_big")) {
+        void (*fs)(void *, size_t) = HK_SYM(free_sized);
+        if (!fs) {
+            printf("misuse: free_sized not found (hakmem not loaded?)\n");
+            return 3;
+        }
+        char *p = malloc(100);
+        memset(p, 1, 100);
+        reached();
+        fs(opaque_ptr(p), 100000);
+    } else if (!strcmp(cur, "double_free_cross_thread")) {
+        double_free_cross_thread();
+    } else {
+        fprintf(stderr, "misuse: unknown case %s\n", cur);
+        return 2;
+    }
+    printf("misuse: %s: survived\n", cur);
+    return 0;
+}

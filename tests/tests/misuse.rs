@@ -1,0 +1,109 @@
+//! Misuse detection (tests/c/misuse.c, linked statically against libhakmem.a):
+//! every case must die of SIGABRT after a stderr line starting with `hakmem: `.
+
+use hakmem_tests::*;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+use std::sync::OnceLock;
+
+const SIGABRT: i32 = 6;
+
+/// One binary per test process; built once.
+fn exe() -> &'static std::path::Path {
+    static EXE: OnceLock<std::path::PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| compile_c("misuse.c", "misuse_static", Link::Static))
+}
+
+fn run_case(case: &str) -> RunOutput {
+    let mut cmd = Command::new(exe());
+    without_hakmem(&mut cmd).env("HAKMEM_STATS", "1").arg(case);
+    run(&mut cmd)
+}
+
+/// `must_contain`: a word the `hakmem: ` line must contain (case-insensitive).
+fn expect_abort(case: &str, must_contain: Option<&str>) {
+    let out = run_case(case);
+    let what = format!("misuse case {case}");
+    assert!(
+        out.stdout_str().contains(&format!("misuse: {case}: reached the bad call")),
+        "{what}: the program did not reach the bad call\n{}",
+        out.describe()
+    );
+    assert_eq!(
+        out.status.signal(),
+        Some(SIGABRT),
+        "{what}: expected death by SIGABRT, got {}\n{}",
+        out.status_str(),
+        out.describe()
+    );
+    let stderr = out.stderr_str();
+    let line = stderr.lines().find(|l| l.starts_with("hakmem: ")).unwrap_or_else(|| {
+        panic!("{what}: no stderr line starting with `hakmem: ` before the abort\n{}", out.describe())
+    });
+    if let Some(word) = must_contain {
+        assert!(
+            line.to_lowercase().contains(word),
+            "{what}: the message should name the problem ({word:?}): {line:?}\n{}",
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn control_ok_case_exits_zero() {
+    let out = run_case("ok");
+    assert_success(&out, "misuse case ok");
+    assert!(out.stdout_str().contains("misuse: ok: done"), "misuse ok: no `done` line\n{}", out.describe());
+    assert!(
+        !out.stderr_str().lines().any(|l| l.starts_with("hakmem: ")),
+        "misuse ok: hakmem complained about valid code\n{}",
+        out.describe()
+    );
+    assert_served_by_hakmem(&out, 1, "misuse case ok");
+}
+
+#[test]
+fn unknown_case_is_rejected() {
+    let out = run_case("no_such_case");
+    assert_eq!(out.status.code(), Some(2), "bad argument must exit 2\n{}", out.describe());
+}
+
+#[test]
+fn double_free_small() {
+    expect_abort("double_free_small", Some("double free"));
+}
+
+#[test]
+fn double_free_mid() {
+    expect_abort("double_free_mid", Some("double free"));
+}
+
+#[test]
+fn double_free_large() {
+    expect_abort("double_free_large", Some("double free"));
+}
+
+#[test]
+fn double_free_huge() {
+    expect_abort("double_free_huge", Some("double free"));
+}
+
+#[test]
+fn double_free_cross_thread() {
+    expect_abort("double_free_cross_thread", Some("double free"));
+}
+
+#[test]
+fn free_stack_pointer() {
+    expect_abort("free_stack_pointer", Some("invalid"));
+}
+
+#[test]
+fn free_interior_pointer() {
+    expect_abort("free_interior_pointer", Some("invalid"));
+}
+
+#[test]
+fn free_sized_too_big() {
+    expect_abort("free_sized_too_big", None);
+}
