@@ -51,7 +51,11 @@ const EMPTY_SLOT: CacheSlot = CacheSlot { segment: null_mut(), tick: 0, cached_m
 /// `warm_bytes` = the same over warm slots; `warm_bytes <= bigcache_bytes`
 /// after every free; `cached_bytes <= BIGCACHE_MAPPED_BYTES`.
 pub(crate) struct HugeCache {
+    /// `slots[..len]` are occupied (kept dense: scans touch only those).
     slots: [CacheSlot; BIGCACHE_SLOTS],
+    len: usize,
+    /// No warm slot expires before this (ms); lets frees skip the scan.
+    next_expiry_ms: u64,
     cached_bytes: usize,
     warm_bytes: usize,
     tick: u64,
@@ -65,6 +69,8 @@ impl HugeCache {
     pub const fn new() -> Self {
         HugeCache {
             slots: [EMPTY_SLOT; BIGCACHE_SLOTS],
+            len: 0,
+            next_expiry_ms: u64::MAX,
             cached_bytes: 0,
             warm_bytes: 0,
             tick: 0,
@@ -87,7 +93,7 @@ impl HugeCache {
                 size >= map_size && size <= map_size + map_size / 4
             }
         };
-        let i = (0..BIGCACHE_SLOTS)
+        let i = (0..self.len)
             .filter(|&i| fits(&self.slots[i]))
             .min_by_key(|&i| (!self.slots[i].warm, Self::size_of(&self.slots[i])))?;
         let slot = self.remove(i);
@@ -101,15 +107,24 @@ impl HugeCache {
         if slot.warm {
             self.warm_bytes -= size;
         }
-        self.slots[i] = EMPTY_SLOT;
+        self.len -= 1;
+        self.slots[i] = self.slots[self.len];
+        self.slots[self.len] = EMPTY_SLOT;
         slot
+    }
+
+    fn insert(&mut self, slot: CacheSlot, expiry_ms: u64) {
+        let size = Self::size_of(&slot);
+        self.slots[self.len] = slot;
+        self.len += 1;
+        self.cached_bytes += size;
+        self.warm_bytes += size;
+        self.next_expiry_ms = self.next_expiry_ms.min(expiry_ms);
     }
 
     /// Index of the least recently cached slot matching `filter`.
     fn oldest(&self, filter: impl Fn(&CacheSlot) -> bool) -> Option<usize> {
-        (0..BIGCACHE_SLOTS)
-            .filter(|&i| !self.slots[i].segment.is_null() && filter(&self.slots[i]))
-            .min_by_key(|&i| self.slots[i].tick)
+        (0..self.len).filter(|&i| filter(&self.slots[i])).min_by_key(|&i| self.slots[i].tick)
     }
 }
 
@@ -241,23 +256,15 @@ impl<P: PageProvider + 'static> Global<P> {
             return;
         }
         // Room in slots and in mapped bytes: release the oldest mappings.
-        while cache.cached_bytes + size > BIGCACHE_MAPPED_BYTES || cache.slots.iter().all(|s| !s.segment.is_null()) {
+        while cache.len > 0 && (cache.cached_bytes + size > BIGCACHE_MAPPED_BYTES || cache.len == BIGCACHE_SLOTS) {
             let Some(i) = cache.oldest(|_| true) else { break };
             let old = cache.remove(i).segment;
             self.batch_push(&mut cache, old);
         }
         cache.tick += 1;
         let slot = CacheSlot { segment, tick: cache.tick, cached_ms: now, warm: true };
-        match cache.slots.iter().position(|s| s.segment.is_null()) {
-            Some(i) => {
-                cache.slots[i] = slot;
-                cache.cached_bytes += size;
-                cache.warm_bytes += size;
-            }
-            None => {
-                self.batch_push(&mut cache, segment);
-            }
-        }
+        let delay = self.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        cache.insert(slot, now.saturating_add(delay));
         self.huge_purge_warm(&mut cache, now);
     }
 
@@ -266,10 +273,15 @@ impl<P: PageProvider + 'static> Global<P> {
     fn huge_purge_warm(&self, cache: &mut HugeCache, now: u64) {
         let limit = self.options.bigcache_bytes.load(Ordering::Relaxed);
         let delay = self.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        if cache.warm_bytes <= limit && (now == 0 || now < cache.next_expiry_ms) {
+            return;
+        }
+        // Recomputed below from the warm slots that stay warm.
+        cache.next_expiry_ms = u64::MAX;
         loop {
             let over = cache.warm_bytes > limit;
             let expired = |s: &CacheSlot| s.warm && (over || (now != 0 && s.cached_ms.saturating_add(delay) <= now));
-            let Some(i) = cache.oldest(expired) else { return };
+            let Some(i) = cache.oldest(expired) else { break };
             let segment = cache.slots[i].segment;
             // SAFETY: a cached mapping holds nothing live; keep its header.
             unsafe {
@@ -279,6 +291,11 @@ impl<P: PageProvider + 'static> Global<P> {
             }
             cache.slots[i].warm = false;
             cache.warm_bytes -= HugeCache::size_of(&cache.slots[i]);
+        }
+        for slot in &cache.slots[..cache.len] {
+            if slot.warm {
+                cache.next_expiry_ms = cache.next_expiry_ms.min(slot.cached_ms.saturating_add(delay));
+            }
         }
     }
 

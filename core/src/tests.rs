@@ -604,3 +604,36 @@ fn huge_realloc_moves_the_mapping_and_keeps_contents_and_checks() {
     let message = message.downcast_ref::<std::string::String>().cloned().unwrap_or_default();
     assert!(message.contains("double free"), "{message}");
 }
+
+#[test]
+fn cached_huge_blocks_stay_warm_then_are_purged_but_kept() {
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(5000, Ordering::SeqCst);
+    global.options.purge_delay_ms.store(10, Ordering::Relaxed);
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let a = heap.malloc(3 << 20);
+    fill(a, 4096, 9);
+    // SAFETY: live block.
+    unsafe { global.free(a, hp) };
+    let purged = global.stats().purged_bytes;
+    let b = heap.malloc(3 << 20);
+    assert_eq!(b, a, "warm reuse");
+    verify(b, 4096, 9); // still resident: contents were not purged
+    // SAFETY: live block.
+    unsafe { global.free(b, hp) };
+    assert_eq!(global.stats().purged_bytes, purged);
+    // Past the delay, the next huge-block call purges it, but keeps it mapped.
+    global.provider().clock_ms.store(5020, Ordering::SeqCst);
+    let c = heap.malloc(5 << 20);
+    assert!(global.stats().purged_bytes > purged, "idle cached block purged");
+    let d = heap.calloc(1, 3 << 20);
+    assert_eq!(d, a, "the purged block is still cached and reused");
+    // SAFETY: d holds 3 MiB; a purged block reads as zeros (and calloc knows).
+    assert!(unsafe { core::slice::from_raw_parts(d, 3 << 20) }.iter().all(|&x| x == 0));
+    // SAFETY: live blocks.
+    unsafe {
+        global.free(c, hp);
+        global.free(d, hp);
+    }
+}
