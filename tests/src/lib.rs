@@ -110,6 +110,9 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 pub enum Link {
     /// Linked against `libhakmem.a`.
     Static,
+    /// Linked against `libhakmem.a` with `-static`: no shared library at all,
+    /// glibc's own `malloc.o` must stay out of the link.
+    FullyStatic,
     /// Linked against glibc only, compiled with `-DHAKMEM_PRELOAD` (hakmem-only
     /// symbols are looked up with dlsym); run it under `LD_PRELOAD`.
     Preload,
@@ -145,6 +148,10 @@ pub fn compile_c(src: &str, out_name: &str, link: Link) -> PathBuf {
             cmd.arg(static_lib());
             cmd.args(["-lpthread", "-ldl", "-lm"]);
             cmd.args(native_static_libs());
+        }
+        Link::FullyStatic => {
+            cmd.arg("-static").arg(static_lib());
+            cmd.args(["-lpthread", "-ldl", "-lm"]);
         }
         Link::Preload => {
             cmd.arg("-DHAKMEM_PRELOAD");

@@ -92,6 +92,15 @@ fn abi_edge_static() {
 }
 
 #[test]
+fn abi_edge_fully_static() {
+    let exe = compile_c("abi_edge.c", "abi_edge_fully_static", Link::FullyStatic);
+    let mut cmd = Command::new(&exe);
+    without_hakmem(&mut cmd).env("HAKMEM_STATS", "1");
+    let out = run(&mut cmd);
+    check_run(&out, "cc -static with libhakmem.a", &exe, false);
+}
+
+#[test]
 fn abi_edge_preload() {
     let exe = compile_c("abi_edge.c", "abi_edge_preload", Link::Preload);
     let mut cmd = Command::new(&exe);
