@@ -78,8 +78,13 @@ mod tls_fast {
     /// Offset of `HEAP` from the thread pointer; 0 until known (or never).
     static OFFSET: AtomicIsize = AtomicIsize::new(0);
 
-    /// The static TLS area is at most this far below the thread pointer.
-    const STATIC_TLS_SPAN: isize = 1 << 20;
+    /// How far below the thread pointer the slot may be for the fast path.
+    /// The static TLS area sits right below it and is a few KiB (a program
+    /// with more TLS just keeps the slow path). A dlopen'ed hakmem's TLS is
+    /// a block glibc mallocs per thread: it lies in a malloc arena, not in
+    /// the 64 KiB under the thread pointer, which is the top of the thread's
+    /// own stack mapping (or the main thread's TCB area).
+    const STATIC_TLS_SPAN: isize = 64 << 10;
 
     cfg_if::cfg_if! {
         if #[cfg(target_arch = "x86_64")] {
