@@ -11,6 +11,7 @@
  *   HAKMEM_BIGCACHE_MAX   bytes of freed huge blocks kept for reuse (K/M/G)
  *   HAKMEM_SEGMENT_CACHE  empty 2 MiB segments kept mapped for reuse
  *   HAKMEM_PURGE_DELAY    ms freed pages stay resident before purging (0: at once)
+ *   HAKMEM_THP=on|off     transparent huge pages for segments (unset: kernel default)
  *   HAKMEM_PURGE_DIRTY    freed page bytes a thread keeps at most before purging
  */
 #ifndef HAKMEM_H

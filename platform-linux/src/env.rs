@@ -110,6 +110,10 @@ pub fn ensure_read() {
     if let Some(v) = lookup(b"PURGE_DIRTY").and_then(parse_size) {
         options.purge_dirty_bytes.store(v, Ordering::Relaxed);
     }
+    if let Some(v) = lookup(b"THP").and_then(parse_bool) {
+        let mode = if v { crate::pages::THP_ON } else { crate::pages::THP_OFF };
+        crate::pages::THP_MODE.store(mode, Ordering::Relaxed);
+    }
     if let Some(v) = lookup(b"PURGE_DELAY").and_then(parse_size) {
         options.purge_delay_ms.store(v, Ordering::Relaxed);
     }
@@ -122,6 +126,11 @@ pub fn ensure_read() {
         m.push_str(" segment_cache=").push_decimal(options.segment_cache.load(Ordering::Relaxed));
         m.push_str(" purge_dirty=").push_decimal(options.purge_dirty_bytes.load(Ordering::Relaxed));
         m.push_str(" purge_delay_ms=").push_decimal(options.purge_delay_ms.load(Ordering::Relaxed));
+        m.push_str(" thp=").push_str(match crate::pages::THP_MODE.load(Ordering::Relaxed) {
+            crate::pages::THP_ON => "on",
+            crate::pages::THP_OFF => "off",
+            _ => "default",
+        });
         m.push_str("\n");
         crate::write_stderr(m.as_bytes());
     }

@@ -23,7 +23,7 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod env;
-mod pages;
+pub mod pages;
 
 pub use hakmem_core::{Heap, StatsSnapshot};
 pub use pages::LinuxPages;

@@ -28,19 +28,9 @@ fn unmap_raw(p: usize, size: usize) {
     }
 }
 
-// SAFETY: map returns fresh zeroed RW anonymous memory of the requested size
-// and alignment (over-mapping, then trimming head and tail); unmap/purge use
-// munmap/madvise on ranges the core got from map; rustix's linux_raw
-// backend makes system calls directly, so no libc function runs (no errno
-// write, no allocation); fatal writes with write(2) and calls abort(3).
-unsafe impl PageProvider for LinuxPages {
-    const PAGE_SIZE: usize = PAGE;
-    const MAPS_ZEROED: bool = true;
-    /// MADV_DONTNEED on private anonymous memory: the next touch gets a
-    /// zero page.
-    const PURGE_ZEROES: bool = true;
-
-    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+impl LinuxPages {
+    /// Map `size` bytes aligned to `align`: over-map, then trim.
+    fn map_aligned(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         if align <= PAGE {
             return NonNull::new(map_raw(size)?);
         }
@@ -58,15 +48,12 @@ unsafe impl PageProvider for LinuxPages {
         NonNull::new(aligned as *mut u8)
     }
 
-    unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
-        unmap_raw(ptr.as_ptr() as usize, size);
-    }
-
-    unsafe fn remap(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize, align: usize) -> Option<NonNull<u8>> {
+    /// mremap in place, else into a fresh aligned reservation.
+    fn remap_pages(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize, align: usize) -> Option<NonNull<u8>> {
         let old = ptr.as_ptr() as *mut core::ffi::c_void;
         // In place first: shrinking always works, growing when the
         // addresses after the mapping are free.
-        // SAFETY: the range is one of our mappings (contract).
+        // SAFETY: the range is one of our mappings (PageProvider::remap's contract).
         if let Ok(p) = unsafe { mremap(old, old_size, new_size, MremapFlags::empty()) } {
             return NonNull::new(p as *mut u8);
         }
@@ -82,6 +69,57 @@ unsafe impl PageProvider for LinuxPages {
                 None
             }
         }
+    }
+
+}
+
+const HUGE_PAGE: usize = 2 << 20;
+
+/// HAKMEM_THP: 0 = kernel default, 1 = ask for huge pages, 2 = refuse them.
+pub static THP_MODE: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+pub const THP_DEFAULT: u8 = 0;
+pub const THP_ON: u8 = 1;
+pub const THP_OFF: u8 = 2;
+
+/// Apply HAKMEM_THP to a fresh 2 MiB-aligned mapping.
+fn advise_thp(p: *mut u8, size: usize) {
+    let advice = match THP_MODE.load(core::sync::atomic::Ordering::Relaxed) {
+        THP_ON => Advice::LinuxHugepage,
+        THP_OFF => Advice::LinuxNoHugepage,
+        _ => return,
+    };
+    // SAFETY: the range is a mapping we just made; advice changes no data.
+    let _ = unsafe { madvise(p as *mut core::ffi::c_void, size, advice) };
+}
+
+// SAFETY: map returns fresh zeroed RW anonymous memory of the requested size
+// and alignment (over-mapping, then trimming head and tail); unmap/purge use
+// munmap/madvise on ranges the core got from map; rustix's linux_raw
+// backend makes system calls directly, so no libc function runs (no errno
+// write, no allocation); fatal writes with write(2) and calls abort(3).
+unsafe impl PageProvider for LinuxPages {
+    const PAGE_SIZE: usize = PAGE;
+    const MAPS_ZEROED: bool = true;
+    /// MADV_DONTNEED on private anonymous memory: the next touch gets a
+    /// zero page.
+    const PURGE_ZEROES: bool = true;
+
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        let p = self.map_aligned(size, align)?;
+        if align >= HUGE_PAGE {
+            advise_thp(p.as_ptr(), size);
+        }
+        Some(p)
+    }
+
+    unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
+        unmap_raw(ptr.as_ptr() as usize, size);
+    }
+
+    unsafe fn remap(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize, align: usize) -> Option<NonNull<u8>> {
+        let moved = self.remap_pages(ptr, old_size, new_size, align)?;
+        advise_thp(moved.as_ptr(), new_size);
+        Some(moved)
     }
 
     unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) {
