@@ -132,7 +132,10 @@ fn native_static_libs() -> Vec<String> {
 pub fn compile_c(src: &str, out_name: &str, link: Link) -> PathBuf {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
     let out = out_dir().join(out_name);
-    let tmp = out_dir().join(format!("{out_name}.tmp{}", std::process::id()));
+    // Unique per call: tests of one binary run as threads of one process.
+    static NEXT_TMP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = out_dir().join(format!("{out_name}.tmp{}.{n}", std::process::id()));
     let mut cmd = Command::new(&cc);
     cmd.args(["-O1", "-g", "-std=gnu11", "-pthread", "-fno-builtin"])
         .args(["-Wall", "-Wextra", "-Wno-deprecated-declarations"])

@@ -10,7 +10,7 @@ use hakmem_tests::*;
 use std::process::Command;
 
 fn under_valgrind(tool: &str) -> RunOutput {
-    let exe = compile_c("mt_xfree.c", "mt_xfree_valgrind", Link::Plain);
+    let exe = compile_c("mt_xfree.c", &format!("mt_xfree_valgrind_{tool}"), Link::Plain);
     let mut cmd = Command::new("valgrind");
     cmd.arg(format!("--tool={tool}"))
         .args(["--trace-children=yes", "--error-exitcode=99", "env"])
