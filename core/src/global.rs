@@ -246,9 +246,6 @@ impl<P: PageProvider + 'static> Global<P> {
             (*segment).page_count = (SEGMENT_SIZE >> kind.page_shift()) as u8;
             (*segment).used_pages = 0;
             (*segment).dirty = 0;
-            for (index, page) in (*segment).pages.iter_mut().enumerate() {
-                page.index = index as u8;
-            }
         }
         segment
     }

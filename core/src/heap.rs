@@ -374,7 +374,6 @@ impl<P: PageProvider + 'static> Heap<P> {
             };
             let page = &raw mut (*segment).pages[index];
             let (start, bytes) = Segment::page_area(segment, index, shift);
-            debug_assert_eq!((*page).index as usize, index);
             (*page).init(class, class_size(class), start, bytes);
             (*segment).used_pages += 1;
             self.global.stats.pages_in_use.fetch_add(1, Ordering::Relaxed);
@@ -405,7 +404,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             // The memory stays resident for reuse (even when the segment
             // empties) until the purge delay passes or the heap holds too
             // many dirty bytes: see purge_if_due.
-            (*segment).dirty |= 1 << (*page).index;
+            (*segment).dirty |= 1 << Segment::page_index(segment, page);
             self.dirty_bytes += 1usize << (*segment).page_shift;
             (*segment).used_pages -= 1;
             let list = &mut self.segments[kind as usize];
@@ -742,7 +741,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 unsafe {
                     assert_eq!((*page).class as usize, class);
                     assert_eq!((*page).flags.load(Ordering::Relaxed) & (PAGE_FULL | PAGE_UNUSED), 0);
-                    let free = (*page).count_free(self.list_key) as u32;
+                    let free = (*page).count_free(self.list_key) as u16;
                     assert!((*page).used + free <= (*page).capacity, "page accounting");
                     assert!((*page).capacity <= (*page).reserved);
                     let segment = Segment::of_ptr(page as *const u8);

@@ -44,35 +44,45 @@ pub const DELAYED: usize = 1;
 
 const RECIPROCAL_SHIFT: u32 = 42;
 
-/// Descriptor of one page, inside its segment's header.
+/// Descriptor of one page, inside its segment's header: 64 bytes, so a
+/// page's index in its segment is a shift of its address.
 #[repr(C)]
 pub struct Page {
     /// First block ready for malloc (owner only).
     pub free: *mut Block,
-    /// Blocks handed out and not yet collected back (owner only).
-    pub used: u32,
-    /// Blocks carved from the area so far.
-    pub capacity: u32,
-    /// Blocks that fit in the area.
-    pub reserved: u32,
-    /// Size of each block in bytes.
-    pub block_size: u32,
-    /// `PAGE_*` bits; written by the owner, read by any thread.
-    pub flags: AtomicU8,
-    /// Size class of the blocks.
-    pub class: u8,
-    /// Index of this page in its segment.
-    pub index: u8,
+    /// First byte of the block area.
+    pub start: *mut u8,
+    /// `2^42 / block_size + 1`: exact division of offsets below 2 MiB.
+    pub reciprocal: u64,
     /// Remote frees: encoded list head | `DELAYED`.
     pub thread_free: AtomicUsize,
     /// Links in the heap's page queue.
     pub next: *mut Page,
     pub prev: *mut Page,
-    /// First byte of the block area.
-    pub start: *mut u8,
-    /// `2^42 / block_size + 1`: exact division of offsets below 2 MiB.
-    pub reciprocal: u64,
+    /// Size of each block in bytes.
+    pub block_size: u32,
+    /// `capacity * block_size`: bytes of the area carved into blocks.
+    pub carved_bytes: u32,
+    /// Blocks handed out and not yet collected back (owner only).
+    pub used: u16,
+    /// Blocks carved from the area so far.
+    pub capacity: u16,
+    /// Blocks that fit in the area.
+    pub reserved: u16,
+    /// `PAGE_*` bits; written by the owner, read by any thread.
+    pub flags: AtomicU8,
+    /// Size class of the blocks.
+    pub class: u8,
 }
+
+static_assertions::const_assert_eq!(core::mem::size_of::<Page>(), 64);
+// Blocks per page fit the u16 counters: at most 64 KiB / 16 B.
+static_assertions::const_assert!(
+    (1usize << crate::config::SMALL_PAGE_SHIFT) / crate::config::MIN_BLOCK <= u16::MAX as usize
+);
+static_assertions::const_assert!(
+    (1usize << crate::config::MEDIUM_PAGE_SHIFT) / (crate::config::SMALL_MAX + 1) <= u16::MAX as usize
+);
 
 /// Decode a stored link.
 #[inline(always)]
@@ -98,18 +108,18 @@ impl Page {
     #[allow(clippy::declare_interior_mutable_const)]
     pub const UNUSED: Page = Page {
         free: null_mut(),
-        used: 0,
-        capacity: 0,
-        reserved: 0,
-        block_size: 0,
-        flags: AtomicU8::new(PAGE_UNUSED),
-        class: 0,
-        index: 0,
+        start: null_mut(),
+        reciprocal: 0,
         thread_free: AtomicUsize::new(0),
         next: null_mut(),
         prev: null_mut(),
-        start: null_mut(),
-        reciprocal: 0,
+        block_size: 0,
+        carved_bytes: 0,
+        used: 0,
+        capacity: 0,
+        reserved: 0,
+        flags: AtomicU8::new(PAGE_UNUSED),
+        class: 0,
     };
 
     /// Prepare an unused page to hold blocks of `block_size` bytes in the
@@ -118,7 +128,8 @@ impl Page {
         self.free = null_mut();
         self.used = 0;
         self.capacity = 0;
-        self.reserved = (area_bytes / block_size) as u32;
+        self.carved_bytes = 0;
+        self.reserved = (area_bytes / block_size) as u16;
         self.block_size = block_size as u32;
         self.class = class as u8;
         self.thread_free.store(0, Ordering::Relaxed);
@@ -141,7 +152,7 @@ impl Page {
     #[inline]
     pub fn block_is_carved(&self, block: *const u8) -> bool {
         let offset = (block as usize).wrapping_sub(self.start as usize);
-        offset < self.capacity as usize * self.block_size as usize
+        offset < self.carved_bytes as usize
     }
 
     /// Carve the next run of blocks (at most `PAGE_EXTEND_BYTES`, at least
@@ -165,13 +176,14 @@ impl Page {
             next = block;
         }
         self.free = next;
-        self.capacity += count as u32;
+        self.capacity += count as u16;
+        self.carved_bytes = self.capacity as u32 * self.block_size;
         true
     }
 
     /// Move all remotely freed blocks to `free`. Returns how many arrived,
     /// or `None` when the remote list is corrupt (a link leaves the segment).
-    pub fn collect_remote(&mut self, list_key: usize) -> Option<u32> {
+    pub fn collect_remote(&mut self, list_key: usize) -> Option<u16> {
         let mut head = self.thread_free.load(Ordering::Relaxed);
         loop {
             if head & !DELAYED == 0 {
@@ -188,7 +200,7 @@ impl Page {
             }
         }
         let first = (head & !DELAYED) as *mut Block;
-        let mut count = 1u32;
+        let mut count = 1u16;
         let mut tail = first;
         loop {
             // SAFETY: every block on the remote list was pushed by a free of a

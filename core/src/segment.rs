@@ -92,12 +92,21 @@ impl Segment {
     /// `this` is a live segment header and `ptr` lies inside its first 2 MiB.
     #[inline(always)]
     pub unsafe fn page_of(this: *mut Segment, ptr: *const u8) -> *mut Page {
-        // SAFETY: the caller guarantees the header is live; page_shift was
-        // chosen so the index is below page_count for any ptr in the segment.
+        // SAFETY: the caller guarantees the header is live and ptr lies in
+        // its first 2 MiB; page_shift >= 16, so the index is below 32 (the
+        // length of `pages`): no bounds check is needed.
         unsafe {
             let index = (ptr as usize - this as usize) >> (*this).page_shift;
-            core::ptr::addr_of_mut!((*this).pages[index])
+            debug_assert!(index < MAX_PAGES_PER_SEGMENT);
+            (core::ptr::addr_of_mut!((*this).pages) as *mut Page).add(index)
         }
+    }
+
+    /// Index of a page descriptor in its segment's `pages`.
+    #[inline(always)]
+    pub fn page_index(this: *mut Segment, page: *const Page) -> usize {
+        let first = this as usize + core::mem::offset_of!(Segment, pages);
+        (page as usize - first) / core::mem::size_of::<Page>()
     }
 
     /// Start and length of the block area of page `index`.
