@@ -296,6 +296,27 @@ impl<P: PageProvider + 'static> Global<P> {
         unsafe { self.provider.purge(NonNull::new_unchecked(start as *mut u8), bytes) };
     }
 
+    /// Mark a page that holds no live block unused and dirty (its memory is
+    /// resident until purged), and take it off the segment's and the
+    /// counters' books. Returns the page's size in bytes.
+    ///
+    /// # Safety
+    /// The caller owns the segment; `page` is one of its pages, in use, with
+    /// `used == 0` and in no queue.
+    pub(crate) unsafe fn page_release(&self, segment: *mut Segment, page: *mut Page) -> usize {
+        // SAFETY: per the contract.
+        unsafe {
+            let page_bytes = 1usize << (*segment).page_shift;
+            (*page).flags.store(PAGE_UNUSED, Ordering::Release);
+            (*page).free = null_mut();
+            (*segment).dirty |= 1 << Segment::page_index(segment, page);
+            (*segment).used_pages -= 1;
+            self.stats.pages_in_use.fetch_sub(1, Ordering::Relaxed);
+            self.stats.page_bytes_in_use.fetch_sub(page_bytes, Ordering::Relaxed);
+            page_bytes
+        }
+    }
+
     /// Purge the area of unused page `index` of a segment.
     pub(crate) fn purge_page(&self, segment: *mut Segment, index: usize) {
         // SAFETY: the page is unused; its area lies in the segment.
@@ -369,12 +390,7 @@ impl<P: PageProvider + 'static> Global<P> {
                         self.fatal_at("corrupted remote free list in page ", page as usize);
                     }
                     if (*page).used == 0 {
-                        (*page).flags.store(PAGE_UNUSED, Ordering::Release);
-                        (*page).free = null_mut();
-                        (*segment).dirty |= 1 << index;
-                        (*segment).used_pages -= 1;
-                        self.stats.pages_in_use.fetch_sub(1, Ordering::Relaxed);
-                        self.stats.page_bytes_in_use.fetch_sub(1 << (*segment).page_shift, Ordering::Relaxed);
+                        self.page_release(segment, page);
                     }
                 }
                 if (*segment).used_pages == 0 {

@@ -232,6 +232,42 @@ impl<P: PageProvider + 'static> Heap<P> {
         new
     }
 
+    /// `size` zeroed bytes aligned to `align` (a power of two).
+    pub fn calloc_aligned(&mut self, size: usize, align: usize) -> *mut u8 {
+        if align <= MIN_ALIGN {
+            return self.calloc(1, size);
+        }
+        let p = self.malloc_aligned(size, align);
+        if !p.is_null() {
+            // SAFETY: p holds at least size bytes.
+            unsafe { core::ptr::write_bytes(p, 0, size) };
+        }
+        p
+    }
+
+    /// Resize a block of `old_size` bytes to `new_size`, keeping it aligned
+    /// to `align` (Rust's `GlobalAlloc::realloc`; C realloc only keeps 16).
+    /// Null, leaving the block alone, when out of memory.
+    ///
+    /// # Safety
+    /// `ptr` is a live block from this allocator holding `old_size` bytes.
+    pub unsafe fn realloc_aligned(&mut self, ptr: *mut u8, old_size: usize, new_size: usize, align: usize) -> *mut u8 {
+        if align <= MIN_ALIGN {
+            // SAFETY: per the contract.
+            return unsafe { self.realloc(ptr, new_size) };
+        }
+        let new = self.malloc_aligned(new_size, align);
+        if !new.is_null() {
+            // SAFETY: both blocks are live, distinct, and hold at least the
+            // copied length.
+            unsafe {
+                core::ptr::copy_nonoverlapping(ptr, new, old_size.min(new_size));
+                self.global.free(ptr, self);
+            }
+        }
+        new
+    }
+
     // ------------------------------------------------------------------
     // allocation slow paths
 
@@ -397,16 +433,10 @@ impl<P: PageProvider + 'static> Heap<P> {
         unsafe {
             let segment = Segment::of_ptr(page as *const u8);
             let kind = (*segment).kind;
-            (*page).flags.store(PAGE_UNUSED, Ordering::Release);
-            (*page).free = null_mut();
-            self.global.stats.pages_in_use.fetch_sub(1, Ordering::Relaxed);
-            self.global.stats.page_bytes_in_use.fetch_sub(1 << (*segment).page_shift, Ordering::Relaxed);
             // The memory stays resident for reuse (even when the segment
             // empties) until the purge delay passes or the heap holds too
             // many dirty bytes: see purge_if_due.
-            (*segment).dirty |= 1 << Segment::page_index(segment, page);
-            self.dirty_bytes += 1usize << (*segment).page_shift;
-            (*segment).used_pages -= 1;
+            self.dirty_bytes += self.global.page_release(segment, page);
             let list = &mut self.segments[kind as usize];
             list.remove(segment);
             list.push_front(segment);

@@ -62,15 +62,7 @@ unsafe impl<P: PageProvider + 'static> GlobalAlloc for LockedHeap<P> {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         self.with_heap(|heap| match heap {
-            Some(heap) if layout.align() <= crate::config::MIN_ALIGN => heap.calloc(1, layout.size()),
-            Some(heap) => {
-                let p = heap.malloc_aligned(layout.size(), layout.align());
-                if !p.is_null() {
-                    // SAFETY: p holds at least layout.size() bytes.
-                    unsafe { core::ptr::write_bytes(p, 0, layout.size()) };
-                }
-                p
-            }
+            Some(heap) => heap.calloc_aligned(layout.size(), layout.align()),
             None => null_mut(),
         })
     }
@@ -83,21 +75,9 @@ unsafe impl<P: PageProvider + 'static> GlobalAlloc for LockedHeap<P> {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.align() > crate::config::MIN_ALIGN {
-            // SAFETY: forwarded contract of GlobalAlloc::realloc.
-            let new = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
-            if !new.is_null() {
-                // SAFETY: both blocks hold at least the copied length.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                    self.dealloc(ptr, layout);
-                }
-            }
-            return new;
-        }
         self.with_heap(|heap| match heap {
-            // SAFETY: ptr is a live block of this allocator.
-            Some(heap) => unsafe { heap.realloc(ptr, new_size) },
+            // SAFETY: ptr is a live block of layout.size() bytes (GlobalAlloc contract).
+            Some(heap) => unsafe { heap.realloc_aligned(ptr, layout.size(), new_size, layout.align()) },
             None => null_mut(),
         })
     }

@@ -174,6 +174,21 @@ export! {
     }
 }
 
+/// Free a non-null block after checking that `size` fits in it (aborting
+/// with `too_big` otherwise).
+///
+/// # Safety
+/// `ptr` is a live block (C contract); usable_size validates it.
+unsafe fn free_checking_size(ptr: *mut c_void, size: usize, too_big: &str) {
+    // SAFETY: per the contract.
+    unsafe {
+        if size > hk::usable_size(ptr as *const u8) {
+            fatal_at(too_big, ptr as usize);
+        }
+        hk::free(ptr as *mut u8)
+    }
+}
+
 /// Abort with `hakmem: <what><value>`.
 fn fatal_at(what: &str, value: usize) -> ! {
     hakmem_linux::GLOBAL.fatal_at(what, value)
@@ -186,12 +201,8 @@ export! {
         if ptr.is_null() {
             return;
         }
-        // SAFETY: ptr is live (C contract); usable_size validates it.
-        if size > unsafe { hk::usable_size(ptr as *const u8) } {
-            fatal_at("free_sized(): size larger than the block at ", ptr as usize);
-        }
-        // SAFETY: as above.
-        unsafe { hk::free(ptr as *mut u8) }
+        // SAFETY: forwarded C contract.
+        unsafe { free_checking_size(ptr, size, "free_sized(): size larger than the block at ") }
     }
 }
 
@@ -204,12 +215,8 @@ export! {
         if !alignment.is_power_of_two() || !(ptr as usize).is_multiple_of(alignment) {
             fatal_at("free_aligned_sized(): pointer does not have the stated alignment ", ptr as usize);
         }
-        // SAFETY: ptr is live (C contract); usable_size validates it.
-        if size > unsafe { hk::usable_size(ptr as *const u8) } {
-            fatal_at("free_aligned_sized(): size larger than the block at ", ptr as usize);
-        }
-        // SAFETY: as above.
-        unsafe { hk::free(ptr as *mut u8) }
+        // SAFETY: forwarded C contract.
+        unsafe { free_checking_size(ptr, size, "free_aligned_sized(): size larger than the block at ") }
     }
 }
 

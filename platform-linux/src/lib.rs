@@ -196,24 +196,25 @@ pub fn malloc(size: usize) -> *mut u8 {
     unsafe { (*heap).malloc(size) }
 }
 
-/// `size` bytes aligned to `align` (a power of two).
-pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
+/// Run `f` on the calling thread's heap; null when no heap can be made.
+#[inline(always)]
+fn with_heap(f: impl FnOnce(&mut LinuxHeap) -> *mut u8) -> *mut u8 {
     let heap = heap();
     if heap.is_null() {
         return null_mut();
     }
-    // SAFETY: the heap is this thread's own.
-    unsafe { (*heap).malloc_aligned(size, align) }
+    // SAFETY: the heap is this thread's own; no other reference to it is live.
+    f(unsafe { &mut *heap })
+}
+
+/// `size` bytes aligned to `align` (a power of two).
+pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
+    with_heap(|heap| heap.malloc_aligned(size, align))
 }
 
 /// `count * size` zeroed bytes; null on overflow or out of memory.
 pub fn calloc(count: usize, size: usize) -> *mut u8 {
-    let heap = heap();
-    if heap.is_null() {
-        return null_mut();
-    }
-    // SAFETY: the heap is this thread's own.
-    unsafe { (*heap).calloc(count, size) }
+    with_heap(|heap| heap.calloc(count, size))
 }
 
 /// realloc with C semantics except for `size == 0` (callers decide).
@@ -221,12 +222,8 @@ pub fn calloc(count: usize, size: usize) -> *mut u8 {
 /// # Safety
 /// `ptr` is null or a live block from hakmem.
 pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
-    let heap = heap();
-    if heap.is_null() {
-        return null_mut();
-    }
-    // SAFETY: the heap is this thread's own; ptr per the contract.
-    unsafe { (*heap).realloc(ptr, size) }
+    // SAFETY: ptr per the contract.
+    with_heap(|heap| unsafe { heap.realloc(ptr, size) })
 }
 
 /// free: null is ignored; misuse aborts with a message.
@@ -361,30 +358,11 @@ unsafe impl GlobalAlloc for HakmemAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= MIN_ALIGN {
-            return calloc(1, layout.size());
-        }
-        let p = malloc_aligned(layout.size(), layout.align());
-        if !p.is_null() {
-            // SAFETY: p holds at least layout.size() bytes.
-            unsafe { core::ptr::write_bytes(p, 0, layout.size()) };
-        }
-        p
+        with_heap(|heap| heap.calloc_aligned(layout.size(), layout.align()))
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.align() <= MIN_ALIGN {
-            // SAFETY: ptr is live (GlobalAlloc contract); new_size > 0.
-            return unsafe { realloc(ptr, new_size) };
-        }
-        let new = malloc_aligned(new_size, layout.align());
-        if !new.is_null() {
-            // SAFETY: both blocks hold at least the copied length.
-            unsafe {
-                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                free(ptr);
-            }
-        }
-        new
+        // SAFETY: ptr is a live block of layout.size() bytes (GlobalAlloc contract).
+        with_heap(|heap| unsafe { heap.realloc_aligned(ptr, layout.size(), new_size, layout.align()) })
     }
 }
