@@ -1,8 +1,10 @@
-//! Tuning constants, each derived as SHIFT -> SIZE -> MASK.
+//! Tuning constants, each derived as SHIFT -> SIZE -> MASK, and the
+//! runtime [`Options`] that override the `DEFAULT_*` ones.
 //!
 //! Everything the allocator's geometry depends on lives here so that the
 //! compile-time checks below see it in one place.
 
+use core::sync::atomic::AtomicUsize;
 use static_assertions::const_assert;
 
 /// A segment ("SuperSlab") is 2 MiB and 2 MiB-aligned: masking any interior
@@ -62,6 +64,36 @@ pub const DEFAULT_PURGE_DIRTY_BYTES: usize = 64 << 20;
 
 /// Heaps are carved from chunks of this size obtained from the provider.
 pub const HEAP_CHUNK_BYTES: usize = 256 << 10;
+
+/// Tunables an embedder may set before (or while) allocating; each starts
+/// at its `DEFAULT_*` constant. Read with relaxed loads on slow paths only.
+pub struct Options {
+    /// Empty segments kept mapped for reuse.
+    pub segment_cache: AtomicUsize,
+    /// Bytes of freed huge blocks kept for reuse.
+    pub bigcache_bytes: AtomicUsize,
+    /// Dirty (freed, unpurged) page bytes a heap keeps before purging.
+    pub purge_dirty_bytes: AtomicUsize,
+    /// Milliseconds freed pages stay resident before they are purged.
+    pub purge_delay_ms: AtomicUsize,
+}
+
+impl Options {
+    pub const fn new() -> Self {
+        Options {
+            segment_cache: AtomicUsize::new(DEFAULT_SEGMENT_CACHE),
+            bigcache_bytes: AtomicUsize::new(DEFAULT_BIGCACHE_BYTES),
+            purge_dirty_bytes: AtomicUsize::new(DEFAULT_PURGE_DIRTY_BYTES),
+            purge_delay_ms: AtomicUsize::new(DEFAULT_PURGE_DELAY_MS),
+        }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 const_assert!(SEGMENT_HEADER_BYTES < (1 << SMALL_PAGE_SHIFT));
 const_assert!(SMALL_MAX * 8 <= (1 << SMALL_PAGE_SHIFT) - SEGMENT_HEADER_BYTES);

@@ -1,5 +1,6 @@
 //! Huge blocks (above `LARGE_MAX`): one mapping each, a reuse cache
-//! ("BigCache") and a release batch.
+//! ("BigCache") and a release batch, all behind one lock in [`HugeBlocks`].
+//! Self-contained: it needs only [`Memory`] (provider, counters, options).
 //!
 //! ```text
 //!  free(huge) --> BigCache: up to BIGCACHE_SLOTS mappings, size-keyed
@@ -20,17 +21,14 @@
 //! before the aligned block and the mapping starts `align - 2 MiB` earlier.
 
 use crate::class::SegmentKind;
-use crate::config::{
-    BIGCACHE_MAPPED_BYTES, BIGCACHE_SLOTS, MAX_PAGES_PER_SEGMENT, MAX_REQUEST, RELEASE_BATCH, SEGMENT_HEADER_BYTES,
-    SEGMENT_SHIFT, SEGMENT_SIZE,
-};
-use crate::global::Global;
-use crate::page::Page;
+use crate::config::{BIGCACHE_MAPPED_BYTES, BIGCACHE_SLOTS, MAX_REQUEST, RELEASE_BATCH, SEGMENT_HEADER_BYTES, SEGMENT_SIZE};
+use crate::memory::Memory;
 use crate::provider::PageProvider;
 use crate::segment::{segment_map_insert, segment_map_remove, Segment, HUGE_CACHED, HUGE_LIVE, HUGE_OWNER};
 use crate::stats::Mapping;
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
+use spin::Mutex;
 
 #[derive(Clone, Copy)]
 struct CacheSlot {
@@ -45,12 +43,12 @@ struct CacheSlot {
 
 const EMPTY_SLOT: CacheSlot = CacheSlot { segment: null_mut(), tick: 0, cached_ms: 0, warm: false };
 
-/// BigCache and the release batch (behind `Global::huge`).
+/// BigCache and the release batch (behind the lock of [`HugeBlocks`]).
 ///
 /// Invariants: `cached_bytes` = sum of the cached mappings' sizes,
 /// `warm_bytes` = the same over warm slots; `warm_bytes <= bigcache_bytes`
 /// after every free; `cached_bytes <= BIGCACHE_MAPPED_BYTES`.
-pub(crate) struct HugeCache {
+struct HugeCache {
     /// `slots[..len]` are occupied (kept dense: scans touch only those).
     slots: [CacheSlot; BIGCACHE_SLOTS],
     len: usize,
@@ -66,7 +64,7 @@ pub(crate) struct HugeCache {
 unsafe impl Send for HugeCache {}
 
 impl HugeCache {
-    pub const fn new() -> Self {
+    const fn new() -> Self {
         HugeCache {
             slots: [EMPTY_SLOT; BIGCACHE_SLOTS],
             len: 0,
@@ -136,59 +134,116 @@ impl HugeCache {
 /// folded the if/else form into `(max(align, 8 KiB), align - 2 MiB)`, a wrong
 /// block offset for alignments above 2 MiB (caught by the C ABI tests).
 /// The unit test below pins the values.
-pub(crate) fn huge_layout(align: usize) -> (usize, usize) {
+pub fn huge_layout(align: usize) -> (usize, usize) {
     let block_offset = align.clamp(SEGMENT_HEADER_BYTES, SEGMENT_SIZE);
     let header_offset = align.saturating_sub(SEGMENT_SIZE);
     (block_offset, header_offset)
 }
 
-impl<P: PageProvider + 'static> Global<P> {
+impl HugeCache {
+    /// Purge warm cached mappings (they stay mapped and cached) while there
+    /// are more warm bytes than `bigcache_bytes`, or older than the delay.
+    fn purge_warm<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64) {
+        let limit = memory.options.bigcache_bytes.load(Ordering::Relaxed);
+        let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        if self.warm_bytes <= limit && (now == 0 || now < self.next_expiry_ms) {
+            return;
+        }
+        // Recomputed below from the warm slots that stay warm.
+        self.next_expiry_ms = u64::MAX;
+        loop {
+            let over = self.warm_bytes > limit;
+            let expired = |s: &CacheSlot| s.warm && (over || (now != 0 && s.cached_ms.saturating_add(delay) <= now));
+            let Some(i) = self.oldest(expired) else { break };
+            let segment = self.slots[i].segment;
+            // SAFETY: a cached mapping holds nothing live; keep its header.
+            unsafe {
+                let body = segment as usize + SEGMENT_HEADER_BYTES;
+                let end = (*segment).map_base as usize + (*segment).map_size;
+                memory.purge(body, end - body);
+            }
+            self.slots[i].warm = false;
+            self.warm_bytes -= Self::size_of(&self.slots[i]);
+        }
+        for slot in &self.slots[..self.len] {
+            if slot.warm {
+                self.next_expiry_ms = self.next_expiry_ms.min(slot.cached_ms.saturating_add(delay));
+            }
+        }
+    }
+
+    /// Add a mapping to the release batch; flushes a full batch. Returns
+    /// bytes released.
+    fn batch_push<P: PageProvider>(&mut self, memory: &Memory<P>, segment: *mut Segment) -> usize {
+        self.batch[self.batch_len] = segment;
+        self.batch_len += 1;
+        if self.batch_len == RELEASE_BATCH {
+            return self.batch_flush(memory);
+        }
+        0
+    }
+
+    /// Purge and unmap every mapping in the batch: the only code that
+    /// unmaps huge blocks. Returns bytes released.
+    fn batch_flush<P: PageProvider>(&mut self, memory: &Memory<P>) -> usize {
+        let mut released = 0;
+        for &segment in &self.batch[..self.batch_len] {
+            // SAFETY: batched segments are unreachable by the program and
+            // owned by the batch; each is one whole mapping.
+            unsafe {
+                let (base, size) = ((*segment).map_base, (*segment).map_size);
+                segment_map_remove(segment);
+                memory.purge(base as usize, size);
+                memory.unmap(NonNull::new_unchecked(base), size, Mapping::Huge);
+                released += size;
+            }
+        }
+        self.batch_len = 0;
+        released
+    }
+}
+
+/// Huge blocks: the cache and batch behind a lock, and the operations on
+/// live huge blocks (which need no lock: a live block is its owner's).
+pub struct HugeBlocks {
+    cache: Mutex<HugeCache>,
+}
+
+impl HugeBlocks {
+    pub const fn new() -> Self {
+        HugeBlocks { cache: Mutex::new(HugeCache::new()) }
+    }
+
     /// Allocate a huge block of `size` bytes aligned to `align`. Returns the
     /// block and whether it is known to be zeroed.
-    pub(crate) fn huge_alloc(&self, size: usize, align: usize) -> Option<(*mut u8, bool)> {
+    pub fn alloc<P: PageProvider>(&self, memory: &Memory<P>, size: usize, align: usize) -> Option<(*mut u8, bool)> {
         if size > MAX_REQUEST || align > MAX_REQUEST {
             return None;
         }
         let (block_offset, header_offset) = huge_layout(align);
         let map_size = (header_offset + block_offset + size).next_multiple_of(P::PAGE_SIZE);
         let reused = if header_offset == 0 {
-            let mut cache = self.huge.lock();
-            self.huge_purge_warm(&mut cache, self.provider().now_ms());
+            let mut cache = self.cache.lock();
+            cache.purge_warm(memory, memory.now_ms());
             cache.take(map_size)
         } else {
             None
         };
         let (segment, zeroed) = match reused {
             Some((segment, warm)) => {
-                self.stats.bigcache_hits.fetch_add(1, Ordering::Relaxed);
+                memory.stats.bigcache_hits.fetch_add(1, Ordering::Relaxed);
                 // A purged mapping reads as zeros when the provider's
                 // purge zeroes (MADV_DONTNEED does): only then is it known.
                 (segment, !warm && P::PURGE_ZEROES)
             }
             None => {
-                let base = self.provider().map(map_size, align.max(SEGMENT_SIZE))?.as_ptr();
-                self.stats.mapped(map_size, Mapping::Huge);
+                let base = memory.map(map_size, align.max(SEGMENT_SIZE), Mapping::Huge)?.as_ptr();
                 let segment = (base as usize + header_offset) as *mut Segment;
                 // SAFETY: fresh memory; the header fits before the block.
                 unsafe {
-                    segment.write(Segment {
-                        owner: AtomicUsize::new(HUGE_OWNER),
-                        kind: SegmentKind::Huge,
-                        page_shift: SEGMENT_SHIFT as u8,
-                        page_count: 1,
-                        used_pages: 1,
-                        dirty: 0,
-                        next: null_mut(),
-                        prev: null_mut(),
-                        map_base: base,
-                        map_size,
-                        huge_offset: 0,
-                        huge_size: 0,
-                        huge_state: AtomicUsize::new(HUGE_LIVE),
-                        pages: [const { Page::UNUSED }; MAX_PAGES_PER_SEGMENT],
-                    });
+                    Segment::write_header(segment, HUGE_OWNER, SegmentKind::Huge, base, map_size);
+                    (*segment).used_pages = 1;
                 }
-                segment_map_insert(segment);
                 (segment, P::MAPS_ZEROED)
             }
         };
@@ -205,9 +260,12 @@ impl<P: PageProvider + 'static> Global<P> {
     /// Resize a live huge block in place or by moving its pages (no copy)
     /// when the provider can. Returns the new block pointer, or `None`
     /// (block untouched) when the caller must copy.
-    pub(crate) fn huge_realloc(&self, ptr: *mut u8, new_size: usize) -> Option<*mut u8> {
+    ///
+    /// # Safety
+    /// `ptr` is a live huge block, owned by the caller.
+    pub unsafe fn realloc<P: PageProvider>(&self, memory: &Memory<P>, ptr: *mut u8, new_size: usize) -> Option<*mut u8> {
         let segment = Segment::of_ptr(ptr);
-        // SAFETY: the caller passes a live huge block; its header is mapped.
+        // SAFETY: per the contract, the header is mapped and ours.
         unsafe {
             let base = (*segment).map_base;
             let block_offset = (*segment).huge_offset;
@@ -217,7 +275,7 @@ impl<P: PageProvider + 'static> Global<P> {
             let old_size = (*segment).map_size;
             let map_size = (block_offset + new_size).next_multiple_of(P::PAGE_SIZE);
             segment_map_remove(segment);
-            let Some(moved) = self.provider().remap(NonNull::new_unchecked(base), old_size, map_size, SEGMENT_SIZE) else {
+            let Some(moved) = memory.remap_huge(NonNull::new_unchecked(base), old_size, map_size, SEGMENT_SIZE) else {
                 segment_map_insert(segment);
                 return None;
             };
@@ -226,119 +284,77 @@ impl<P: PageProvider + 'static> Global<P> {
             (*segment).map_size = map_size;
             (*segment).huge_size = map_size - block_offset;
             segment_map_insert(segment);
-            self.stats.unmapped(old_size, Mapping::Huge);
-            self.stats.mapped(map_size, Mapping::Huge);
             Some(moved.as_ptr().add(block_offset))
         }
     }
 
-    /// Free a huge block: into the cache, or to the release batch.
-    pub(crate) fn huge_free(&self, segment: *mut Segment, ptr: *mut u8) {
-        // SAFETY: the segment map says this huge header is mapped.
+    /// Free a huge block (checked: its start, and live): into the cache, or
+    /// to the release batch.
+    ///
+    /// # Safety
+    /// `segment` is a mapped huge header (the segment map says so) covering `ptr`.
+    pub unsafe fn free<P: PageProvider>(&self, memory: &Memory<P>, segment: *mut Segment, ptr: *mut u8) {
+        // SAFETY: per the contract.
         unsafe {
             if ptr as usize != segment as usize + (*segment).huge_offset {
-                self.fatal_at("free(): invalid pointer (inside a huge block) ", ptr as usize);
+                memory.fatal_at("free(): invalid pointer (inside a huge block) ", ptr as usize);
             }
             if (*segment)
                 .huge_state
                 .compare_exchange(HUGE_LIVE, HUGE_CACHED, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
             {
-                self.fatal_at("free(): double free of huge block ", ptr as usize);
+                memory.fatal_at("free(): double free of huge block ", ptr as usize);
             }
         }
-        let now = self.provider().now_ms();
-        let mut cache = self.huge.lock();
+        let now = memory.now_ms();
+        let mut cache = self.cache.lock();
         // SAFETY: the segment is now owned by the cache machinery.
         let (size, aligned_big) = unsafe { ((*segment).map_size, (*segment).map_base != segment as *mut u8) };
         if aligned_big || size > BIGCACHE_MAPPED_BYTES / 4 {
-            self.batch_push(&mut cache, segment);
+            cache.batch_push(memory, segment);
             return;
         }
         // Room in slots and in mapped bytes: release the oldest mappings.
         while cache.len > 0 && (cache.cached_bytes + size > BIGCACHE_MAPPED_BYTES || cache.len == BIGCACHE_SLOTS) {
             let Some(i) = cache.oldest(|_| true) else { break };
             let old = cache.remove(i).segment;
-            self.batch_push(&mut cache, old);
+            cache.batch_push(memory, old);
         }
         cache.tick += 1;
         let slot = CacheSlot { segment, tick: cache.tick, cached_ms: now, warm: true };
-        let delay = self.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
         cache.insert(slot, now.saturating_add(delay));
-        self.huge_purge_warm(&mut cache, now);
-    }
-
-    /// Purge warm cached mappings (they stay mapped and cached) while there
-    /// are more warm bytes than `bigcache_bytes`, or older than the delay.
-    fn huge_purge_warm(&self, cache: &mut HugeCache, now: u64) {
-        let limit = self.options.bigcache_bytes.load(Ordering::Relaxed);
-        let delay = self.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
-        if cache.warm_bytes <= limit && (now == 0 || now < cache.next_expiry_ms) {
-            return;
-        }
-        // Recomputed below from the warm slots that stay warm.
-        cache.next_expiry_ms = u64::MAX;
-        loop {
-            let over = cache.warm_bytes > limit;
-            let expired = |s: &CacheSlot| s.warm && (over || (now != 0 && s.cached_ms.saturating_add(delay) <= now));
-            let Some(i) = cache.oldest(expired) else { break };
-            let segment = cache.slots[i].segment;
-            // SAFETY: a cached mapping holds nothing live; keep its header.
-            unsafe {
-                let body = segment as usize + SEGMENT_HEADER_BYTES;
-                let end = (*segment).map_base as usize + (*segment).map_size;
-                self.purge(body, end - body);
-            }
-            cache.slots[i].warm = false;
-            cache.warm_bytes -= HugeCache::size_of(&cache.slots[i]);
-        }
-        for slot in &cache.slots[..cache.len] {
-            if slot.warm {
-                cache.next_expiry_ms = cache.next_expiry_ms.min(slot.cached_ms.saturating_add(delay));
-            }
-        }
-    }
-
-    /// Add a mapping to the release batch; flushes a full batch. Returns
-    /// bytes released.
-    fn batch_push(&self, cache: &mut HugeCache, segment: *mut Segment) -> usize {
-        cache.batch[cache.batch_len] = segment;
-        cache.batch_len += 1;
-        if cache.batch_len == RELEASE_BATCH {
-            return self.batch_flush(cache);
-        }
-        0
-    }
-
-    /// Purge and unmap every mapping in the batch. Returns bytes released.
-    fn batch_flush(&self, cache: &mut HugeCache) -> usize {
-        let mut released = 0;
-        for i in 0..cache.batch_len {
-            let segment = cache.batch[i];
-            // SAFETY: batched segments are unreachable by the program and
-            // owned by the batch; each is one whole mapping.
-            unsafe {
-                let (base, size) = ((*segment).map_base, (*segment).map_size);
-                segment_map_remove(segment);
-                self.purge(base as usize, size);
-                self.stats.unmapped(size, Mapping::Huge);
-                self.provider().unmap(NonNull::new_unchecked(base), size);
-                released += size;
-            }
-        }
-        cache.batch_len = 0;
-        released
+        cache.purge_warm(memory, now);
     }
 
     /// Empty the cache through the batch and flush it. Returns bytes released.
-    pub(crate) fn huge_trim(&self) -> usize {
-        let mut cache = self.huge.lock();
+    pub fn trim<P: PageProvider>(&self, memory: &Memory<P>) -> usize {
+        let mut cache = self.cache.lock();
         let mut released = 0;
         while let Some(i) = cache.oldest(|_| true) {
             let segment = cache.remove(i).segment;
-            released += self.batch_push(&mut cache, segment);
+            released += cache.batch_push(memory, segment);
         }
-        released + self.batch_flush(&mut cache)
+        released + cache.batch_flush(memory)
+    }
+
+    /// Take the lock (before `fork`).
+    pub fn lock_all(&self) {
+        core::mem::forget(self.cache.lock());
+    }
+
+    /// # Safety
+    /// Only after `lock_all` in this thread (or in the forked child).
+    pub unsafe fn unlock_all(&self) {
+        // SAFETY: lock_all took the lock and forgot the guard.
+        unsafe { self.cache.force_unlock() };
+    }
+}
+
+impl Default for HugeBlocks {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

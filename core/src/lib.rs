@@ -3,14 +3,29 @@
 //! ```text
 //!   ffi (C ABI)  ->  platform-linux (rustix pages, TLS heaps, env)  ->  core (this crate)
 //!                                                   kernel / tests  ->  core
+//! ```
 //!
-//!   core:
-//!   Global<P: PageProvider> ---- provider: map / unmap / purge
-//!     |- heap pool --------> Heap (one per thread, or one behind a lock: LockedHeap)
-//!     |                        |- direct[class] -> Page (in a 2 MiB Segment) -> blocks
-//!     |                        '- delayed frees from other threads
-//!     |- segment cache, abandoned segments
-//!     '- huge blocks: BigCache -> release batch -> unmap
+//! Where to start reading: malloc is [`alloc`] (`Heap::malloc`, top to
+//! bottom: fast path, refill), free is [`free`] (`free()`, then
+//! `Heap::free_local` and the slow twins).
+//!
+//! Map of the modules; each uses only those below it:
+//! ```text
+//!  global      Global<P>: Shared + heap pool; heap_acquire/release, free, trim, stats, fork
+//!  locked      LockedHeap: one heap behind a spin lock (kernels)
+//!  alloc       malloc fast path -> refill; aligned, calloc, realloc        \
+//!  free        free fast path -> checked_block -> local or remote push      | impl Heap,
+//!  adopt       thread exit (abandon), adoption, trim                        | one path each
+//!  heap        the Heap struct, page queues, page life cycle, drain        /
+//!  purge       when a heap purges its dirty pages (DirtyPages)
+//!  remote      cross-thread frees: page remote lists, DelayedFrees, push_foreign
+//!  shared      Shared<P>: memory + segment store + huge blocks (what heaps draw from)
+//!  huge        huge blocks: BigCache and the release batch (HugeBlocks)
+//!  segment_store  empty segments (cache) and abandoned segments
+//!  memory      the provider, counted: map / unmap / purge, keys, options, fatal
+//!  segment     the 2 MiB header, pointer -> metadata, segment map, page bookkeeping
+//!  page        page descriptor, local free list, carving
+//!  stats  list  class  config  message  provider     leaves
 //! ```
 //!
 //! Tiers (see [`class`]): tiny blocks up to 1 KiB in 64 KiB pages, mid up to
@@ -23,29 +38,38 @@
 //!   the only code that maps pointers to metadata).
 //! - A segment is owned by at most one heap; only that heap's thread touches
 //!   the non-atomic fields of its pages. Other threads only push onto a
-//!   page's `thread_free` or a heap's `delayed` list (lock-free).
+//!   page's `thread_free` or a heap's `delayed` list (lock-free, remote.rs).
 //! - Nothing here allocates through another allocator, panics on a valid
 //!   path, or touches `errno`; errors abort through `PageProvider::fatal`.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+mod adopt;
+pub mod alloc;
 pub mod class;
 pub mod config;
+pub mod free;
 pub mod global;
 pub mod heap;
-mod huge;
+pub mod huge;
 pub mod list;
 pub mod locked;
+pub mod memory;
 pub mod message;
 pub mod page;
 pub mod provider;
+pub mod purge;
+pub mod remote;
 pub mod segment;
+pub mod segment_store;
+pub mod shared;
 pub mod stats;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use global::{Global, Options};
+pub use config::Options;
+pub use global::Global;
 pub use heap::Heap;
 pub use locked::LockedHeap;
 pub use provider::PageProvider;

@@ -1,4 +1,5 @@
-//! Pages: runs of equal-sized blocks, each with three free lists.
+//! Pages: runs of equal-sized blocks, with their local free list (here)
+//! and their remote free list (`thread_free`, see remote.rs).
 //!
 //! ```text
 //!  Page (descriptor in the segment header)       block area
@@ -11,9 +12,6 @@
 //! - `used == capacity - |free| - |thread_free| - |blocks parked in the heap's delayed list|`
 //!   counted the owner's way: `used` drops only when the owner collects.
 //! - `used == 0` implies no block of the page is reachable by the program.
-//! - The `DELAYED` bit is set only while the page is in its heap's full
-//!   queue, and then `thread_free`'s list is empty: remote frees go to the
-//!   heap's delayed list instead, so the owner learns the page has room.
 //!
 //! Links are stored encoded (`next ^ list_key`) and every decoded link is
 //! checked to stay inside the block's segment, so a use-after-free write
@@ -23,7 +21,7 @@
 
 use crate::config::{PAGE_EXTEND_BYTES, SEGMENT_SHIFT};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 /// The first two words of a free block.
 #[repr(C)]
@@ -38,9 +36,6 @@ pub const PAGE_FULL: u8 = 1;
 pub const PAGE_ALIGNED: u8 = 2;
 /// Page flag: not in use; no block of it is live.
 pub const PAGE_UNUSED: u8 = 4;
-
-/// Low bit of `thread_free`: remote frees must go to the heap's delayed list.
-pub const DELAYED: usize = 1;
 
 const RECIPROCAL_SHIFT: u32 = 42;
 
@@ -61,8 +56,9 @@ pub struct Page {
     pub prev: *mut Page,
     /// Size of each block in bytes.
     pub block_size: u32,
-    /// `capacity * block_size`: bytes of the area carved into blocks.
-    pub carved_bytes: u32,
+    /// `capacity * block_size`: bytes of the area carved into blocks
+    /// (atomic: a thread freeing a block of a page it does not own reads it).
+    pub carved_bytes: AtomicU32,
     /// Blocks handed out and not yet collected back (owner only).
     pub used: u16,
     /// Blocks carved from the area so far.
@@ -114,7 +110,7 @@ impl Page {
         next: null_mut(),
         prev: null_mut(),
         block_size: 0,
-        carved_bytes: 0,
+        carved_bytes: AtomicU32::new(0),
         used: 0,
         capacity: 0,
         reserved: 0,
@@ -128,7 +124,7 @@ impl Page {
         self.free = null_mut();
         self.used = 0;
         self.capacity = 0;
-        self.carved_bytes = 0;
+        self.carved_bytes.store(0, Ordering::Relaxed);
         self.reserved = (area_bytes / block_size) as u16;
         self.block_size = block_size as u32;
         self.class = class as u8;
@@ -148,11 +144,48 @@ impl Page {
         (self.start as usize + (index as usize) * self.block_size as usize) as *mut u8
     }
 
+    /// Pop the first block of the local free list: null when the list is
+    /// empty, or when its link is implausible (then `free` stays non-null,
+    /// which tells the caller the list is corrupt). Clears the free marker.
+    ///
+    /// # Safety
+    /// The caller owns the page (or it is `EMPTY_PAGE`, whose list is empty).
+    #[inline(always)]
+    pub unsafe fn pop(&mut self, list_key: usize) -> *mut Block {
+        let block = self.free;
+        if block.is_null() {
+            return block;
+        }
+        // SAFETY: blocks on the local list are free blocks of this page.
+        unsafe {
+            let next = decode((*block).next, list_key);
+            if !link_is_plausible(block, next) {
+                return null_mut();
+            }
+            self.free = next;
+            self.used += 1;
+            (*block).marker = 0;
+        }
+        block
+    }
+
+    /// Push a block (already marked free) onto the local free list.
+    ///
+    /// # Safety
+    /// The caller owns the page; `block` is a block of it counted in `used`.
+    #[inline(always)]
+    pub unsafe fn push(&mut self, block: *mut Block, list_key: usize) {
+        // SAFETY: per the contract, the block's memory is the page's again.
+        unsafe { (*block).next = encode(self.free, list_key) };
+        self.free = block;
+        self.used -= 1;
+    }
+
     /// Whether `block` (a block start) lies inside the carved area.
-    #[inline]
+    #[inline(always)]
     pub fn block_is_carved(&self, block: *const u8) -> bool {
         let offset = (block as usize).wrapping_sub(self.start as usize);
-        offset < self.carved_bytes as usize
+        offset < self.carved_bytes.load(Ordering::Relaxed) as usize
     }
 
     /// Carve the next run of blocks (at most `PAGE_EXTEND_BYTES`, at least
@@ -177,88 +210,8 @@ impl Page {
         }
         self.free = next;
         self.capacity += count as u16;
-        self.carved_bytes = self.capacity as u32 * self.block_size;
+        self.carved_bytes.store(self.capacity as u32 * self.block_size, Ordering::Relaxed);
         true
-    }
-
-    /// Move all remotely freed blocks to `free`. Returns how many arrived,
-    /// or `None` when the remote list is corrupt (a link leaves the segment).
-    pub fn collect_remote(&mut self, list_key: usize) -> Option<u16> {
-        let mut head = self.thread_free.load(Ordering::Relaxed);
-        loop {
-            if head & !DELAYED == 0 {
-                return Some(0);
-            }
-            match self.thread_free.compare_exchange_weak(
-                head,
-                head & DELAYED,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(now) => head = now,
-            }
-        }
-        let first = (head & !DELAYED) as *mut Block;
-        let mut count = 1u16;
-        let mut tail = first;
-        loop {
-            // SAFETY: every block on the remote list was pushed by a free of a
-            // block of this page; the acquire above orders its writes.
-            let next = decode(unsafe { (*tail).next }, list_key);
-            if next.is_null() {
-                break;
-            }
-            if !link_is_plausible(tail, next) || count >= self.capacity {
-                return None;
-            }
-            tail = next;
-            count += 1;
-        }
-        // SAFETY: tail is the last remote block; splice the local list behind it.
-        unsafe { (*tail).next = encode(self.free, list_key) };
-        self.free = first;
-        self.used -= count;
-        Some(count)
-    }
-
-    /// Push a block freed by a thread that does not own the page. Returns
-    /// false, without pushing, when the page wants delayed frees instead.
-    ///
-    /// # Safety
-    /// `block` is a block of this page that the caller is freeing (it owns
-    /// the block's memory until the push succeeds).
-    pub unsafe fn push_remote(&self, block: *mut Block, list_key: usize) -> bool {
-        let mut head = self.thread_free.load(Ordering::Relaxed);
-        loop {
-            if head & DELAYED != 0 {
-                return false;
-            }
-            // SAFETY: the block is being freed: the caller owns it now.
-            unsafe { (*block).next = encode(head as *mut Block, list_key) };
-            match self.thread_free.compare_exchange_weak(
-                head,
-                block as usize,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(now) => head = now,
-            }
-        }
-    }
-
-    /// Ask remote frees to go to the heap's delayed list. Fails (returns
-    /// false) when remote blocks are waiting: collect them first.
-    pub fn try_set_delayed(&self) -> bool {
-        self.thread_free
-            .compare_exchange(0, DELAYED, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-    }
-
-    /// Let remote frees land on the page again.
-    pub fn clear_delayed(&self) {
-        self.thread_free.fetch_and(!DELAYED, Ordering::AcqRel);
     }
 
     /// Number of blocks on the local free list (for checks and tests).
@@ -296,37 +249,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn extend_collect_and_delayed_flag() {
-        #[repr(align(64))]
-        struct Area([u8; 4096]);
-        let mut area = Area([0; 4096]);
-        let key = 0x5a5a_0000;
-        let mut page = Page::UNUSED;
-        page.init(0, 64, area.0.as_mut_ptr(), 4096);
-        assert_eq!(page.reserved, 64);
-        assert!(page.extend(key));
-        assert_eq!(page.capacity, 64);
-        assert!(!page.extend(key));
-        assert_eq!(page.count_free(key), 64);
-        // Take two blocks, give one back remotely.
-        let a = page.free;
-        page.free = decode(unsafe { (*a).next }, key);
-        let b = page.free;
-        page.free = decode(unsafe { (*b).next }, key);
-        page.used = 2;
-        assert!(unsafe { page.push_remote(b, key) });
-        assert!(!page.try_set_delayed(), "delayed must not hide waiting blocks");
-        assert_eq!(page.collect_remote(key), Some(1));
-        assert_eq!(page.used, 1);
-        assert_eq!(page.count_free(key), 63);
-        assert!(page.try_set_delayed());
-        assert!(!unsafe { page.push_remote(a, key) }, "a delayed page refuses remote pushes");
-        page.clear_delayed();
-        assert!(unsafe { page.push_remote(a, key) });
-        assert_eq!(page.collect_remote(key), Some(1));
-        assert_eq!(page.used, 0);
     }
 }

@@ -1,5 +1,7 @@
 //! Segments ("SuperSlabs"): 2 MiB-aligned spans whose header describes
-//! every page inside. This module is the only pointer -> metadata code.
+//! every page inside. This module is the only pointer -> metadata code, and
+//! the only code that changes a segment's page bookkeeping (`used_pages`,
+//! `dirty`): pages are taken and released here.
 //!
 //! ```text
 //!  segment (2 MiB, 2 MiB aligned)
@@ -24,9 +26,12 @@
 //! - `owner` is the address of the owning heap, or one of the `*_OWNER`
 //!   constants below (never 0, so a thread without a heap never matches).
 
-use crate::class::SegmentKind;
-use crate::config::{MAX_PAGES_PER_SEGMENT, SEGMENT_HEADER_BYTES, SEGMENT_MASK, SEGMENT_SHIFT};
-use crate::page::Page;
+use crate::class::{class_size, SegmentKind};
+use crate::config::{MAX_PAGES_PER_SEGMENT, SEGMENT_HEADER_BYTES, SEGMENT_MASK, SEGMENT_SHIFT, SEGMENT_SIZE};
+use crate::memory::Memory;
+use crate::page::{Page, PAGE_UNUSED};
+use crate::provider::PageProvider;
+use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use static_assertions::const_assert;
 
@@ -76,6 +81,37 @@ pub struct Segment {
 const_assert!(core::mem::size_of::<Segment>() <= SEGMENT_HEADER_BYTES);
 
 impl Segment {
+    /// Write a fresh header of `kind` at `at`, for the mapping
+    /// `map_base..map_base + map_size`, with no page in use, and enter it
+    /// in the segment map.
+    ///
+    /// # Safety
+    /// `at` is 2 MiB aligned, inside that mapping, and its first
+    /// `SEGMENT_HEADER_BYTES` are ours to write.
+    pub unsafe fn write_header(at: *mut Segment, owner: usize, kind: SegmentKind, map_base: *mut u8, map_size: usize) {
+        let page_shift = kind.page_shift();
+        // SAFETY: per the contract.
+        unsafe {
+            at.write(Segment {
+                owner: AtomicUsize::new(owner),
+                kind,
+                page_shift: page_shift as u8,
+                page_count: (SEGMENT_SIZE >> page_shift) as u8,
+                used_pages: 0,
+                dirty: 0,
+                next: null_mut(),
+                prev: null_mut(),
+                map_base,
+                map_size,
+                huge_offset: 0,
+                huge_size: 0,
+                huge_state: AtomicUsize::new(0),
+                pages: [const { Page::UNUSED }; MAX_PAGES_PER_SEGMENT],
+            });
+        }
+        segment_map_insert(at);
+    }
+
     /// The segment header for `ptr` (which need not be valid).
     ///
     /// Masks `ptr - 1`: no block starts at offset 0 of a segment (the header
@@ -102,6 +138,23 @@ impl Segment {
         }
     }
 
+    /// Usable bytes from `ptr` to the end of its block (huge or paged).
+    ///
+    /// # Safety
+    /// `this` is the live header of `ptr`'s segment, and `ptr` a live block
+    /// (or inside one).
+    pub unsafe fn usable_size(this: *mut Segment, ptr: *const u8) -> usize {
+        // SAFETY: per the contract.
+        unsafe {
+            if (*this).owner.load(Ordering::Relaxed) == HUGE_OWNER {
+                return this as usize + (*this).huge_offset + (*this).huge_size - ptr as usize;
+            }
+            let page = Segment::page_of(this, ptr);
+            let block = (*page).block_of(ptr);
+            block as usize + (*page).block_size as usize - ptr as usize
+        }
+    }
+
     /// Index of a page descriptor in its segment's `pages`.
     #[inline(always)]
     pub fn page_index(this: *mut Segment, page: *const Page) -> usize {
@@ -115,6 +168,117 @@ impl Segment {
         let start = if index == 0 { SEGMENT_HEADER_BYTES } else { index << page_shift };
         let end = (index << page_shift) + page_size;
         ((this as usize + start) as *mut u8, end - start)
+    }
+
+    /// The pages in use of a segment, in address order. The set is read when
+    /// the iteration starts, so the caller may release pages while iterating
+    /// (even the segment itself, after its last page in use).
+    ///
+    /// # Safety
+    /// `this` is live and owned by the caller when this is called.
+    pub unsafe fn pages_in_use(this: *mut Segment) -> impl Iterator<Item = *mut Page> {
+        let mut in_use = 0u32;
+        // SAFETY: per the contract.
+        unsafe {
+            for index in 0..(*this).page_count as usize {
+                if (*this).pages[index].flags.load(Ordering::Relaxed) & PAGE_UNUSED == 0 {
+                    in_use |= 1 << index;
+                }
+            }
+        }
+        // SAFETY: the address of a field of the live header; nothing is read.
+        let first = unsafe { core::ptr::addr_of_mut!((*this).pages) } as *mut Page;
+        core::iter::from_fn(move || {
+            if in_use == 0 {
+                return None;
+            }
+            let index = in_use.trailing_zeros() as usize;
+            in_use &= in_use - 1;
+            // Address arithmetic only: index < page_count <= MAX_PAGES_PER_SEGMENT.
+            Some(first.wrapping_add(index))
+        })
+    }
+
+    /// Take an unused page of a segment with room (a dirty one first: its
+    /// memory is still resident) and initialise it for `class`. Returns the
+    /// page and whether it was dirty.
+    ///
+    /// # Safety
+    /// The caller owns `this`, and `used_pages < page_count`.
+    pub unsafe fn take_page<P: PageProvider>(this: *mut Segment, class: usize, memory: &Memory<P>) -> (*mut Page, bool) {
+        // SAFETY: per the contract.
+        unsafe {
+            let shift = (*this).page_shift as usize;
+            let dirty = (*this).dirty != 0;
+            let index = if dirty {
+                let index = (*this).dirty.trailing_zeros() as usize;
+                (*this).dirty &= !(1 << index);
+                index
+            } else {
+                (0..(*this).page_count as usize)
+                    .find(|&i| (*this).pages[i].flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0)
+                    .unwrap_or_else(|| memory.fatal_at("segment page count is wrong at ", this as usize))
+            };
+            let page = &raw mut (*this).pages[index];
+            let (start, bytes) = Segment::page_area(this, index, shift);
+            (*page).init(class, class_size(class), start, bytes);
+            (*this).used_pages += 1;
+            memory.stats.page_taken(1 << shift);
+            (page, dirty)
+        }
+    }
+
+    /// Mark a page that holds no live block unused and dirty (its memory is
+    /// resident until purged), and take it off the segment's and the
+    /// counters' books. Returns the page's size in bytes.
+    ///
+    /// # Safety
+    /// The caller owns the segment; `page` is one of its pages, in use, with
+    /// `used == 0` and in no queue.
+    pub unsafe fn release_page<P: PageProvider>(this: *mut Segment, page: *mut Page, memory: &Memory<P>) -> usize {
+        // SAFETY: per the contract.
+        unsafe {
+            let page_bytes = 1usize << (*this).page_shift;
+            (*page).flags.store(PAGE_UNUSED, Ordering::Release);
+            (*page).free = null_mut();
+            (*this).dirty |= 1 << Segment::page_index(this, page);
+            (*this).used_pages -= 1;
+            memory.stats.page_returned(page_bytes);
+            page_bytes
+        }
+    }
+
+    /// Purge every dirty unused page of a live segment; returns bytes purged.
+    ///
+    /// # Safety
+    /// The caller owns the segment (its heap, or the abandoned-list lock).
+    pub unsafe fn purge_dirty_pages<P: PageProvider>(this: *mut Segment, memory: &Memory<P>) -> usize {
+        let mut purged = 0;
+        // SAFETY: per the contract; unused pages hold nothing live.
+        unsafe {
+            let shift = (*this).page_shift as usize;
+            let mut dirty = (*this).dirty;
+            while dirty != 0 {
+                let index = dirty.trailing_zeros() as usize;
+                dirty &= dirty - 1;
+                debug_assert!((*this).pages[index].flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0);
+                let (start, bytes) = Segment::page_area(this, index, shift);
+                memory.purge(start as usize, bytes);
+                purged += 1usize << shift;
+            }
+            (*this).dirty = 0;
+        }
+        purged
+    }
+
+    /// Purge everything after the header of a segment with no page in use.
+    ///
+    /// # Safety
+    /// The caller owns the segment and no page of it is in use.
+    pub unsafe fn purge_body<P: PageProvider>(this: *mut Segment, memory: &Memory<P>) {
+        let start = this as usize + SEGMENT_HEADER_BYTES;
+        // SAFETY: per the contract, the body holds no live data.
+        unsafe { memory.purge(start, SEGMENT_SIZE - SEGMENT_HEADER_BYTES) };
     }
 }
 

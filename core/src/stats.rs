@@ -1,7 +1,14 @@
-//! Counters: a few global atomics updated on slow paths only, plus two
-//! per-heap call counters (see `Heap`). Reading them never takes a lock
-//! that allocation needs, except the heap pool's to walk the live heaps.
+//! Counters, declared once: the field list in [`counters!`] below makes the
+//! global atomics ([`Stats`]), the C-layout copy ([`StatsSnapshot`], the
+//! same as `struct hakmem_stats` in `ffi/include/hakmem.h`, checked by a
+//! test) and the `hakmem-stats:` line.
+//!
+//! Updated on slow paths only; the fast paths count calls in two per-heap
+//! counters instead (see `Heap`), which `Global::stats` adds in. Reading
+//! never takes a lock that allocation needs, except the heap pool's to walk
+//! the live heaps.
 
+use crate::message::MessageBuffer;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// What a mapping holds, for the counters.
@@ -12,61 +19,76 @@ pub enum Mapping {
     Metadata,
 }
 
-/// Global counters, updated outside the fast paths.
-pub struct Stats {
-    pub segments_mapped: AtomicUsize,
-    pub segments_peak: AtomicUsize,
-    pub huge_mapped: AtomicUsize,
-    pub bytes_mapped: AtomicUsize,
-    pub bytes_mapped_peak: AtomicUsize,
-    pub pages_in_use: AtomicUsize,
-    pub heaps_live: AtomicUsize,
-    pub bigcache_hits: AtomicUsize,
-    pub purged_bytes: AtomicUsize,
-    /// Frees counted where no heap was at hand (thread without a heap).
-    pub free_calls_unowned: AtomicUsize,
-    pub huge_bytes: AtomicUsize,
-    pub page_bytes_in_use: AtomicUsize,
+/// Declares every counter once, with its documentation.
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])+ $name:ident, )+) => {
+        /// Global counters, updated outside the fast paths. `malloc_calls`
+        /// and `free_calls` here count only calls made without a heap.
+        pub struct Stats {
+            $( $(#[doc = $doc])+ pub $name: AtomicUsize, )+
+        }
+
+        /// A copy of all counters; the layout matches `struct hakmem_stats`
+        /// in `hakmem.h`.
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct StatsSnapshot {
+            $( $(#[doc = $doc])+ pub $name: usize, )+
+        }
+
+        impl Stats {
+            pub const fn new() -> Self {
+                Stats { $( $name: AtomicUsize::new(0), )+ }
+            }
+
+            /// Load every global counter.
+            pub fn snapshot(&self) -> StatsSnapshot {
+                StatsSnapshot { $( $name: self.$name.load(Relaxed), )+ }
+            }
+        }
+
+        impl StatsSnapshot {
+            /// The field names, in layout order.
+            pub const FIELD_NAMES: [&'static str; [$(stringify!($name)),+].len()] = [$(stringify!($name)),+];
+
+            /// The field values, in the order of [`Self::FIELD_NAMES`].
+            pub fn values(&self) -> [usize; Self::FIELD_NAMES.len()] {
+                [$(self.$name),+]
+            }
+        }
+    };
 }
 
-/// A copy of all counters; the layout matches `struct hakmem_stats` in
-/// `hakmem.h`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    pub malloc_calls: usize,
-    pub free_calls: usize,
-    pub segments_mapped: usize,
-    pub segments_peak: usize,
-    pub huge_mapped: usize,
-    pub bytes_mapped: usize,
-    pub bytes_mapped_peak: usize,
-    pub pages_in_use: usize,
-    pub heaps_live: usize,
-    pub bigcache_hits: usize,
-    pub purged_bytes: usize,
-    pub huge_bytes: usize,
-    pub page_bytes_in_use: usize,
+counters! {
+    /// Allocation calls served (all entry points).
+    malloc_calls,
+    /// Non-null frees served.
+    free_calls,
+    /// 2 MiB segments currently mapped.
+    segments_mapped,
+    /// Most segments mapped at once.
+    segments_peak,
+    /// Huge blocks currently mapped (live or cached).
+    huge_mapped,
+    /// Bytes currently mapped from the provider.
+    bytes_mapped,
+    /// Most bytes mapped at once.
+    bytes_mapped_peak,
+    /// Size-class pages holding live blocks.
+    pages_in_use,
+    /// Thread heaps in use.
+    heaps_live,
+    /// Huge allocations served from the reuse cache.
+    bigcache_hits,
+    /// Bytes returned to the provider with `purge`.
+    purged_bytes,
+    /// Bytes of huge mappings (live or cached).
+    huge_bytes,
+    /// Bytes of size-class pages holding live blocks.
+    page_bytes_in_use,
 }
 
 impl Stats {
-    pub const fn new() -> Self {
-        Stats {
-            segments_mapped: AtomicUsize::new(0),
-            segments_peak: AtomicUsize::new(0),
-            huge_mapped: AtomicUsize::new(0),
-            bytes_mapped: AtomicUsize::new(0),
-            bytes_mapped_peak: AtomicUsize::new(0),
-            pages_in_use: AtomicUsize::new(0),
-            heaps_live: AtomicUsize::new(0),
-            bigcache_hits: AtomicUsize::new(0),
-            purged_bytes: AtomicUsize::new(0),
-            free_calls_unowned: AtomicUsize::new(0),
-            huge_bytes: AtomicUsize::new(0),
-            page_bytes_in_use: AtomicUsize::new(0),
-        }
-    }
-
     /// Count a new mapping of `bytes`.
     pub fn mapped(&self, bytes: usize, what: Mapping) {
         let now = self.bytes_mapped.fetch_add(bytes, Relaxed) + bytes;
@@ -99,23 +121,16 @@ impl Stats {
         }
     }
 
-    /// Fill the global part of a snapshot.
-    pub fn snapshot(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            malloc_calls: 0,
-            free_calls: self.free_calls_unowned.load(Relaxed),
-            segments_mapped: self.segments_mapped.load(Relaxed),
-            segments_peak: self.segments_peak.load(Relaxed),
-            huge_mapped: self.huge_mapped.load(Relaxed),
-            bytes_mapped: self.bytes_mapped.load(Relaxed),
-            bytes_mapped_peak: self.bytes_mapped_peak.load(Relaxed),
-            pages_in_use: self.pages_in_use.load(Relaxed),
-            heaps_live: self.heaps_live.load(Relaxed),
-            bigcache_hits: self.bigcache_hits.load(Relaxed),
-            purged_bytes: self.purged_bytes.load(Relaxed),
-            huge_bytes: self.huge_bytes.load(Relaxed),
-            page_bytes_in_use: self.page_bytes_in_use.load(Relaxed),
-        }
+    /// Count a size-class page of `page_bytes` taken into use.
+    pub fn page_taken(&self, page_bytes: usize) {
+        self.pages_in_use.fetch_add(1, Relaxed);
+        self.page_bytes_in_use.fetch_add(page_bytes, Relaxed);
+    }
+
+    /// Count a size-class page of `page_bytes` given back to its segment.
+    pub fn page_returned(&self, page_bytes: usize) {
+        self.pages_in_use.fetch_sub(1, Relaxed);
+        self.page_bytes_in_use.fetch_sub(page_bytes, Relaxed);
     }
 }
 
@@ -127,29 +142,53 @@ impl Default for Stats {
 
 impl StatsSnapshot {
     /// Write `hakmem-stats: key=value ...` (one line) into `out`.
-    pub fn write_line(&self, out: &mut crate::message::MessageBuffer) {
-        let fields: [(&str, usize); 13] = [
-            ("malloc_calls", self.malloc_calls),
-            ("free_calls", self.free_calls),
-            ("segments_mapped", self.segments_mapped),
-            ("segments_peak", self.segments_peak),
-            ("huge_mapped", self.huge_mapped),
-            ("bytes_mapped", self.bytes_mapped),
-            ("bytes_mapped_peak", self.bytes_mapped_peak),
-            ("pages_in_use", self.pages_in_use),
-            ("heaps_live", self.heaps_live),
-            ("bigcache_hits", self.bigcache_hits),
-            ("purged_bytes", self.purged_bytes),
-            ("huge_bytes", self.huge_bytes),
-            ("page_bytes_in_use", self.page_bytes_in_use),
-        ];
+    pub fn write_line(&self, out: &mut MessageBuffer) {
         out.push_str("hakmem-stats:");
-        for (name, value) in fields {
-            out.push_str(" ");
-            out.push_str(name);
-            out.push_str("=");
-            out.push_decimal(value);
+        for (name, value) in Self::FIELD_NAMES.into_iter().zip(self.values()) {
+            out.push_str(" ").push_str(name).push_str("=").push_decimal(value);
         }
         out.push_str("\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The field names of `struct hakmem_stats` in the C header, in order.
+    fn header_fields() -> std::vec::Vec<&'static str> {
+        let header = include_str!("../../ffi/include/hakmem.h");
+        let body = header.split("struct hakmem_stats {").nth(1).expect("struct hakmem_stats in hakmem.h");
+        let body = body.split("};").next().unwrap();
+        body.lines()
+            .map(|line| line.split("/*").next().unwrap().trim())
+            .filter(|decl| !decl.is_empty())
+            .map(|decl| {
+                let decl = decl.strip_suffix(';').unwrap_or_else(|| panic!("unexpected line in hakmem.h: {decl}"));
+                let (ty, name) = decl.rsplit_once(' ').unwrap();
+                assert_eq!(ty.trim(), "size_t", "field {name} of struct hakmem_stats");
+                name
+            })
+            .collect()
+    }
+
+    #[test]
+    fn c_header_struct_matches_the_snapshot() {
+        assert_eq!(header_fields(), StatsSnapshot::FIELD_NAMES, "hakmem.h and stats.rs disagree");
+        assert_eq!(core::mem::size_of::<StatsSnapshot>(), StatsSnapshot::FIELD_NAMES.len() * core::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn stats_line_names_every_field_with_its_value() {
+        let stats = Stats::new();
+        stats.mapped(3 << 21, Mapping::Huge);
+        stats.free_calls.fetch_add(7, Relaxed);
+        let mut line = MessageBuffer::new();
+        stats.snapshot().write_line(&mut line);
+        let text = core::str::from_utf8(line.as_bytes()).unwrap();
+        let expected = "hakmem-stats: malloc_calls=0 free_calls=7 segments_mapped=0 segments_peak=0 huge_mapped=1 \
+                        bytes_mapped=6291456 bytes_mapped_peak=6291456 pages_in_use=0 heaps_live=0 bigcache_hits=0 \
+                        purged_bytes=0 huge_bytes=6291456 page_bytes_in_use=0\n";
+        assert_eq!(text, expected);
     }
 }

@@ -6,7 +6,7 @@ extern crate std;
 
 use crate::class::{class_size, CLASS_COUNT};
 use crate::config::{LARGE_MAX, SEGMENT_SIZE};
-use crate::global::splitmix64;
+use crate::memory::splitmix64;
 use crate::testing::TestProvider;
 use crate::{Global, Heap};
 use std::boxed::Box;
@@ -367,7 +367,7 @@ fn threads_exit_then_trim_then_allocation_stays_consistent() {
     let global = new_global(TestProvider::new());
     // Unmap empty segments at once: stale reads of freed segments fail loudly
     // under the test provider's poisoning below.
-    global.options.segment_cache.store(0, Ordering::Relaxed);
+    global.options().segment_cache.store(0, Ordering::Relaxed);
     let main = heap(global);
     let hp = main as *mut Heap<TestProvider>;
     let keep: Vec<usize> = (0..500).map(|i| main.malloc(24 + i % 700) as usize).collect();
@@ -417,7 +417,7 @@ fn threads_exit_then_trim_then_allocation_stays_consistent() {
 #[test]
 fn adopting_a_segment_whose_pages_all_emptied_frees_it() {
     let global = new_global(TestProvider::new());
-    global.options.segment_cache.store(0, Ordering::Relaxed);
+    global.options().segment_cache.store(0, Ordering::Relaxed);
     let blocks: Vec<usize> = std::thread::spawn(move || {
         let h = global.heap_acquire();
         // SAFETY: this thread's heap.
@@ -550,7 +550,7 @@ fn static_arena_kernel_style_embedding() {
 fn freed_pages_are_purged_after_the_delay_or_over_the_cap() {
     let global = new_global(TestProvider::new());
     global.provider().clock_ms.store(1000, Ordering::SeqCst);
-    global.options.purge_delay_ms.store(10, Ordering::Relaxed);
+    global.options().purge_delay_ms.store(10, Ordering::Relaxed);
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
     let churn = |heap: &mut Heap<TestProvider>| {
@@ -569,7 +569,7 @@ fn freed_pages_are_purged_after_the_delay_or_over_the_cap() {
     assert!(global.stats().purged_bytes > purged, "after the delay, dirty pages are purged");
     // Without a clock, only the cap purges.
     global.provider().clock_ms.store(0, Ordering::SeqCst);
-    global.options.purge_dirty_bytes.store(1 << 20, Ordering::Relaxed);
+    global.options().purge_dirty_bytes.store(1 << 20, Ordering::Relaxed);
     let purged = global.stats().purged_bytes;
     churn(heap);
     assert!(global.stats().purged_bytes > purged, "over the cap, dirty pages are purged");
@@ -609,7 +609,7 @@ fn huge_realloc_moves_the_mapping_and_keeps_contents_and_checks() {
 fn cached_huge_blocks_stay_warm_then_are_purged_but_kept() {
     let global = new_global(TestProvider::new());
     global.provider().clock_ms.store(5000, Ordering::SeqCst);
-    global.options.purge_delay_ms.store(10, Ordering::Relaxed);
+    global.options().purge_delay_ms.store(10, Ordering::Relaxed);
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
     let a = heap.malloc(3 << 20);

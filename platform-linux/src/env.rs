@@ -91,7 +91,7 @@ pub fn ensure_read() {
     if STATE.compare_exchange(UNREAD, READING, Ordering::AcqRel, Ordering::Acquire).is_err() {
         return; // another thread is reading; its values apply shortly
     }
-    let options = &crate::GLOBAL.options;
+    let options = crate::GLOBAL.options();
     if let Some(v) = lookup(b"STATS").and_then(parse_bool) {
         STATS_AT_EXIT.store(v, Ordering::Relaxed);
         if v {

@@ -19,8 +19,8 @@ extern "C" {
 fn children_allocate_after_fork_from_a_busy_process() {
     // Every huge free goes through the release batch, whose munmaps run
     // under the huge-block lock: forks often land while it is held.
-    hakmem_linux::GLOBAL.options.bigcache_bytes.store(0, Ordering::Relaxed);
-    hakmem_linux::GLOBAL.options.segment_cache.store(0, Ordering::Relaxed);
+    hakmem_linux::GLOBAL.options().bigcache_bytes.store(0, Ordering::Relaxed);
+    hakmem_linux::GLOBAL.options().segment_cache.store(0, Ordering::Relaxed);
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..3)
         .map(|t| {

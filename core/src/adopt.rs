@@ -1,0 +1,130 @@
+//! A heap's segments changing hands: abandoned when its thread exits,
+//! adopted by a heap that needs pages; and trim, which gives back what a
+//! heap can without giving up its segments.
+//!
+//! ```text
+//!  thread exit: Heap::abandon   empty pages -> their segments (freed when empty)
+//!                                 segments with live blocks -> SegmentStore::abandon
+//!  refill:      Heap::adopt_abandoned  <- SegmentStore::take_abandoned
+//!                                 its pages join our queues (empty ones are freed)
+//! ```
+//!
+//! Invariant: a heap lets go of its segments only after draining its
+//! delayed list with every page's `DELAYED` bit cleared, so remote frees
+//! that race with the exit land on the pages themselves, where the adopter
+//! (or trim) collects them. A heap reused from the pool drains its list
+//! again first (`Global::heap_acquire`).
+
+use crate::class::{CLASS_COUNT, PAGED_KINDS};
+use crate::heap::{empty_page, Heap};
+use crate::page::{Page, PAGE_FULL};
+use crate::provider::PageProvider;
+use crate::segment::{Segment, ABANDONED_OWNER};
+use core::sync::atomic::Ordering;
+
+impl<P: PageProvider + 'static> Heap<P> {
+    /// Give up every page: empty ones go back to their segments, segments
+    /// still holding live blocks go to the abandoned list, where a later
+    /// thread adopts them.
+    pub(crate) fn abandon(&mut self) {
+        self.drain_delayed();
+        for class in 0..CLASS_COUNT {
+            loop {
+                let page = self.queues[class].pop_front();
+                if page.is_null() {
+                    break;
+                }
+                // SAFETY: the page was in our queue.
+                unsafe { self.release_dequeued(page) };
+            }
+            self.direct[class] = empty_page();
+        }
+        loop {
+            let page = self.full.pop_front();
+            if page.is_null() {
+                break;
+            }
+            // SAFETY: the page was in our full queue.
+            unsafe {
+                (*page).flags.fetch_and(!PAGE_FULL, Ordering::Relaxed);
+                (*page).clear_delayed();
+                self.release_dequeued(page);
+            }
+        }
+        // Blocks that were on their way to us while we cleared DELAYED.
+        self.drain_delayed();
+        self.purge_dirty(); // releases the segments that emptied
+        for kind in 0..PAGED_KINDS {
+            loop {
+                let segment = self.segments[kind].pop_front();
+                if segment.is_null() {
+                    break;
+                }
+                // SAFETY: the segment was ours and is in no list now.
+                unsafe { self.shared.segments.abandon(segment) };
+            }
+        }
+        // Anything that still arrives is routed to the abandoned pages.
+        self.drain_delayed();
+    }
+
+    /// Collect a dequeued page; free it if empty, else leave it dequeued.
+    ///
+    /// # Safety
+    /// `page` is ours and in no queue.
+    unsafe fn release_dequeued(&mut self, page: *mut Page) {
+        // SAFETY: per the contract.
+        unsafe {
+            self.collect(page);
+            if (*page).used == 0 {
+                self.page_free(page);
+            }
+        }
+    }
+
+    /// Adopt one abandoned segment: its pages join our queues. Returns false
+    /// when there was none.
+    pub(crate) fn adopt_abandoned(&mut self) -> bool {
+        let Some(segment) = self.shared.segments.take_abandoned() else {
+            return false;
+        };
+        // SAFETY: take_abandoned hands us exclusive ownership of a live segment.
+        unsafe {
+            debug_assert_eq!((*segment).owner.load(Ordering::Relaxed), ABANDONED_OWNER);
+            (*segment).owner.store(self as *mut Self as usize, Ordering::Release);
+            self.segments[(*segment).kind as usize].push_front(segment);
+            self.dirty.released(((*segment).dirty.count_ones() as usize) << (*segment).page_shift);
+            for page in Segment::pages_in_use(segment) {
+                self.collect(page);
+                if (*page).used == 0 {
+                    self.page_free(page);
+                } else {
+                    self.queue_push_back(page);
+                }
+            }
+        }
+        true
+    }
+
+    /// Return what this heap can: collect remote frees, free every empty
+    /// page, purge unused pages. Returns bytes purged.
+    pub(crate) fn trim(&mut self) -> usize {
+        self.drain_delayed();
+        for class in 0..CLASS_COUNT {
+            let mut page = self.queues[class].first;
+            while !page.is_null() {
+                // SAFETY: queued pages are ours.
+                unsafe {
+                    let next = (*page).next;
+                    self.collect(page);
+                    if (*page).used == 0 {
+                        self.queue_remove(page);
+                        self.page_free(page);
+                    }
+                    page = next;
+                }
+            }
+        }
+        self.purge_dirty()
+    }
+}

@@ -1,0 +1,267 @@
+//! malloc, from the entry to the block pop, and everything it falls back
+//! to: the refill path, aligned and zeroed allocation, realloc.
+//!
+//! ```text
+//!  Heap::malloc(size) --- size <= SMALL_MAX: direct[class]->pop() --- block
+//!        | empty page, larger size
+//!  malloc_slow --------- huge (> LARGE_MAX): HugeBlocks::alloc
+//!        |
+//!  alloc_class --------- direct[class]->pop(), else
+//!  alloc_class_slow ----- drain delayed frees, purge if due, then per page
+//!                         of the class: collect remote frees, carve more,
+//!                         or retire it to the full queue; adopt an abandoned
+//!                         segment; else a fresh page
+//! ```
+//!
+//! The fast path ([`Heap::malloc`]) is a table lookup, one load and test,
+//! the link check and four stores; everything else is `#[cold]`.
+
+use crate::class::{class_of, class_size, small_class_of};
+use crate::config::{LARGE_MAX, MAX_REQUEST, MIN_ALIGN, SEGMENT_HEADER_BYTES, SMALL_MAX};
+use crate::heap::Heap;
+use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
+use crate::provider::PageProvider;
+use crate::segment::Segment;
+use core::ptr::null_mut;
+use core::sync::atomic::Ordering;
+
+impl<P: PageProvider + 'static> Heap<P> {
+    /// Allocate `size` bytes, 16-byte aligned. Null when out of memory.
+    /// Budget: table lookup, one load, one test, the link check, four stores.
+    #[inline(always)]
+    pub fn malloc(&mut self, size: usize) -> *mut u8 {
+        if size <= SMALL_MAX {
+            let page = self.direct[small_class_of(size)];
+            // SAFETY: direct entries point to live pages of this heap or to
+            // EMPTY_PAGE (whose free list is null: pop returns null).
+            let block = unsafe { (*page).pop(self.list_key) };
+            if !block.is_null() {
+                self.count_malloc();
+                return block as *mut u8;
+            }
+        }
+        self.malloc_slow(size)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn malloc_slow(&mut self, size: usize) -> *mut u8 {
+        self.count_malloc();
+        if size > LARGE_MAX {
+            return self.huge_alloc(size, MIN_ALIGN).map_or(null_mut(), |(p, _)| p);
+        }
+        self.alloc_class(class_of(size))
+    }
+
+    /// A huge block; see `HugeBlocks::alloc`.
+    fn huge_alloc(&self, size: usize, align: usize) -> Option<(*mut u8, bool)> {
+        self.shared.huge.alloc(&self.shared.memory, size, align)
+    }
+
+    /// Pop a block of `class` from the current page or refill.
+    fn alloc_class(&mut self, class: usize) -> *mut u8 {
+        let page = self.direct[class];
+        // SAFETY: direct entries are live pages or EMPTY_PAGE.
+        let block = unsafe { self.page_pop(page) };
+        if !block.is_null() {
+            return block;
+        }
+        self.alloc_class_slow(class)
+    }
+
+    /// Pop from `page`'s free list (null when it is empty); aborts when the
+    /// list is corrupt.
+    ///
+    /// # Safety
+    /// `page` is EMPTY_PAGE or a live page of this heap.
+    unsafe fn page_pop(&mut self, page: *mut Page) -> *mut u8 {
+        // SAFETY: per the contract.
+        unsafe {
+            let block = (*page).pop(self.list_key);
+            if block.is_null() && !(*page).free.is_null() {
+                self.shared.memory.fatal_at("corrupted free list (use after free?) at ", (*page).free as usize);
+            }
+            block as *mut u8
+        }
+    }
+
+    /// Find a page of `class` with a free block, or make one. The refill
+    /// path: collects remote frees, carves fresh blocks, retires full pages.
+    #[cold]
+    #[inline(never)]
+    fn alloc_class_slow(&mut self, class: usize) -> *mut u8 {
+        self.drain_delayed();
+        self.purge_if_due();
+        for attempt in 0..2 {
+            let mut page = self.queues[class].first;
+            while !page.is_null() {
+                // SAFETY: pages in our queues are live pages of our segments.
+                unsafe {
+                    self.collect(page);
+                    if (*page).free.is_null() {
+                        (*page).extend(self.list_key);
+                    }
+                    if !(*page).free.is_null() {
+                        if self.queues[class].first != page {
+                            self.queues[class].remove(page);
+                            self.queues[class].push_front(page);
+                        }
+                        self.direct[class] = page;
+                        return self.page_pop(page);
+                    }
+                    let next = (*page).next;
+                    if (*page).try_set_delayed() {
+                        self.queue_remove(page);
+                        (*page).flags.fetch_or(PAGE_FULL, Ordering::Relaxed);
+                        self.full.push_back(page);
+                        page = next;
+                    }
+                    // else: remote frees arrived meanwhile; look again.
+                }
+            }
+            if attempt == 0 && !self.adopt_abandoned() {
+                break;
+            }
+        }
+        let page = self.page_alloc(class);
+        if page.is_null() {
+            return null_mut();
+        }
+        // SAFETY: page was just initialised for this class and is ours.
+        unsafe {
+            self.queues[class].push_front(page);
+            self.direct[class] = page;
+            (*page).extend(self.list_key);
+            self.page_pop(page)
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // aligned, zeroed, resized
+
+    /// Allocate `size` bytes aligned to `align` (a power of two).
+    pub fn malloc_aligned(&mut self, size: usize, align: usize) -> *mut u8 {
+        debug_assert!(align.is_power_of_two());
+        if align <= MIN_ALIGN {
+            return self.malloc(size);
+        }
+        if size > MAX_REQUEST || align > MAX_REQUEST {
+            return null_mut();
+        }
+        // Blocks of a class whose size is a multiple of `align` are aligned
+        // already when the page start is (pages start at 8 KiB multiples).
+        if size <= LARGE_MAX && align <= SEGMENT_HEADER_BYTES && class_size(class_of(size)).is_multiple_of(align) {
+            return self.malloc(size);
+        }
+        let padded = size + align - MIN_ALIGN;
+        if padded > LARGE_MAX {
+            self.count_malloc();
+            return self.huge_alloc(size, align).map_or(null_mut(), |(p, _)| p);
+        }
+        let block = self.malloc(padded);
+        if block.is_null() {
+            return block;
+        }
+        let aligned = (block as usize + align - 1) & !(align - 1);
+        if aligned != block as usize {
+            // SAFETY: block is a live block of a page of this heap.
+            unsafe {
+                let page = Segment::page_of(Segment::of_ptr(block), block);
+                (*page).flags.fetch_or(PAGE_ALIGNED, Ordering::Relaxed);
+            }
+        }
+        aligned as *mut u8
+    }
+
+    /// Allocate `count * size` zeroed bytes; null on overflow or when out
+    /// of memory.
+    pub fn calloc(&mut self, count: usize, size: usize) -> *mut u8 {
+        let Some(total) = count.checked_mul(size) else {
+            return null_mut();
+        };
+        let (p, zeroed) = if total > LARGE_MAX {
+            self.count_malloc();
+            self.huge_alloc(total, MIN_ALIGN).unwrap_or((null_mut(), false))
+        } else {
+            (self.malloc(total), false)
+        };
+        if !p.is_null() && !zeroed {
+            // SAFETY: p is a fresh block of at least total bytes.
+            unsafe { core::ptr::write_bytes(p, 0, total) };
+        }
+        p
+    }
+
+    /// `size` zeroed bytes aligned to `align` (a power of two).
+    pub fn calloc_aligned(&mut self, size: usize, align: usize) -> *mut u8 {
+        if align <= MIN_ALIGN {
+            return self.calloc(1, size);
+        }
+        let p = self.malloc_aligned(size, align);
+        if !p.is_null() {
+            // SAFETY: p holds at least size bytes.
+            unsafe { core::ptr::write_bytes(p, 0, size) };
+        }
+        p
+    }
+
+    /// Resize the block at `ptr` (null: allocate) to `size` bytes, keeping
+    /// its contents. Returns null, leaving the block alone, when out of memory.
+    ///
+    /// # Safety
+    /// `ptr` is null or a live block from this allocator.
+    pub unsafe fn realloc(&mut self, ptr: *mut u8, size: usize) -> *mut u8 {
+        if ptr.is_null() {
+            return self.malloc(size);
+        }
+        // SAFETY: ptr is a live block (caller); usable_size validates it.
+        let usable = unsafe { self.shared.usable_size(ptr) };
+        if size <= usable && size >= usable / 2 {
+            return ptr;
+        }
+        if usable > LARGE_MAX && size > LARGE_MAX {
+            // Huge to huge: move or grow the mapping instead of copying.
+            // SAFETY: ptr is a live huge block the caller hands over.
+            if let Some(moved) = unsafe { self.shared.huge.realloc(&self.shared.memory, ptr, size) } {
+                self.count_malloc();
+                return moved;
+            }
+        }
+        let new = self.malloc(size);
+        // SAFETY: ptr is live and holds at least usable bytes.
+        unsafe { self.move_block(ptr, new, usable.min(size)) }
+    }
+
+    /// Resize a block of `old_size` bytes to `new_size`, keeping it aligned
+    /// to `align` (Rust's `GlobalAlloc::realloc`; C realloc only keeps 16).
+    /// Null, leaving the block alone, when out of memory.
+    ///
+    /// # Safety
+    /// `ptr` is a live block from this allocator holding `old_size` bytes.
+    pub unsafe fn realloc_aligned(&mut self, ptr: *mut u8, old_size: usize, new_size: usize, align: usize) -> *mut u8 {
+        if align <= MIN_ALIGN {
+            // SAFETY: per the contract.
+            return unsafe { self.realloc(ptr, new_size) };
+        }
+        let new = self.malloc_aligned(new_size, align);
+        // SAFETY: per the contract.
+        unsafe { self.move_block(ptr, new, old_size.min(new_size)) }
+    }
+
+    /// Copy `bytes` from `old` into `new` and free `old`; when `new` is null
+    /// (out of memory) leave `old` alone. Returns `new`.
+    ///
+    /// # Safety
+    /// `old` is a live block holding at least `bytes`; `new` is null or a
+    /// fresh block of at least `bytes`.
+    unsafe fn move_block(&mut self, old: *mut u8, new: *mut u8, bytes: usize) -> *mut u8 {
+        if !new.is_null() {
+            // SAFETY: per the contract; the blocks are distinct.
+            unsafe {
+                core::ptr::copy_nonoverlapping(old, new, bytes);
+                crate::free::free(self.shared, self, old);
+            }
+        }
+        new
+    }
+}

@@ -1,0 +1,154 @@
+//! free, from the entry to the block push, with the one validation every
+//! free of a paged block goes through.
+//!
+//! ```text
+//!  free(ptr) --- null: nothing;  segment not in the segment map: abort
+//!     | segment owner == this heap
+//!  Heap::free_local --- one combined test passes: push on the page's free list
+//!     | anything else (misuse, aligned blocks, full pages)
+//!  free_local_slow ---- checked_block (abort on misuse) -> Heap::return_block
+//!
+//!  owner is another heap, abandoned, or huge
+//!  free_foreign ------- huge: HugeBlocks::free (its own checks)
+//!                       else checked_block -> remote::push_foreign
+//! ```
+//!
+//! Misuse ends with one line naming the problem and the address: a pointer
+//! hakmem never returned (or whose page is unused), a pointer inside a
+//! block, a block already free (its marker, see page.rs).
+
+use crate::heap::Heap;
+use crate::memory::Memory;
+use crate::page::{Block, Page, PAGE_ALIGNED, PAGE_UNUSED};
+use crate::provider::PageProvider;
+use crate::remote::push_foreign;
+use crate::segment::{segment_is_known, Segment, HUGE_OWNER};
+use crate::shared::Shared;
+use core::sync::atomic::Ordering;
+
+const INVALID: &str = "free(): invalid pointer (not allocated by hakmem, or already freed) ";
+
+/// Free `ptr` (null is ignored). `heap` is the calling thread's heap, or
+/// null when it has none; it is only used when it owns the block.
+///
+/// # Safety
+/// `heap` is null or the calling thread's own heap over `shared`. `ptr` is
+/// anything: a pointer hakmem did not return (or returned and took back)
+/// is detected where the segment map allows, and aborts.
+#[inline(always)]
+pub unsafe fn free<P: PageProvider>(shared: &'static Shared<P>, heap: *mut Heap<P>, ptr: *mut u8) {
+    if ptr.is_null() {
+        return;
+    }
+    let segment = Segment::of_ptr(ptr);
+    if !segment_is_known(segment) {
+        shared.memory.fatal_at(INVALID, ptr as usize);
+    }
+    // SAFETY: the segment map says the header is mapped; an owner equal to
+    // `heap` (never null) means `heap` owns the segment and its pages.
+    unsafe {
+        if (*segment).owner.load(Ordering::Relaxed) == heap as usize {
+            let page = Segment::page_of(segment, ptr);
+            (*heap).free_local(page, ptr);
+        } else {
+            free_foreign(shared, heap, segment, ptr);
+        }
+    }
+}
+
+impl<P: PageProvider + 'static> Heap<P> {
+    /// Free a block of a page this heap owns. Budget: a multiply for the
+    /// block start, one combined test, four stores.
+    ///
+    /// # Safety
+    /// `page` is the page covering `ptr` in a segment owned by this heap.
+    #[inline(always)]
+    unsafe fn free_local(&mut self, page: *mut Page, ptr: *mut u8) {
+        // SAFETY: per the contract; the block lies in the page's area.
+        unsafe {
+            let block = (*page).block_of(ptr);
+            let flags = (*page).flags.load(Ordering::Relaxed);
+            let block_ptr = block as *mut Block;
+            let marker = block as usize ^ self.marker_key;
+            // checked_block's conditions, folded into one branch.
+            if (block == ptr) & (flags == 0) & (*page).block_is_carved(block) & ((*block_ptr).marker != marker) {
+                (*block_ptr).marker = marker;
+                (*page).push(block_ptr, self.list_key);
+                self.count_free();
+                if (*page).used == 0 {
+                    self.page_empty(page);
+                }
+                return;
+            }
+            self.free_local_slow(page, ptr);
+        }
+    }
+
+    /// Every case the fast free path does not handle: misuse, aligned
+    /// blocks, pages in the full queue.
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_local_slow(&mut self, page: *mut Page, ptr: *mut u8) {
+        // SAFETY: as for free_local.
+        unsafe {
+            let block = checked_block(&self.shared.memory, page, ptr, self.marker_key);
+            self.count_free();
+            self.return_block(page, block);
+        }
+    }
+}
+
+/// Free a block the calling thread's heap does not own: a huge block, or a
+/// block of another thread's (or an abandoned) segment.
+///
+/// # Safety
+/// As for [`free`]; `segment` is `ptr`'s mapped header.
+#[cold]
+#[inline(never)]
+unsafe fn free_foreign<P: PageProvider>(shared: &'static Shared<P>, heap: *mut Heap<P>, segment: *mut Segment, ptr: *mut u8) {
+    let memory = &shared.memory;
+    // SAFETY: per the contract.
+    unsafe {
+        if heap.is_null() {
+            memory.stats.free_calls.fetch_add(1, Ordering::Relaxed);
+        } else {
+            (*heap).count_free();
+        }
+        if (*segment).owner.load(Ordering::Acquire) == HUGE_OWNER {
+            return shared.huge.free(memory, segment, ptr);
+        }
+        let page = Segment::page_of(segment, ptr);
+        let (list_key, marker_key) = memory.keys();
+        let block = checked_block(memory, page, ptr, marker_key);
+        push_foreign(segment, page, block, list_key);
+    }
+}
+
+/// The validation of every free of a paged block: `ptr` is a carved block
+/// start of a page in use (or inside a block of a page with aligned
+/// blocks), and the block is not free already. Marks the block free and
+/// returns it; aborts with one line naming the problem otherwise.
+///
+/// # Safety
+/// `page` is the descriptor covering `ptr` in a mapped segment.
+unsafe fn checked_block<P: PageProvider>(memory: &Memory<P>, page: *mut Page, ptr: *mut u8, marker_key: usize) -> *mut Block {
+    // SAFETY: per the contract; the block start lies in the page's area,
+    // inside the mapped segment, so its marker word is readable.
+    unsafe {
+        let flags = (*page).flags.load(Ordering::Acquire);
+        let block = (*page).block_of(ptr);
+        if flags & PAGE_UNUSED != 0 || !(*page).block_is_carved(block) {
+            memory.fatal_at(INVALID, ptr as usize);
+        }
+        if block != ptr && flags & PAGE_ALIGNED == 0 {
+            memory.fatal_at("free(): invalid pointer (inside a block) ", ptr as usize);
+        }
+        let block = block as *mut Block;
+        let marker = block as usize ^ marker_key;
+        if (*block).marker == marker {
+            memory.fatal_at("free(): double free of ", ptr as usize);
+        }
+        (*block).marker = marker;
+        block
+    }
+}

@@ -1,0 +1,108 @@
+//! The provider as the rest of the core sees it: every map, unmap and purge
+//! goes through [`Memory`], which counts it, so the counters cannot miss
+//! one. Also here: the options, the free-list keys, the clock and fatal
+//! errors, everything the other modules need from "outside".
+//!
+//! Invariant: `stats.bytes_mapped` is the sum of the sizes of the live
+//! mappings made through [`Memory::map`] (and resized by `remap`).
+
+use crate::config::Options;
+use crate::message::MessageBuffer;
+use crate::provider::PageProvider;
+use crate::stats::{Mapping, Stats};
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
+
+/// The provider with its counters, options and keys.
+pub struct Memory<P: PageProvider> {
+    provider: P,
+    keys: spin::Once<(usize, usize)>,
+    pub stats: Stats,
+    pub options: Options,
+}
+
+impl<P: PageProvider> Memory<P> {
+    pub const fn new(provider: P) -> Self {
+        Memory { provider, keys: spin::Once::new(), stats: Stats::new(), options: Options::new() }
+    }
+
+    pub fn provider(&self) -> &P {
+        &self.provider
+    }
+
+    /// (list key, marker key), drawn once from the provider's entropy: links
+    /// are stored `next ^ list_key`, a free block's marker is `block ^ marker_key`.
+    pub fn keys(&self) -> (usize, usize) {
+        *self.keys.call_once(|| {
+            let mut seed = self.provider.random_seed() ^ (self as *const Self as u64);
+            let list_key = splitmix64(&mut seed) as usize & !0xf;
+            let marker_key = splitmix64(&mut seed) as usize | 1;
+            (list_key, marker_key)
+        })
+    }
+
+    /// The provider's clock (0 when it has none).
+    pub fn now_ms(&self) -> u64 {
+        self.provider.now_ms()
+    }
+
+    /// Abort with `hakmem: <what><address>`.
+    #[cold]
+    pub fn fatal_at(&self, what: &str, address: usize) -> ! {
+        let mut m = MessageBuffer::new();
+        m.push_str("hakmem: ").push_str(what).push_hex(address).push_str("\n");
+        self.provider.fatal(m.as_bytes())
+    }
+
+    /// Map `bytes` aligned to `align` and count it as `what`.
+    pub fn map(&self, bytes: usize, align: usize, what: Mapping) -> Option<NonNull<u8>> {
+        let memory = self.provider.map(bytes, align)?;
+        self.stats.mapped(bytes, what);
+        Some(memory)
+    }
+
+    /// Unmap a mapping made by [`Memory::map`] and count it.
+    ///
+    /// # Safety
+    /// `start` and `bytes` are exactly one live mapping's, and nothing in it
+    /// is used afterwards.
+    pub unsafe fn unmap(&self, start: NonNull<u8>, bytes: usize, what: Mapping) {
+        self.stats.unmapped(bytes, what);
+        // SAFETY: per the contract.
+        unsafe { self.provider.unmap(start, bytes) };
+    }
+
+    /// Resize a huge mapping without copying (see [`PageProvider::remap`]).
+    ///
+    /// # Safety
+    /// As for [`PageProvider::remap`].
+    pub unsafe fn remap_huge(&self, start: NonNull<u8>, old_bytes: usize, new_bytes: usize, align: usize) -> Option<NonNull<u8>> {
+        // SAFETY: per the contract.
+        let moved = unsafe { self.provider.remap(start, old_bytes, new_bytes, align) }?;
+        self.stats.unmapped(old_bytes, Mapping::Huge);
+        self.stats.mapped(new_bytes, Mapping::Huge);
+        Some(moved)
+    }
+
+    /// Purge `bytes` at `start` and count them.
+    ///
+    /// # Safety
+    /// The range is page aligned, inside one mapping, and holds nothing live.
+    pub unsafe fn purge(&self, start: usize, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        self.stats.purged_bytes.fetch_add(bytes, Ordering::Relaxed);
+        // SAFETY: per the contract (start is inside a mapping, so not null).
+        unsafe { self.provider.purge(NonNull::new_unchecked(start as *mut u8), bytes) };
+    }
+}
+
+/// One step of splitmix64.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,227 @@
+//! Cross-thread frees: the whole protocol by which a thread frees a block
+//! of a page another heap owns, and the owner gets it back.
+//!
+//! ```text
+//!  freeing thread                            owning heap
+//!  push_foreign(block)
+//!   |- page not full:  page.thread_free <- block      collect_remote (refill, trim)
+//!   '- page full (DELAYED bit set):
+//!      owner heap's DelayedFrees <- block  ---------> drain (refill, thread exit)
+//!                                                       -> page leaves the full queue
+//! ```
+//!
+//! Invariants:
+//! - The `DELAYED` bit of `thread_free` is set only while the page is in its
+//!   heap's full queue, and then `thread_free`'s list is empty: remote frees
+//!   go to the heap's delayed list instead, so the owner learns the page
+//!   has room. The owner sets it only on an empty list (`try_set_delayed`).
+//! - A segment's `owner`, when it is a heap, is the address of that heap's
+//!   [`DelayedFrees`] (the heap's first field, so the same address): this
+//!   module never needs the heap's type. Heaps are never unmapped, so a
+//!   stale owner's list stays valid; whoever reuses that heap drains it.
+//! - Every link is encoded with the list key and checked to stay in its
+//!   segment when the owner walks the list.
+
+use crate::page::{decode, encode, link_is_plausible, Block, Page};
+use crate::segment::{Segment, CACHED_OWNER};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Low bit of `thread_free`: remote frees must go to the heap's delayed list.
+pub const DELAYED: usize = 1;
+
+impl Page {
+    /// Move all remotely freed blocks to `free`. Returns how many arrived,
+    /// or `None` when the remote list is corrupt (a link leaves the segment).
+    pub fn collect_remote(&mut self, list_key: usize) -> Option<u16> {
+        let mut head = self.thread_free.load(Ordering::Relaxed);
+        loop {
+            if head & !DELAYED == 0 {
+                return Some(0);
+            }
+            match self.thread_free.compare_exchange_weak(
+                head,
+                head & DELAYED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => head = now,
+            }
+        }
+        let first = (head & !DELAYED) as *mut Block;
+        let mut count = 1u16;
+        let mut tail = first;
+        loop {
+            // SAFETY: every block on the remote list was pushed by a free of a
+            // block of this page; the acquire above orders its writes.
+            let next = decode(unsafe { (*tail).next }, list_key);
+            if next.is_null() {
+                break;
+            }
+            if !link_is_plausible(tail, next) || count >= self.capacity {
+                return None;
+            }
+            tail = next;
+            count += 1;
+        }
+        // SAFETY: tail is the last remote block; splice the local list behind it.
+        unsafe { (*tail).next = encode(self.free, list_key) };
+        self.free = first;
+        self.used -= count;
+        Some(count)
+    }
+
+    /// Push a block freed by a thread that does not own the page. Returns
+    /// false, without pushing, when the page wants delayed frees instead.
+    ///
+    /// # Safety
+    /// `block` is a block of this page that the caller is freeing (it owns
+    /// the block's memory until the push succeeds).
+    pub unsafe fn push_remote(&self, block: *mut Block, list_key: usize) -> bool {
+        let mut head = self.thread_free.load(Ordering::Relaxed);
+        loop {
+            if head & DELAYED != 0 {
+                return false;
+            }
+            // SAFETY: the block is being freed: the caller owns it now.
+            unsafe { (*block).next = encode(head as *mut Block, list_key) };
+            match self.thread_free.compare_exchange_weak(
+                head,
+                block as usize,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Ask remote frees to go to the heap's delayed list. Fails (returns
+    /// false) when remote blocks are waiting: collect them first.
+    pub fn try_set_delayed(&self) -> bool {
+        self.thread_free
+            .compare_exchange(0, DELAYED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Let remote frees land on the page again.
+    pub fn clear_delayed(&self) {
+        self.thread_free.fetch_and(!DELAYED, Ordering::AcqRel);
+    }
+}
+
+/// A heap's list of blocks other threads freed into its full pages: an
+/// encoded lock-free stack. Its own cache line, apart from the heap's hot
+/// fields, since other threads write it.
+#[repr(C, align(64))]
+pub struct DelayedFrees {
+    head: AtomicUsize,
+}
+
+impl DelayedFrees {
+    pub const fn new() -> Self {
+        DelayedFrees { head: AtomicUsize::new(0) }
+    }
+
+    /// Push a block being freed (lock-free, any thread).
+    ///
+    /// # Safety
+    /// The caller is freeing `block` (owns its memory until the push).
+    pub unsafe fn push(&self, block: *mut Block, list_key: usize) {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: per the contract.
+            unsafe { (*block).next = head };
+            match self.head.compare_exchange_weak(head, encode(block, list_key), Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Take every block pushed so far and call `each` on it (owner only).
+    pub fn drain(&self, list_key: usize, mut each: impl FnMut(*mut Block)) {
+        if self.head.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut stored = self.head.swap(0, Ordering::Acquire);
+        while stored != 0 {
+            let block = decode(stored, list_key);
+            // SAFETY: pushed blocks were handed over by their freeing
+            // threads (Release on push, Acquire above); read the link
+            // before `each` reuses the block.
+            stored = unsafe { (*block).next };
+            each(block);
+        }
+    }
+}
+
+impl Default for DelayedFrees {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Hand a block marked free to its page's owner: onto the page's remote
+/// list, or, when the page is full, onto the owning heap's delayed list.
+///
+/// # Safety
+/// `block` is a block of `page` in `segment`, counted in use, that the
+/// caller is freeing (it owns the block's memory until the push).
+pub unsafe fn push_foreign(segment: *mut Segment, page: *mut Page, block: *mut Block, list_key: usize) {
+    loop {
+        // SAFETY: the page is live while it has a block in use.
+        if unsafe { (*page).push_remote(block, list_key) } {
+            return;
+        }
+        // SAFETY: the segment is live (the block is counted in a page).
+        let owner = unsafe { (*segment).owner.load(Ordering::Acquire) };
+        if owner > CACHED_OWNER {
+            // SAFETY: a heap owner is the address of its DelayedFrees, and
+            // heaps are never unmapped.
+            unsafe { (*(owner as *const DelayedFrees)).push(block, list_key) };
+            return;
+        }
+        // The owner is abandoning the segment right now; retry.
+        core::hint::spin_loop();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::undocumented_unsafe_blocks)] // test code exercising the contracts
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extend_collect_and_delayed_flag() {
+        #[repr(align(64))]
+        struct Area([u8; 4096]);
+        let mut area = Area([0; 4096]);
+        let key = 0x5a5a_0000;
+        let mut page = Page::UNUSED;
+        page.init(0, 64, area.0.as_mut_ptr(), 4096);
+        assert_eq!(page.reserved, 64);
+        assert!(page.extend(key));
+        assert_eq!(page.capacity, 64);
+        assert!(!page.extend(key));
+        assert_eq!(page.count_free(key), 64);
+        // Take two blocks, give one back remotely.
+        let a = page.free;
+        page.free = decode(unsafe { (*a).next }, key);
+        let b = page.free;
+        page.free = decode(unsafe { (*b).next }, key);
+        page.used = 2;
+        assert!(unsafe { page.push_remote(b, key) });
+        assert!(!page.try_set_delayed(), "delayed must not hide waiting blocks");
+        assert_eq!(page.collect_remote(key), Some(1));
+        assert_eq!(page.used, 1);
+        assert_eq!(page.count_free(key), 63);
+        assert!(page.try_set_delayed());
+        assert!(!unsafe { page.push_remote(a, key) }, "a delayed page refuses remote pushes");
+        page.clear_delayed();
+        assert!(unsafe { page.push_remote(a, key) });
+        assert_eq!(page.collect_remote(key), Some(1));
+        assert_eq!(page.used, 0);
+    }
+}

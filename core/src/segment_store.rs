@@ -1,0 +1,237 @@
+//! The process-wide segment store: empty segments kept for reuse, and the
+//! segments of exited threads waiting for another heap to adopt them.
+//!
+//! ```text
+//!  SegmentStore
+//!  cache (lock) -----> seg -> seg        empty, purged, still mapped   owner CACHED_OWNER
+//!  abandoned (lock) -> seg <-> seg       pages still in use            owner ABANDONED_OWNER
+//! ```
+//!
+//! Invariants: `count` is the length of each list; `abandoned_count` equals
+//! `abandoned.count` outside the lock (it lets refill skip the lock when
+//! zero); a segment is in at most one list, and a listed segment's `owner`
+//! says which. Lock order: abandoned -> cache.
+
+use crate::class::SegmentKind;
+use crate::config::SEGMENT_SIZE;
+use crate::list::List;
+use crate::memory::Memory;
+use crate::provider::PageProvider;
+use crate::segment::{segment_map_remove, Segment, ABANDONED_OWNER, CACHED_OWNER};
+use crate::stats::Mapping;
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use spin::Mutex;
+
+/// Segments in a list behind a lock.
+struct SegmentStack {
+    list: List<Segment>,
+    count: usize,
+}
+// SAFETY: the raw pointers are only followed under the owning Mutex.
+unsafe impl Send for SegmentStack {}
+
+impl SegmentStack {
+    const fn new() -> Self {
+        SegmentStack { list: List::new(), count: 0 }
+    }
+
+    /// Take the first segment (null when empty).
+    fn pop(&mut self) -> *mut Segment {
+        let segment = self.list.pop_front();
+        if !segment.is_null() {
+            self.count -= 1;
+        }
+        segment
+    }
+
+    /// # Safety
+    /// `segment` is live and in no list.
+    unsafe fn push(&mut self, segment: *mut Segment) {
+        // SAFETY: per the contract.
+        unsafe { self.list.push_back(segment) };
+        self.count += 1;
+    }
+
+    /// # Safety
+    /// `segment` is in this stack.
+    unsafe fn remove(&mut self, segment: *mut Segment) {
+        // SAFETY: per the contract.
+        unsafe { self.list.remove(segment) };
+        self.count -= 1;
+    }
+}
+
+/// Empty and abandoned segments.
+pub struct SegmentStore {
+    cache: Mutex<SegmentStack>,
+    abandoned: Mutex<SegmentStack>,
+    abandoned_count: AtomicUsize,
+}
+
+impl SegmentStore {
+    pub const fn new() -> Self {
+        SegmentStore {
+            cache: Mutex::new(SegmentStack::new()),
+            abandoned: Mutex::new(SegmentStack::new()),
+            abandoned_count: AtomicUsize::new(0),
+        }
+    }
+
+    /// An empty segment of `kind`, from the cache or newly mapped; its owner
+    /// is `CACHED_OWNER` until the caller claims it. Null when out of memory.
+    pub fn alloc<P: PageProvider>(&self, memory: &Memory<P>, kind: SegmentKind) -> *mut Segment {
+        let cached = self.cache.lock().pop();
+        if cached.is_null() {
+            let Some(mapping) = memory.map(SEGMENT_SIZE, SEGMENT_SIZE, Mapping::Segment) else {
+                return null_mut();
+            };
+            let segment = mapping.as_ptr() as *mut Segment;
+            // SAFETY: a fresh 2 MiB-aligned mapping of one segment.
+            unsafe { Segment::write_header(segment, CACHED_OWNER, kind, mapping.as_ptr(), SEGMENT_SIZE) };
+            return segment;
+        }
+        // SAFETY: a cached segment is empty and, out of the cache, ours.
+        unsafe {
+            (*cached).kind = kind;
+            (*cached).page_shift = kind.page_shift() as u8;
+            (*cached).page_count = (SEGMENT_SIZE >> kind.page_shift()) as u8;
+            (*cached).used_pages = 0;
+            (*cached).dirty = 0;
+        }
+        cached
+    }
+
+    /// Take back a segment none of whose pages is in use: into the cache
+    /// (purged) while it has room, else unmapped.
+    ///
+    /// # Safety
+    /// The caller owned `segment`, lists it nowhere and uses it no more.
+    pub unsafe fn free<P: PageProvider>(&self, memory: &Memory<P>, segment: *mut Segment) {
+        // SAFETY: per the contract.
+        unsafe {
+            debug_assert_eq!((*segment).used_pages, 0);
+            (*segment).dirty = 0;
+            (*segment).owner.store(CACHED_OWNER, Ordering::Release);
+        }
+        let limit = memory.options.segment_cache.load(Ordering::Relaxed);
+        {
+            let mut cache = self.cache.lock();
+            if cache.count < limit {
+                // SAFETY: the segment is empty and in no list.
+                unsafe {
+                    Segment::purge_body(segment, memory);
+                    cache.push(segment);
+                }
+                return;
+            }
+        }
+        // SAFETY: empty, unlisted, one whole mapping.
+        unsafe { Self::unmap(memory, segment) };
+    }
+
+    /// # Safety
+    /// `segment` is empty, in no list, and one whole mapping.
+    unsafe fn unmap<P: PageProvider>(memory: &Memory<P>, segment: *mut Segment) {
+        segment_map_remove(segment);
+        // SAFETY: per the contract.
+        unsafe { memory.unmap(NonNull::new_unchecked(segment as *mut u8), SEGMENT_SIZE, Mapping::Segment) };
+    }
+
+    /// Park a segment whose heap's thread exited; its pages stay in use.
+    ///
+    /// # Safety
+    /// The caller owned `segment` and lists it nowhere.
+    pub unsafe fn abandon(&self, segment: *mut Segment) {
+        // SAFETY: per the contract.
+        unsafe {
+            (*segment).owner.store(ABANDONED_OWNER, Ordering::Release);
+            self.abandoned.lock().push(segment);
+        }
+        self.abandoned_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An abandoned segment for the caller to adopt (it then owns it).
+    pub fn take_abandoned(&self) -> Option<*mut Segment> {
+        if self.abandoned_count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let segment = self.abandoned.lock().pop();
+        if segment.is_null() {
+            return None;
+        }
+        self.abandoned_count.fetch_sub(1, Ordering::Relaxed);
+        Some(segment)
+    }
+
+    /// Collect the remote frees of abandoned segments; free the pages and
+    /// segments that became empty and purge the others' dirty pages.
+    /// Returns bytes released.
+    pub fn trim_abandoned<P: PageProvider>(&self, memory: &Memory<P>) -> usize {
+        let (list_key, _) = memory.keys();
+        let mut released = 0;
+        let mut abandoned = self.abandoned.lock();
+        let mut segment = abandoned.list.first;
+        while !segment.is_null() {
+            // SAFETY: the lock gives us exclusive ownership of listed segments.
+            unsafe {
+                let next = (*segment).next;
+                for page in Segment::pages_in_use(segment) {
+                    if (*page).collect_remote(list_key).is_none() {
+                        memory.fatal_at("corrupted remote free list in page ", page as usize);
+                    }
+                    if (*page).used == 0 {
+                        Segment::release_page(segment, page, memory);
+                    }
+                }
+                if (*segment).used_pages == 0 {
+                    abandoned.remove(segment);
+                    self.abandoned_count.fetch_sub(1, Ordering::Relaxed);
+                    released += SEGMENT_SIZE;
+                    self.free(memory, segment);
+                } else {
+                    released += Segment::purge_dirty_pages(segment, memory);
+                }
+                segment = next;
+            }
+        }
+        released
+    }
+
+    /// Unmap every cached segment. Returns bytes released.
+    pub fn release_cached<P: PageProvider>(&self, memory: &Memory<P>) -> usize {
+        let mut released = 0;
+        loop {
+            let segment = self.cache.lock().pop();
+            if segment.is_null() {
+                break;
+            }
+            released += SEGMENT_SIZE;
+            // SAFETY: out of the cache, the empty segment is ours alone.
+            unsafe { Self::unmap(memory, segment) };
+        }
+        released
+    }
+
+    /// Take both locks (before `fork`): abandoned, then cache.
+    pub fn lock_all(&self) {
+        core::mem::forget(self.abandoned.lock());
+        core::mem::forget(self.cache.lock());
+    }
+
+    /// # Safety
+    /// Only after `lock_all` in this thread (or in the forked child).
+    pub unsafe fn unlock_all(&self) {
+        // SAFETY: lock_all took these locks and forgot the guards.
+        unsafe {
+            self.cache.force_unlock();
+            self.abandoned.force_unlock();
+        }
+    }
+}
+
+impl Default for SegmentStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
