@@ -11,21 +11,22 @@
 //!
 //! Map of the modules; each uses only those below it:
 //! ```text
-//!  global      Global<P>: Shared + heap pool; heap_acquire/release, free, trim, stats, fork
 //!  locked      LockedHeap: one heap behind a spin lock (kernels)
+//!  global      Global<P>: Shared + heap pool; heap_acquire/release, free, trim, stats, fork
 //!  alloc       malloc fast path -> refill; aligned, calloc, realloc        \
 //!  free        free fast path -> checked_block -> local or remote push      | impl Heap,
 //!  adopt       thread exit (abandon), adoption, trim                        | one path each
 //!  heap        the Heap struct, page queues, page life cycle, drain        /
 //!  purge       when a heap purges its dirty pages (DirtyPages)
-//!  remote      cross-thread frees: page remote lists, DelayedFrees, push_foreign
 //!  shared      Shared<P>: memory + segment store + huge blocks (what heaps draw from)
 //!  huge        huge blocks: BigCache and the release batch (HugeBlocks)
 //!  segment_store  empty segments (cache) and abandoned segments
-//!  memory      the provider, counted: map / unmap / purge, keys, options, fatal
+//!  list        intrusive lists of pages and segments
+//!  remote      cross-thread frees: page remote lists, DelayedFrees, push_foreign
 //!  segment     the 2 MiB header, pointer -> metadata, segment map, page bookkeeping
+//!  memory      the provider, counted: map / unmap / purge, keys, options, fatal
 //!  page        page descriptor, local free list, carving
-//!  stats  list  class  config  message  provider     leaves
+//!  stats  class  config  message  provider           leaves
 //! ```
 //!
 //! Tiers (see [`class`]): tiny blocks up to 1 KiB in 64 KiB pages, mid up to

@@ -46,34 +46,28 @@ impl<T: Linked> List<T> {
     /// # Safety
     /// `item` is live and in no list.
     pub unsafe fn push_front(&mut self, item: *mut T) {
-        // SAFETY: item and the current first element are live.
-        unsafe {
-            let (next, prev) = T::links(item);
-            *next = self.first;
-            *prev = null_mut();
-            if self.first.is_null() {
-                self.last = item;
-            } else {
-                *T::links(self.first).1 = item;
-            }
-            self.first = item;
-        }
+        // SAFETY: per the contract; first is null or an element.
+        unsafe { self.insert_between(item, null_mut(), self.first) }
     }
 
     /// # Safety
     /// `item` is live and in no list.
     pub unsafe fn push_back(&mut self, item: *mut T) {
-        // SAFETY: item and the current last element are live.
+        // SAFETY: per the contract; last is null or an element.
+        unsafe { self.insert_between(item, self.last, null_mut()) }
+    }
+
+    /// Link `item` between adjacent elements `prev` and `next` (null: the
+    /// list's end on that side).
+    ///
+    /// # Safety
+    /// `item` is live and in no list; `prev` and `next` are adjacent
+    /// elements of this list or null ends.
+    unsafe fn insert_between(&mut self, item: *mut T, prev: *mut T, next: *mut T) {
+        // SAFETY: per the contract.
         unsafe {
-            let (next, prev) = T::links(item);
-            *next = null_mut();
-            *prev = self.last;
-            if self.last.is_null() {
-                self.first = item;
-            } else {
-                *T::links(self.last).0 = item;
-            }
-            self.last = item;
+            self.join(prev, item);
+            self.join(item, next);
         }
     }
 
@@ -83,7 +77,19 @@ impl<T: Linked> List<T> {
         // SAFETY: item and its neighbours are live elements of this list.
         unsafe {
             let (next_link, prev_link) = T::links(item);
-            let (next, prev) = (*next_link, *prev_link);
+            self.join(*prev_link, *next_link);
+            *next_link = null_mut();
+            *prev_link = null_mut();
+        }
+    }
+
+    /// Make `next` follow `prev`; a null side means that end of the list.
+    ///
+    /// # Safety
+    /// `prev` and `next` are null or live elements (or the one being linked).
+    unsafe fn join(&mut self, prev: *mut T, next: *mut T) {
+        // SAFETY: per the contract.
+        unsafe {
             if prev.is_null() {
                 self.first = next;
             } else {
@@ -94,8 +100,6 @@ impl<T: Linked> List<T> {
             } else {
                 *T::links(next).1 = prev;
             }
-            *next_link = null_mut();
-            *prev_link = null_mut();
         }
     }
 

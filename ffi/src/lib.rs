@@ -4,7 +4,10 @@
 //! `include/hakmem.h`.
 //!
 //! This crate is a thin shell: each function checks the C-level edge cases
-//! (overflow, bad alignment, errno) and forwards to `hakmem_linux`. `errno`
+//! (overflow, bad alignment, errno) and forwards to `hakmem_linux`. Every
+//! exported function is written out below under its C name (`grep -n "fn
+//! malloc"` finds it); the `__libc_*` aliases call the function they alias.
+//! `tests/tests/exports.rs` checks that `libhakmem.so` exports exactly these. `errno`
 //! is written in one place ([`set_errno`]); nothing here allocates, formats
 //! through an allocator, or unwinds (`panic = "abort"` in every profile).
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -38,36 +41,46 @@ fn enomem_if_null(p: *mut u8) -> *mut c_void {
     p as *mut c_void
 }
 
-/// Export the same body under several names (the `__libc_*` aliases).
-macro_rules! export {
-    ([$($name:ident),+] $args:tt -> $ret:ty $body:block) => {
-        $( export!(@one $name $args $ret $body); )+
-    };
-    (@one $name:ident ($($arg:ident: $ty:ty),*) $ret:ty $body:block) => {
-        #[no_mangle]
-        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret $body
-    };
-}
-
 // malloc(0) returns a unique, freeable pointer.
-export! {
-    [malloc, __libc_malloc] (size: usize) -> *mut c_void {
-        enomem_if_null(hk::malloc(size))
-    }
+#[no_mangle]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    enomem_if_null(hk::malloc(size))
 }
 
-export! {
-    [free, __libc_free, cfree] (ptr: *mut c_void) -> () {
-        // SAFETY: C contract: ptr is null or from malloc & co.; misuse is
-        // detected and aborts.
-        unsafe { hk::free(ptr as *mut u8) }
-    }
+#[no_mangle]
+pub unsafe extern "C" fn __libc_malloc(size: usize) -> *mut c_void {
+    // SAFETY: the same contract as malloc.
+    unsafe { malloc(size) }
 }
 
-export! {
-    [calloc, __libc_calloc] (count: usize, size: usize) -> *mut c_void {
-        enomem_if_null(hk::calloc(count, size))
-    }
+#[no_mangle]
+pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    // SAFETY: C contract: ptr is null or from malloc & co.; misuse is
+    // detected and aborts.
+    unsafe { hk::free(ptr as *mut u8) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __libc_free(ptr: *mut c_void) {
+    // SAFETY: the same contract as free.
+    unsafe { free(ptr) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cfree(ptr: *mut c_void) {
+    // SAFETY: the same contract as free.
+    unsafe { free(ptr) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
+    enomem_if_null(hk::calloc(count, size))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __libc_calloc(count: usize, size: usize) -> *mut c_void {
+    // SAFETY: the same contract as calloc.
+    unsafe { calloc(count, size) }
 }
 
 /// glibc semantics: realloc(p, 0) frees p and returns NULL;
@@ -82,53 +95,61 @@ unsafe fn realloc_c(ptr: *mut c_void, size: usize) -> *mut c_void {
     enomem_if_null(unsafe { hk::realloc(ptr as *mut u8, size) })
 }
 
-export! {
-    [realloc, __libc_realloc] (ptr: *mut c_void, size: usize) -> *mut c_void {
-        // SAFETY: forwarded C contract.
-        unsafe { realloc_c(ptr, size) }
-    }
+#[no_mangle]
+pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: forwarded C contract.
+    unsafe { realloc_c(ptr, size) }
 }
 
-export! {
-    [reallocarray] (ptr: *mut c_void, count: usize, size: usize) -> *mut c_void {
-        match count.checked_mul(size) {
-            // SAFETY: forwarded C contract.
-            Some(total) => unsafe { realloc_c(ptr, total) },
-            None => {
-                set_errno(ENOMEM);
-                null_mut()
-            }
+#[no_mangle]
+pub unsafe extern "C" fn __libc_realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: the same contract as realloc.
+    unsafe { realloc(ptr, size) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, count: usize, size: usize) -> *mut c_void {
+    match count.checked_mul(size) {
+        // SAFETY: forwarded C contract.
+        Some(total) => unsafe { realloc_c(ptr, total) },
+        None => {
+            set_errno(ENOMEM);
+            null_mut()
         }
     }
 }
 
 // Returns EINVAL (without touching *out) unless alignment is a power of
 // two and a multiple of sizeof(void *).
-export! {
-    [posix_memalign, __posix_memalign] (out: *mut *mut c_void, alignment: usize, size: usize) -> c_int {
-        if !alignment.is_power_of_two() || !alignment.is_multiple_of(core::mem::size_of::<*mut c_void>()) {
-            return EINVAL;
-        }
-        let p = hk::malloc_aligned(size, alignment);
-        if p.is_null() {
-            return ENOMEM;
-        }
-        // SAFETY: out is a valid pointer (C contract).
-        unsafe { *out = p as *mut c_void };
-        0
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, alignment: usize, size: usize) -> c_int {
+    if !alignment.is_power_of_two() || !alignment.is_multiple_of(core::mem::size_of::<*mut c_void>()) {
+        return EINVAL;
     }
+    let p = hk::malloc_aligned(size, alignment);
+    if p.is_null() {
+        return ENOMEM;
+    }
+    // SAFETY: out is a valid pointer (C contract).
+    unsafe { *out = p as *mut c_void };
+    0
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __posix_memalign(out: *mut *mut c_void, alignment: usize, size: usize) -> c_int {
+    // SAFETY: the same contract as posix_memalign.
+    unsafe { posix_memalign(out, alignment, size) }
 }
 
 // C11/C17: a non-power-of-two alignment gives NULL with EINVAL (glibc
 // 2.38 behaviour); any size is accepted.
-export! {
-    [aligned_alloc] (alignment: usize, size: usize) -> *mut c_void {
-        if !alignment.is_power_of_two() {
-            set_errno(EINVAL);
-            return null_mut();
-        }
-        enomem_if_null(hk::malloc_aligned(size, alignment))
+#[no_mangle]
+pub unsafe extern "C" fn aligned_alloc(alignment: usize, size: usize) -> *mut c_void {
+    if !alignment.is_power_of_two() {
+        set_errno(EINVAL);
+        return null_mut();
     }
+    enomem_if_null(hk::malloc_aligned(size, alignment))
 }
 
 /// glibc memalign: alignments are rounded up to a power of two; absurd ones
@@ -142,36 +163,50 @@ fn memalign_c(alignment: usize, size: usize) -> *mut c_void {
     enomem_if_null(hk::malloc_aligned(size, alignment))
 }
 
-export! {
-    [memalign, __libc_memalign] (alignment: usize, size: usize) -> *mut c_void {
-        memalign_c(alignment, size)
-    }
+#[no_mangle]
+pub unsafe extern "C" fn memalign(alignment: usize, size: usize) -> *mut c_void {
+    memalign_c(alignment, size)
 }
 
-export! {
-    [valloc, __libc_valloc] (size: usize) -> *mut c_void {
-        memalign_c(PAGE, size)
-    }
+#[no_mangle]
+pub unsafe extern "C" fn __libc_memalign(alignment: usize, size: usize) -> *mut c_void {
+    // SAFETY: the same contract as memalign.
+    unsafe { memalign(alignment, size) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    memalign_c(PAGE, size)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __libc_valloc(size: usize) -> *mut c_void {
+    // SAFETY: the same contract as valloc.
+    unsafe { valloc(size) }
 }
 
 // Page aligned, size rounded up to whole pages (pvalloc(0): one page).
-export! {
-    [pvalloc, __libc_pvalloc] (size: usize) -> *mut c_void {
-        match size.max(1).checked_next_multiple_of(PAGE) {
-            Some(rounded) => memalign_c(PAGE, rounded),
-            None => {
-                set_errno(ENOMEM);
-                null_mut()
-            }
+#[no_mangle]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    match size.max(1).checked_next_multiple_of(PAGE) {
+        Some(rounded) => memalign_c(PAGE, rounded),
+        None => {
+            set_errno(ENOMEM);
+            null_mut()
         }
     }
 }
 
-export! {
-    [malloc_usable_size] (ptr: *mut c_void) -> usize {
-        // SAFETY: ptr is null or live (C contract); misuse aborts.
-        unsafe { hk::usable_size(ptr as *const u8) }
-    }
+#[no_mangle]
+pub unsafe extern "C" fn __libc_pvalloc(size: usize) -> *mut c_void {
+    // SAFETY: the same contract as pvalloc.
+    unsafe { pvalloc(size) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
+    // SAFETY: ptr is null or live (C contract); misuse aborts.
+    unsafe { hk::usable_size(ptr as *const u8) }
 }
 
 /// Free a non-null block after checking that `size` fits in it (aborting
@@ -196,55 +231,50 @@ fn fatal_at(what: &str, value: usize) -> ! {
 
 // C23: the size must not exceed the block (it may be smaller: blocks
 // are rounded up, and realloc may shrink in place).
-export! {
-    [free_sized] (ptr: *mut c_void, size: usize) -> () {
-        if ptr.is_null() {
-            return;
-        }
-        // SAFETY: forwarded C contract.
-        unsafe { free_checking_size(ptr, size, "free_sized(): size larger than the block at ") }
+#[no_mangle]
+pub unsafe extern "C" fn free_sized(ptr: *mut c_void, size: usize) {
+    if ptr.is_null() {
+        return;
     }
+    // SAFETY: forwarded C contract.
+    unsafe { free_checking_size(ptr, size, "free_sized(): size larger than the block at ") }
 }
 
 // C23: the pointer must honour the alignment and the block the size.
-export! {
-    [free_aligned_sized] (ptr: *mut c_void, alignment: usize, size: usize) -> () {
-        if ptr.is_null() {
-            return;
-        }
-        if !alignment.is_power_of_two() || !(ptr as usize).is_multiple_of(alignment) {
-            fatal_at("free_aligned_sized(): pointer does not have the stated alignment ", ptr as usize);
-        }
-        // SAFETY: forwarded C contract.
-        unsafe { free_checking_size(ptr, size, "free_aligned_sized(): size larger than the block at ") }
+#[no_mangle]
+pub unsafe extern "C" fn free_aligned_sized(ptr: *mut c_void, alignment: usize, size: usize) {
+    if ptr.is_null() {
+        return;
     }
+    if !alignment.is_power_of_two() || !(ptr as usize).is_multiple_of(alignment) {
+        fatal_at("free_aligned_sized(): pointer does not have the stated alignment ", ptr as usize);
+    }
+    // SAFETY: forwarded C contract.
+    unsafe { free_checking_size(ptr, size, "free_aligned_sized(): size larger than the block at ") }
 }
 
 // ---------------------------------------------------------------------------
 // glibc extras
 
 // Returns 1 when memory was given back to the system, else 0.
-export! {
-    [malloc_trim] (_pad: usize) -> c_int {
-        hk::trim() as c_int
-    }
+#[no_mangle]
+pub unsafe extern "C" fn malloc_trim(_pad: usize) -> c_int {
+    hk::trim() as c_int
 }
 
 // No glibc parameter applies to hakmem: returns 0 ("not done") for all.
 // Use the HAKMEM_* environment variables instead.
-export! {
-    [mallopt] (_param: c_int, _value: c_int) -> c_int {
-        0
-    }
+#[no_mangle]
+pub unsafe extern "C" fn mallopt(_param: c_int, _value: c_int) -> c_int {
+    0
 }
 
-export! {
-    [malloc_stats] () -> () {
-        hk::write_stderr(b"hakmem ");
-        hk::write_stderr(hakmem_core::VERSION.as_bytes());
-        hk::write_stderr(b"\n");
-        hk::print_stats();
-    }
+#[no_mangle]
+pub unsafe extern "C" fn malloc_stats() {
+    hk::write_stderr(b"hakmem ");
+    hk::write_stderr(hakmem_core::VERSION.as_bytes());
+    hk::write_stderr(b"\n");
+    hk::print_stats();
 }
 
 /// glibc's `struct mallinfo2`.
@@ -293,76 +323,71 @@ fn mallinfo_now() -> Mallinfo2 {
     }
 }
 
-export! {
-    [mallinfo2] () -> Mallinfo2 {
-        mallinfo_now()
-    }
+#[no_mangle]
+pub unsafe extern "C" fn mallinfo2() -> Mallinfo2 {
+    mallinfo_now()
 }
 
-export! {
-    [mallinfo] () -> Mallinfo {
-        let m = mallinfo_now();
-        let int = |v: usize| v.min(c_int::MAX as usize) as c_int;
-        Mallinfo {
-            arena: int(m.arena),
-            ordblks: int(m.ordblks),
-            smblks: int(m.smblks),
-            hblks: int(m.hblks),
-            hblkhd: int(m.hblkhd),
-            usmblks: int(m.usmblks),
-            fsmblks: int(m.fsmblks),
-            uordblks: int(m.uordblks),
-            fordblks: int(m.fordblks),
-            keepcost: int(m.keepcost),
-        }
+#[no_mangle]
+pub unsafe extern "C" fn mallinfo() -> Mallinfo {
+    let m = mallinfo_now();
+    let int = |v: usize| v.min(c_int::MAX as usize) as c_int;
+    Mallinfo {
+        arena: int(m.arena),
+        ordblks: int(m.ordblks),
+        smblks: int(m.smblks),
+        hblks: int(m.hblks),
+        hblkhd: int(m.hblkhd),
+        usmblks: int(m.usmblks),
+        fsmblks: int(m.fsmblks),
+        uordblks: int(m.uordblks),
+        fordblks: int(m.fordblks),
+        keepcost: int(m.keepcost),
     }
 }
 
 // Writes an XML summary; options must be 0 (else EINVAL, -1).
-export! {
-    [malloc_info] (options: c_int, stream: *mut c_void) -> c_int {
-        if options != 0 || stream.is_null() {
-            set_errno(EINVAL);
-            return -1;
-        }
-        let s = hk::stats();
-        let mut m = hakmem_core::message::MessageBuffer::new();
-        m.push_str("<malloc version=\"hakmem-").push_str(hakmem_core::VERSION).push_str("\">\n");
-        m.push_str("<total type=\"mapped\" size=\"").push_decimal(s.bytes_mapped).push_str("\"/>\n");
-        m.push_str("<total type=\"in-use\" size=\"").push_decimal(s.page_bytes_in_use + s.huge_bytes).push_str("\"/>\n");
-        m.push_str("<total type=\"huge\" count=\"").push_decimal(s.huge_mapped).push_str("\" size=\"").push_decimal(s.huge_bytes).push_str("\"/>\n");
-        m.push_str("<system type=\"max\" size=\"").push_decimal(s.bytes_mapped_peak).push_str("\"/>\n");
-        m.push_str("</malloc>\n");
-        let mut text = [0u8; 513];
-        let bytes = m.as_bytes();
-        text[..bytes.len()].copy_from_slice(bytes);
-        // SAFETY: text is NUL-terminated; stream is a FILE* (C contract).
-        if unsafe { fputs(text.as_ptr() as *const c_char, stream) } < 0 {
-            return -1;
-        }
-        0
+#[no_mangle]
+pub unsafe extern "C" fn malloc_info(options: c_int, stream: *mut c_void) -> c_int {
+    if options != 0 || stream.is_null() {
+        set_errno(EINVAL);
+        return -1;
     }
+    let s = hk::stats();
+    let mut m = hakmem_core::message::MessageBuffer::new();
+    m.push_str("<malloc version=\"hakmem-").push_str(hakmem_core::VERSION).push_str("\">\n");
+    m.push_str("<total type=\"mapped\" size=\"").push_decimal(s.bytes_mapped).push_str("\"/>\n");
+    m.push_str("<total type=\"in-use\" size=\"").push_decimal(s.page_bytes_in_use + s.huge_bytes).push_str("\"/>\n");
+    m.push_str("<total type=\"huge\" count=\"").push_decimal(s.huge_mapped).push_str("\" size=\"").push_decimal(s.huge_bytes).push_str("\"/>\n");
+    m.push_str("<system type=\"max\" size=\"").push_decimal(s.bytes_mapped_peak).push_str("\"/>\n");
+    m.push_str("</malloc>\n");
+    let mut text = [0u8; 513];
+    let bytes = m.as_bytes();
+    text[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: text is NUL-terminated; stream is a FILE* (C contract).
+    if unsafe { fputs(text.as_ptr() as *const c_char, stream) } < 0 {
+        return -1;
+    }
+    0
 }
 
 // ---------------------------------------------------------------------------
 // hakmem extensions
 
 // Fill *out with hakmem's counters; EINVAL when out is NULL.
-export! {
-    [hakmem_stats_get] (out: *mut hakmem_core::StatsSnapshot) -> c_int {
-        if out.is_null() {
-            return EINVAL;
-        }
-        // SAFETY: out points to a struct hakmem_stats (same layout).
-        unsafe { out.write(hk::stats()) };
-        0
+#[no_mangle]
+pub unsafe extern "C" fn hakmem_stats_get(out: *mut hakmem_core::StatsSnapshot) -> c_int {
+    if out.is_null() {
+        return EINVAL;
     }
+    // SAFETY: out points to a struct hakmem_stats (same layout).
+    unsafe { out.write(hk::stats()) };
+    0
 }
 
 static VERSION_C: &str = concat!("hakmem ", env!("CARGO_PKG_VERSION"), "\0");
 
-export! {
-    [hakmem_version] () -> *const c_char {
-        VERSION_C.as_ptr() as *const c_char
-    }
+#[no_mangle]
+pub unsafe extern "C" fn hakmem_version() -> *const c_char {
+    VERSION_C.as_ptr() as *const c_char
 }
