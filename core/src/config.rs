@@ -50,6 +50,9 @@ pub const DEFAULT_SEGMENT_CACHE: usize = 4;
 pub const DEFAULT_BIGCACHE_BYTES: usize = 256 << 20;
 /// Entries in the huge-block reuse cache.
 pub const BIGCACHE_SLOTS: usize = 128;
+/// Longest a freed huge block stays warm (ms) while huge calls keep coming
+/// (at least the purge delay); a pause of the purge delay purges it sooner.
+pub const BIGCACHE_WARM_MAX_MS: u64 = 1000;
 /// Most bytes the huge-block cache keeps mapped (warm or purged).
 pub const BIGCACHE_MAPPED_BYTES: usize = 1 << 30;
 /// Evicted huge blocks gathered before they are unmapped together.

@@ -4,8 +4,10 @@
 //!
 //! ```text
 //!  free(huge) --> BigCache: up to BIGCACHE_SLOTS mappings, size-keyed
-//!                 warm (resident) while within `bigcache_bytes` and the purge
-//!                 delay; then purged but kept mapped (reuse = faults only)
+//!                 warm (resident) while within `bigcache_bytes`, and while
+//!                 huge calls keep coming (at most BIGCACHE_WARM_MAX_MS); a
+//!                 pause of the purge delay between huge calls purges them,
+//!                 but they stay mapped (reuse = faults only)
 //!                    | LRU eviction (slots or BIGCACHE_MAPPED_BYTES full),
 //!                    | too big / odd alignment / trim
 //!                    v
@@ -21,7 +23,7 @@
 //! before the aligned block and the mapping starts `align - 2 MiB` earlier.
 
 use crate::class::SegmentKind;
-use crate::config::{BIGCACHE_MAPPED_BYTES, BIGCACHE_SLOTS, MAX_REQUEST, RELEASE_BATCH, SEGMENT_HEADER_BYTES, SEGMENT_SIZE};
+use crate::config::{BIGCACHE_MAPPED_BYTES, BIGCACHE_SLOTS, BIGCACHE_WARM_MAX_MS, MAX_REQUEST, RELEASE_BATCH, SEGMENT_HEADER_BYTES, SEGMENT_SIZE};
 use crate::memory::Memory;
 use crate::provider::PageProvider;
 use crate::segment::{segment_map_insert, segment_map_remove, Segment, HUGE_CACHED, HUGE_LIVE, HUGE_OWNER};
@@ -41,6 +43,17 @@ struct CacheSlot {
     warm: bool,
 }
 
+/// How a cached mapping serves a request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reuse {
+    /// Resident, and large enough: used as it is.
+    Warm,
+    /// Resident, but resized to the request first (no bytes copied).
+    Resize,
+    /// Purged (reads as zeros where the provider's purge zeroes): faults again.
+    Purged,
+}
+
 const EMPTY_SLOT: CacheSlot = CacheSlot { segment: null_mut(), tick: 0, cached_ms: 0, warm: false };
 
 /// BigCache and the release batch (behind the lock of [`HugeBlocks`]).
@@ -52,8 +65,11 @@ struct HugeCache {
     /// `slots[..len]` are occupied (kept dense: scans touch only those).
     slots: [CacheSlot; BIGCACHE_SLOTS],
     len: usize,
-    /// No warm slot expires before this (ms); lets frees skip the scan.
+    /// No warm slot reaches its maximum age before this (ms); lets calls
+    /// skip the scan.
     next_expiry_ms: u64,
+    /// When the last huge alloc or free was (ms), to see pauses.
+    last_call_ms: u64,
     cached_bytes: usize,
     warm_bytes: usize,
     tick: u64,
@@ -69,6 +85,7 @@ impl HugeCache {
             slots: [EMPTY_SLOT; BIGCACHE_SLOTS],
             len: 0,
             next_expiry_ms: u64::MAX,
+            last_call_ms: 0,
             cached_bytes: 0,
             warm_bytes: 0,
             tick: 0,
@@ -82,20 +99,28 @@ impl HugeCache {
         unsafe { (*slot.segment).map_size }
     }
 
-    /// Take the cached mapping that fits `map_size` best (at most 25 %
-    /// larger), warm ones first. Returns it and whether it was warm.
-    fn take(&mut self, map_size: usize) -> Option<(*mut Segment, bool)> {
-        let fits = |slot: &CacheSlot| {
-            !slot.segment.is_null() && {
-                let size = Self::size_of(slot);
-                size >= map_size && size <= map_size + map_size / 4
-            }
+    /// Take the cached mapping that serves `map_size` best: a warm one that
+    /// fits (at most 25 % larger) as it is; else, when `can_resize`, the
+    /// warm one nearest in size, to be resized (shrinking is cheap, growing
+    /// faults only the growth, so a size above counts a quarter of a size
+    /// below); else a purged one that fits. Returns it and how to reuse it.
+    fn take(&mut self, map_size: usize, can_resize: bool) -> Option<(*mut Segment, Reuse)> {
+        let fits = |size: usize| size >= map_size && size <= map_size + map_size / 4;
+        let slots = &self.slots[..self.len];
+        let size = |i: usize| Self::size_of(&slots[i]);
+        let fit_warm = (0..slots.len()).filter(|&i| slots[i].warm && fits(size(i))).min_by_key(|&i| size(i));
+        let (i, reuse) = if let Some(i) = fit_warm {
+            (i, Reuse::Warm)
+        } else if let Some(i) = (0..slots.len())
+            .filter(|&i| can_resize && slots[i].warm)
+            .min_by_key(|&i| if size(i) >= map_size { (size(i) - map_size) / 4 } else { map_size - size(i) })
+        {
+            (i, Reuse::Resize)
+        } else {
+            let i = (0..slots.len()).filter(|&i| fits(size(i))).min_by_key(|&i| size(i))?;
+            (i, Reuse::Purged)
         };
-        let i = (0..self.len)
-            .filter(|&i| fits(&self.slots[i]))
-            .min_by_key(|&i| (!self.slots[i].warm, Self::size_of(&self.slots[i])))?;
-        let slot = self.remove(i);
-        Some((slot.segment, slot.warm))
+        Some((self.remove(i).segment, reuse))
     }
 
     fn remove(&mut self, i: usize) -> CacheSlot {
@@ -141,19 +166,29 @@ pub fn huge_layout(align: usize) -> (usize, usize) {
 }
 
 impl HugeCache {
-    /// Purge warm cached mappings (they stay mapped and cached) while there
-    /// are more warm bytes than `bigcache_bytes`, or older than the delay.
+    /// Purge warm cached mappings (they stay mapped and cached): the oldest
+    /// while there are more warm bytes than `bigcache_bytes`; those older
+    /// than the purge delay when no huge call came for that long (the
+    /// program paused: what it freed is not about to be reused); and any
+    /// warm longer than the maximum age. Then note `now` as the last call.
+    ///
+    /// Steady huge-block traffic thus reuses warm what it freed a few
+    /// steps ago, however long each step takes, within the byte budget.
     fn purge_warm<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64) {
         let limit = memory.options.bigcache_bytes.load(Ordering::Relaxed);
         let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
-        if self.warm_bytes <= limit && (now == 0 || now < self.next_expiry_ms) {
+        let max_age = delay.max(BIGCACHE_WARM_MAX_MS);
+        let paused = now != 0 && now.saturating_sub(self.last_call_ms) >= delay;
+        self.last_call_ms = now;
+        if self.warm_bytes <= limit && !paused && (now == 0 || now < self.next_expiry_ms) {
             return;
         }
+        let age_limit = if paused { delay } else { max_age };
         // Recomputed below from the warm slots that stay warm.
         self.next_expiry_ms = u64::MAX;
         loop {
             let over = self.warm_bytes > limit;
-            let expired = |s: &CacheSlot| s.warm && (over || (now != 0 && s.cached_ms.saturating_add(delay) <= now));
+            let expired = |s: &CacheSlot| s.warm && (over || (now != 0 && s.cached_ms.saturating_add(age_limit) <= now));
             let Some(i) = self.oldest(expired) else { break };
             let segment = self.slots[i].segment;
             // SAFETY: a cached mapping holds nothing live; keep its header.
@@ -167,7 +202,7 @@ impl HugeCache {
         }
         for slot in &self.slots[..self.len] {
             if slot.warm {
-                self.next_expiry_ms = self.next_expiry_ms.min(slot.cached_ms.saturating_add(delay));
+                self.next_expiry_ms = self.next_expiry_ms.min(slot.cached_ms.saturating_add(max_age));
             }
         }
     }
@@ -225,16 +260,30 @@ impl HugeBlocks {
         let reused = if header_offset == 0 {
             let mut cache = self.cache.lock();
             cache.purge_warm(memory, memory.now_ms());
-            cache.take(map_size)
+            cache.take(map_size, P::CAN_REMAP)
         } else {
             None
         };
+        let reused = match reused {
+            // SAFETY: taken from the cache, the mapping is ours; it holds
+            // nothing live.
+            Some((segment, Reuse::Resize)) => match unsafe { Self::remap_segment(memory, segment, map_size) } {
+                Some(resized) => Some((resized, false)),
+                None => {
+                    // Keep it cached (warm); serve this request afresh.
+                    self.cache_insert(memory, segment, memory.now_ms());
+                    None
+                }
+            },
+            // A purged mapping reads as zeros when the provider's purge
+            // zeroes (MADV_DONTNEED does): only then is it known.
+            Some((segment, reuse)) => Some((segment, reuse == Reuse::Purged && P::PURGE_ZEROES)),
+            None => None,
+        };
         let (segment, zeroed) = match reused {
-            Some((segment, warm)) => {
+            Some(reused) => {
                 memory.stats.bigcache_hits.fetch_add(1, Ordering::Relaxed);
-                // A purged mapping reads as zeros when the provider's
-                // purge zeroes (MADV_DONTNEED does): only then is it known.
-                (segment, !warm && P::PURGE_ZEROES)
+                reused
             }
             None => {
                 let base = memory.map(map_size, align.max(SEGMENT_SIZE), Mapping::Huge)?.as_ptr();
@@ -272,8 +321,26 @@ impl HugeBlocks {
             if base != segment as *mut u8 || ptr != (segment as *mut u8).add(block_offset) || new_size > MAX_REQUEST {
                 return None; // over-aligned layout: let the caller copy
             }
-            let old_size = (*segment).map_size;
             let map_size = (block_offset + new_size).next_multiple_of(P::PAGE_SIZE);
+            let segment = Self::remap_segment(memory, segment, map_size)?;
+            (*segment).huge_size = map_size - block_offset;
+            Some((segment as *mut u8).add(block_offset))
+        }
+    }
+
+    /// Resize the mapping of a huge segment whose header starts it to
+    /// `map_size` bytes with the provider's remap (pages move, no bytes are
+    /// copied). Returns the (possibly moved) segment, or `None`, untouched.
+    ///
+    /// # Safety
+    /// The caller owns `segment`, and `map_base == segment`.
+    unsafe fn remap_segment<P: PageProvider>(memory: &Memory<P>, segment: *mut Segment, map_size: usize) -> Option<*mut Segment> {
+        if !P::CAN_REMAP {
+            return None;
+        }
+        // SAFETY: per the contract; the segment map is updated around the move.
+        unsafe {
+            let (base, old_size) = ((*segment).map_base, (*segment).map_size);
             segment_map_remove(segment);
             let Some(moved) = memory.remap_huge(NonNull::new_unchecked(base), old_size, map_size, SEGMENT_SIZE) else {
                 segment_map_insert(segment);
@@ -282,9 +349,8 @@ impl HugeBlocks {
             let segment = moved.as_ptr() as *mut Segment;
             (*segment).map_base = moved.as_ptr();
             (*segment).map_size = map_size;
-            (*segment).huge_size = map_size - block_offset;
             segment_map_insert(segment);
-            Some(moved.as_ptr().add(block_offset))
+            Some(segment)
         }
     }
 
@@ -307,7 +373,12 @@ impl HugeBlocks {
                 memory.fatal_at("free(): double free of huge block ", ptr as usize);
             }
         }
-        let now = memory.now_ms();
+        self.cache_insert(memory, segment, memory.now_ms());
+    }
+
+    /// Keep a freed mapping in the cache (warm), or send it to the release
+    /// batch when it is too big or over-aligned.
+    fn cache_insert<P: PageProvider>(&self, memory: &Memory<P>, segment: *mut Segment, now: u64) {
         let mut cache = self.cache.lock();
         // SAFETY: the segment is now owned by the cache machinery.
         let (size, aligned_big) = unsafe { ((*segment).map_size, (*segment).map_base != segment as *mut u8) };
@@ -324,7 +395,7 @@ impl HugeBlocks {
         cache.tick += 1;
         let slot = CacheSlot { segment, tick: cache.tick, cached_ms: now, warm: true };
         let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
-        cache.insert(slot, now.saturating_add(delay));
+        cache.insert(slot, now.saturating_add(delay.max(BIGCACHE_WARM_MAX_MS)));
         cache.purge_warm(memory, now);
     }
 

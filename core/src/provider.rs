@@ -26,6 +26,9 @@ pub unsafe trait PageProvider: Sync {
     const MAPS_ZEROED: bool;
     /// Whether a purged range reads as zeros afterwards.
     const PURGE_ZEROES: bool = false;
+    /// Whether [`PageProvider::remap`] can resize mappings (else the core
+    /// never calls it).
+    const CAN_REMAP: bool = false;
 
     /// Map `size` bytes (a multiple of `PAGE_SIZE`) aligned to `align` (a
     /// power of two, at least `PAGE_SIZE`).

@@ -54,6 +54,8 @@ unsafe impl PageProvider for TestProvider {
     const PAGE_SIZE: usize = 4096;
     const MAPS_ZEROED: bool = true;
     const PURGE_ZEROES: bool = true;
+    /// A moving copy into a new mapping.
+    const CAN_REMAP: bool = true;
 
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         if self.maps_left.load(Ordering::SeqCst) == 0 {

@@ -637,3 +637,92 @@ fn cached_huge_blocks_stay_warm_then_are_purged_but_kept() {
         global.free(d, hp);
     }
 }
+
+#[test]
+fn steady_huge_traffic_keeps_freed_blocks_warm_until_a_pause_or_the_age_limit() {
+    let global = new_global(TestProvider::new());
+    let clock = |ms: u64| global.provider().clock_ms.store(ms, Ordering::SeqCst);
+    clock(5000);
+    global.options().purge_delay_ms.store(10, Ordering::Relaxed);
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    // Steady traffic: alloc and free of a 9 MiB block every 8 ms (under the
+    // delay), which a cached 9 MiB block serves each time.
+    let steady = |heap: &mut Heap<TestProvider>, from: u64, until: u64| {
+        let mut now = from;
+        while now < until {
+            now += 8;
+            clock(now);
+            let other = heap.malloc(9 << 20);
+            // SAFETY: live block.
+            unsafe { global.free(other, hp) };
+        }
+        now
+    };
+    let a = heap.malloc(3 << 20);
+    let other = heap.malloc(9 << 20);
+    fill(a, 4096, 7);
+    // SAFETY: live blocks.
+    unsafe {
+        global.free(a, hp);
+        global.free(other, hp);
+    }
+    let purged = global.stats().purged_bytes;
+    let now = steady(heap, 5000, 5096);
+    assert_eq!(global.stats().purged_bytes, purged, "steady traffic purged a cached block");
+    let b = heap.malloc(3 << 20);
+    assert_eq!(b, a, "warm reuse after 96 ms of steady traffic");
+    verify(b, 4096, 7);
+    // SAFETY: live block.
+    unsafe { global.free(b, hp) };
+    // A pause of the delay between huge calls purges what waited that long.
+    let now = now + 11;
+    clock(now);
+    let c = heap.malloc(5 << 20);
+    assert!(global.stats().purged_bytes > purged, "a pause did not purge the cache");
+    // Under steady traffic, a block warm for longer than the age limit is purged.
+    let x = heap.malloc(9 << 20);
+    let d = heap.malloc(3 << 20);
+    // SAFETY: live blocks.
+    unsafe {
+        global.free(x, hp);
+        global.free(d, hp);
+    }
+    let purged = global.stats().purged_bytes;
+    steady(heap, now, now + crate::config::BIGCACHE_WARM_MAX_MS / 2);
+    assert_eq!(global.stats().purged_bytes, purged, "steady traffic purged a cached block");
+    steady(heap, now + crate::config::BIGCACHE_WARM_MAX_MS / 2, now + crate::config::BIGCACHE_WARM_MAX_MS + 16);
+    assert!(global.stats().purged_bytes > purged, "a block stayed warm past the age limit");
+    // SAFETY: live block.
+    unsafe { global.free(c, hp) };
+}
+
+#[test]
+fn a_warm_cached_huge_block_is_resized_to_serve_another_size() {
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(5000, Ordering::SeqCst);
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let a = heap.malloc(12 << 20);
+    fill(a, 1 << 20, 3);
+    // SAFETY: live block.
+    unsafe { global.free(a, hp) };
+    let (hits, mapped) = (global.stats().bigcache_hits, global.stats().huge_mapped);
+    // Far from 12 MiB: served by resizing the cached mapping, contents kept
+    // (the test provider's remap copies; Linux's moves the pages).
+    let b = heap.malloc(5 << 20);
+    assert_eq!(global.stats().bigcache_hits, hits + 1, "{:?}", global.stats());
+    assert_eq!(global.stats().huge_mapped, mapped, "a new mapping instead of the cached one");
+    verify(b, 1 << 20, 3);
+    // SAFETY: b is live and holds at least 5 MiB.
+    assert!(unsafe { global.usable_size(b) } >= 5 << 20);
+    fill(b, 5 << 20, 4);
+    // SAFETY: live block.
+    unsafe { global.free(b, hp) };
+    let c = heap.calloc(1, 20 << 20);
+    assert_eq!(global.stats().huge_mapped, mapped, "grown, not mapped anew");
+    // SAFETY: c holds 20 MiB: calloc zeroed what the resized block held.
+    assert!(unsafe { core::slice::from_raw_parts(c, 20 << 20) }.iter().all(|&x| x == 0));
+    // SAFETY: live block.
+    unsafe { global.free(c, hp) };
+}

@@ -103,6 +103,8 @@ unsafe impl PageProvider for LinuxPages {
     /// MADV_DONTNEED on private anonymous memory: the next touch gets a
     /// zero page.
     const PURGE_ZEROES: bool = true;
+    /// mremap: in place, or moving the page tables.
+    const CAN_REMAP: bool = true;
 
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         let p = self.map_aligned(size, align)?;
