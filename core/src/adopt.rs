@@ -3,7 +3,8 @@
 //! heap can without giving up its segments.
 //!
 //! ```text
-//!  thread exit: Heap::abandon   empty pages -> their segments (freed when empty)
+//!  thread exit: Heap::abandon   empty pages -> their segments; no purging
+//!                                 empty segments -> SegmentStore::free (cache)
 //!                                 segments with live blocks -> SegmentStore::abandon
 //!  refill:      Heap::adopt_abandoned  <- SegmentStore::take_abandoned
 //!                                 its pages join our queues (empty ones are freed)
@@ -53,7 +54,11 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
         // Blocks that were on their way to us while we cleared DELAYED.
         self.drain_delayed();
-        self.purge_dirty(); // releases the segments that emptied
+        // Hand every segment to the store unpurged: empty ones to its cache,
+        // the others to be adopted. The threads that follow reuse their
+        // memory warm; the store purges what it holds past the delay.
+        self.dirty.hand_over();
+        let (shared, memory, me) = (self.shared, &self.shared.memory, self as *mut Self as usize);
         for kind in 0..PAGED_KINDS {
             loop {
                 let segment = self.segments[kind].pop_front();
@@ -61,7 +66,13 @@ impl<P: PageProvider + 'static> Heap<P> {
                     break;
                 }
                 // SAFETY: the segment was ours and is in no list now.
-                unsafe { self.shared.segments.abandon(segment) };
+                unsafe {
+                    if (*segment).used_pages == 0 {
+                        shared.segments.free(memory, segment);
+                    } else {
+                        shared.segments.abandon(memory, segment, me);
+                    }
+                }
             }
         }
         // Anything that still arrives is routed to the abandoned pages.
@@ -82,18 +93,38 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
     }
 
-    /// Adopt one abandoned segment: its pages join our queues. Returns false
-    /// when there was none.
+    /// Adopt one abandoned segment. Returns false when there was none.
     pub(crate) fn adopt_abandoned(&mut self) -> bool {
         let Some(segment) = self.shared.segments.take_abandoned() else {
             return false;
         };
         // SAFETY: take_abandoned hands us exclusive ownership of a live segment.
+        unsafe { self.adopt(segment) };
+        true
+    }
+
+    /// Take back the segments this heap abandoned when its last thread
+    /// exited, if nobody adopted them since: the thread that reuses the
+    /// heap starts warm (called by `Global::heap_acquire`).
+    pub(crate) fn adopt_own(&mut self) {
+        while let Some(segment) = self.shared.segments.take_abandoned_by(self as *mut Self as usize) {
+            // SAFETY: take_abandoned_by hands us exclusive ownership.
+            unsafe { self.adopt(segment) };
+        }
+    }
+
+    /// Make an abandoned segment ours: its pages join our queues (empty
+    /// ones are freed), its dirty pages our purge policy.
+    ///
+    /// # Safety
+    /// The caller took `segment` from the abandoned list: it is live and ours.
+    unsafe fn adopt(&mut self, segment: *mut Segment) {
+        // SAFETY: per the contract.
         unsafe {
             debug_assert_eq!((*segment).owner.load(Ordering::Relaxed), ABANDONED_OWNER);
             (*segment).owner.store(self as *mut Self as usize, Ordering::Release);
             self.segments[(*segment).kind as usize].push_front(segment);
-            self.dirty.released(((*segment).dirty.count_ones() as usize) << (*segment).page_shift);
+            self.dirty.released(Segment::dirty_bytes(segment));
             for page in Segment::pages_in_use(segment) {
                 self.collect(page);
                 if (*page).used == 0 {
@@ -103,7 +134,6 @@ impl<P: PageProvider + 'static> Heap<P> {
                 }
             }
         }
-        true
     }
 
     /// Return what this heap can: collect remote frees, free every empty

@@ -93,9 +93,12 @@ impl<P: PageProvider + 'static> Global<P> {
             }
         };
         self.shared.memory.stats.heaps_live.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the heap is ours now; a reused heap may hold delayed
-        // frees that arrived after its last owner left.
-        unsafe { (*heap).drain_delayed() };
+        // SAFETY: the heap is ours now; a reused heap takes back the segments
+        // it left (warm), and may hold delayed frees that arrived since.
+        unsafe {
+            (*heap).adopt_own();
+            (*heap).drain_delayed();
+        }
         heap
     }
 

@@ -189,6 +189,8 @@ impl<P: PageProvider + 'static> Heap<P> {
                 }
                 (*segment).owner.store(self as *mut Self as usize, Ordering::Release);
                 self.segments[kind].push_front(segment);
+                // A cached segment may come with resident (dirty) pages.
+                self.dirty.released(Segment::dirty_bytes(segment));
             }
             let (page, was_dirty) = Segment::take_page(segment, class, &self.shared.memory);
             if was_dirty {

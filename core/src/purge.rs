@@ -37,6 +37,11 @@ impl DirtyPages {
         self.bytes += bytes;
     }
 
+    /// Forget every dirty page: the heap handed its segments over.
+    pub fn hand_over(&mut self) {
+        *self = Self::new();
+    }
+
     /// A dirty page of `bytes` was taken into use again.
     pub fn reused(&mut self, bytes: usize) {
         self.bytes -= bytes;
@@ -58,8 +63,8 @@ impl DirtyPages {
         due || self.bytes > options.purge_dirty_bytes.load(Ordering::Relaxed)
     }
 
-    /// Release the empty segments of `segments` and purge the dirty pages
-    /// of the others. Returns bytes released.
+    /// Purge the dirty pages of `segments` and release the empty ones.
+    /// Returns bytes released.
     pub fn purge<P: PageProvider>(&mut self, segments: &mut [List<Segment>; PAGED_KINDS], shared: &Shared<P>) -> usize {
         let mut purged = 0;
         for list in segments.iter_mut() {
@@ -68,12 +73,13 @@ impl DirtyPages {
                 // SAFETY: the heap's segments are live and its own.
                 unsafe {
                     let next = (*segment).next;
+                    let purged_pages = Segment::purge_dirty_pages(segment, &shared.memory);
                     if (*segment).used_pages == 0 {
                         list.remove(segment);
                         shared.segments.free(&shared.memory, segment);
                         purged += SEGMENT_SIZE;
                     } else {
-                        purged += Segment::purge_dirty_pages(segment, &shared.memory);
+                        purged += purged_pages;
                     }
                     segment = next;
                 }

@@ -60,8 +60,14 @@ pub struct Segment {
     /// Pages currently in use.
     pub used_pages: u8,
     /// Unused pages whose memory was touched and not purged since (bit i:
-    /// page i). Reused first (warm); purged in bulk by the owning heap.
+    /// page i). Reused first (warm); purged in bulk by the owning heap, or
+    /// by the segment store for segments it holds.
     pub dirty: u32,
+    /// When each dirty page became dirty (ms), kept as the segment changes
+    /// hands: the segment store purges pages by their own age.
+    pub dirty_ms: [u64; MAX_PAGES_PER_SEGMENT],
+    /// The heap that abandoned the segment (while it is abandoned).
+    pub abandoned_by: usize,
     /// Links in the owner heap's segment list, the abandoned list or a cache.
     pub next: *mut Segment,
     pub prev: *mut Segment,
@@ -99,6 +105,8 @@ impl Segment {
                 page_count: (SEGMENT_SIZE >> page_shift) as u8,
                 used_pages: 0,
                 dirty: 0,
+                dirty_ms: [0; MAX_PAGES_PER_SEGMENT],
+                abandoned_by: 0,
                 next: null_mut(),
                 prev: null_mut(),
                 map_base,
@@ -168,6 +176,48 @@ impl Segment {
         let start = if index == 0 { SEGMENT_HEADER_BYTES } else { index << page_shift };
         let end = (index << page_shift) + page_size;
         ((this as usize + start) as *mut u8, end - start)
+    }
+
+    /// Bytes of the segment's dirty pages (as counted by heaps' purge policy).
+    ///
+    /// # Safety
+    /// `this` is live and owned by the caller.
+    pub unsafe fn dirty_bytes(this: *mut Segment) -> usize {
+        // SAFETY: per the contract.
+        unsafe { ((*this).dirty.count_ones() as usize) << (*this).page_shift }
+    }
+
+    /// Give an empty segment the page geometry of `kind`, keeping track of
+    /// which memory is still resident: a new page is dirty when any old
+    /// dirty page overlaps it.
+    ///
+    /// # Safety
+    /// The caller owns `this`, and no page of it is in use.
+    pub unsafe fn set_kind(this: *mut Segment, kind: SegmentKind) {
+        // SAFETY: per the contract.
+        unsafe {
+            let (old_shift, new_shift) = ((*this).page_shift as usize, kind.page_shift());
+            let mut old = (*this).dirty;
+            let old_ms = (*this).dirty_ms;
+            let mut dirty = 0u32;
+            let mut dirty_ms = [0u64; MAX_PAGES_PER_SEGMENT];
+            while old != 0 {
+                let index = old.trailing_zeros() as usize;
+                old &= old - 1;
+                let (first, last) = ((index << old_shift) >> new_shift, (((index + 1) << old_shift) - 1) >> new_shift);
+                for (new_index, ms) in dirty_ms.iter_mut().enumerate().take(last + 1).skip(first) {
+                    dirty |= 1 << new_index;
+                    // The youngest overlapping page decides (purged no sooner).
+                    *ms = (*ms).max(old_ms[index]);
+                }
+            }
+            (*this).dirty_ms = dirty_ms;
+            (*this).kind = kind;
+            (*this).page_shift = new_shift as u8;
+            (*this).page_count = (SEGMENT_SIZE >> new_shift) as u8;
+            (*this).used_pages = 0;
+            (*this).dirty = dirty;
+        }
     }
 
     /// The pages in use of a segment, in address order. The set is read when
@@ -241,7 +291,9 @@ impl Segment {
             let page_bytes = 1usize << (*this).page_shift;
             (*page).flags.store(PAGE_UNUSED, Ordering::Release);
             (*page).free = null_mut();
-            (*this).dirty |= 1 << Segment::page_index(this, page);
+            let index = Segment::page_index(this, page);
+            (*this).dirty |= 1 << index;
+            (*this).dirty_ms[index] = memory.now_ms();
             (*this).used_pages -= 1;
             memory.stats.page_returned(page_bytes);
             page_bytes
@@ -253,7 +305,19 @@ impl Segment {
     /// # Safety
     /// The caller owns the segment (its heap, or the abandoned-list lock).
     pub unsafe fn purge_dirty_pages<P: PageProvider>(this: *mut Segment, memory: &Memory<P>) -> usize {
+        // SAFETY: per the contract.
+        unsafe { Segment::purge_pages_dirty_since(this, memory, u64::MAX).0 }
+    }
+
+    /// Purge the dirty pages that became dirty at `cutoff_ms` or before.
+    /// Returns bytes purged and when the oldest page left dirty became so
+    /// (`u64::MAX`: none).
+    ///
+    /// # Safety
+    /// As for [`Segment::purge_dirty_pages`].
+    pub unsafe fn purge_pages_dirty_since<P: PageProvider>(this: *mut Segment, memory: &Memory<P>, cutoff_ms: u64) -> (usize, u64) {
         let mut purged = 0;
+        let mut oldest_left = u64::MAX;
         // SAFETY: per the contract; unused pages hold nothing live.
         unsafe {
             let shift = (*this).page_shift as usize;
@@ -262,13 +326,35 @@ impl Segment {
                 let index = dirty.trailing_zeros() as usize;
                 dirty &= dirty - 1;
                 debug_assert!((*this).pages[index].flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0);
+                if (*this).dirty_ms[index] > cutoff_ms {
+                    oldest_left = oldest_left.min((*this).dirty_ms[index]);
+                    continue;
+                }
                 let (start, bytes) = Segment::page_area(this, index, shift);
                 memory.purge(start as usize, bytes);
+                (*this).dirty &= !(1 << index);
                 purged += 1usize << shift;
             }
-            (*this).dirty = 0;
         }
-        purged
+        (purged, oldest_left)
+    }
+
+    /// When the oldest dirty page became dirty (`u64::MAX`: none).
+    ///
+    /// # Safety
+    /// `this` is live and owned by the caller.
+    pub unsafe fn oldest_dirty_ms(this: *mut Segment) -> u64 {
+        let mut oldest = u64::MAX;
+        // SAFETY: per the contract.
+        unsafe {
+            let mut dirty = (*this).dirty;
+            while dirty != 0 {
+                let index = dirty.trailing_zeros() as usize;
+                dirty &= dirty - 1;
+                oldest = oldest.min((*this).dirty_ms[index]);
+            }
+        }
+        oldest
     }
 
     /// Purge everything after the header of a segment with no page in use.
@@ -317,4 +403,35 @@ pub fn segment_map_insert(segment: *const Segment) {
 pub fn segment_map_remove(segment: *const Segment) {
     let (word, bit) = map_slot(segment);
     SEGMENT_MAP[word].fetch_and(!bit, Ordering::Release);
+}
+
+#[cfg(test)]
+#[allow(clippy::undocumented_unsafe_blocks)] // test code exercising the contracts
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_kind_keeps_resident_memory_marked_dirty_in_the_new_geometry() {
+        let mut header = std::boxed::Box::new(core::mem::MaybeUninit::<Segment>::uninit());
+        let segment = header.as_mut_ptr();
+        unsafe {
+            Segment::write_header(segment, CACHED_OWNER, SegmentKind::Small, null_mut(), SEGMENT_SIZE);
+            // Small pages 3 and 17 (64 KiB each) dirty, at 5 and 9 ms.
+            (*segment).dirty = (1 << 3) | (1 << 17);
+            (*segment).dirty_ms[3] = 5;
+            (*segment).dirty_ms[17] = 9;
+            Segment::set_kind(segment, SegmentKind::Medium);
+            // 512 KiB pages: small page 3 lies in medium page 0, 17 in 2.
+            assert_eq!(((*segment).page_shift, (*segment).page_count), (19, 4));
+            assert_eq!((*segment).dirty, 0b101);
+            assert_eq!(((*segment).dirty_ms[0], (*segment).dirty_ms[2]), (5, 9));
+            Segment::set_kind(segment, SegmentKind::Small);
+            // Back to 64 KiB pages: each dirty medium page covers 8 of them.
+            assert_eq!((*segment).dirty, 0xff | (0xff << 16));
+            assert_eq!(((*segment).dirty_ms[7], (*segment).dirty_ms[16]), (5, 9));
+            Segment::set_kind(segment, SegmentKind::Large);
+            assert_eq!(((*segment).dirty, (*segment).dirty_ms[0]), (1, 9), "the youngest page decides");
+            segment_map_remove(segment);
+        }
+    }
 }

@@ -3,14 +3,25 @@
 //!
 //! ```text
 //!  SegmentStore
-//!  cache (lock) -----> seg -> seg        empty, purged, still mapped   owner CACHED_OWNER
-//!  abandoned (lock) -> seg <-> seg       pages still in use            owner ABANDONED_OWNER
+//!  cache (lock) -----> seg <-> seg       empty, still mapped            owner CACHED_OWNER
+//!                      newest first (the warmest is reused first)
+//!  abandoned (lock) -> seg <-> seg       pages still in use             owner ABANDONED_OWNER
+//!                      adopted oldest first (the most of its blocks freed since);
+//!                      the newest taken back by the heap that left them
 //! ```
+//!
+//! Segments come in with their dirty pages (freed, not purged) as they
+//! are: a thread that exits does not purge, so the threads that follow
+//! reuse its memory without page faults. The store purges a segment's
+//! dirty pages once each has waited the purge delay (counted from when it
+//! became dirty, across owners: `Segment::dirty_ms`; checked on the store's
+//! own calls), or at once when the provider has no clock or the delay is 0.
 //!
 //! Invariants: `count` is the length of each list; `abandoned_count` equals
 //! `abandoned.count` outside the lock (it lets refill skip the lock when
 //! zero); a segment is in at most one list, and a listed segment's `owner`
-//! says which. Lock order: abandoned -> cache.
+//! says which; no listed segment has a dirty page due (`dirty_ms + delay`)
+//! before `next_purge_ms`. Lock order: abandoned -> cache.
 
 use crate::class::SegmentKind;
 use crate::config::SEGMENT_SIZE;
@@ -20,7 +31,7 @@ use crate::provider::PageProvider;
 use crate::segment::{segment_map_remove, Segment, ABANDONED_OWNER, CACHED_OWNER};
 use crate::stats::Mapping;
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
 
 /// Segments in a list behind a lock.
@@ -45,11 +56,19 @@ impl SegmentStack {
         segment
     }
 
+    /// Add a segment to be taken first (`first`) or last.
+    ///
     /// # Safety
     /// `segment` is live and in no list.
-    unsafe fn push(&mut self, segment: *mut Segment) {
+    unsafe fn push(&mut self, segment: *mut Segment, first: bool) {
         // SAFETY: per the contract.
-        unsafe { self.list.push_back(segment) };
+        unsafe {
+            if first {
+                self.list.push_front(segment);
+            } else {
+                self.list.push_back(segment);
+            }
+        }
         self.count += 1;
     }
 
@@ -67,6 +86,8 @@ pub struct SegmentStore {
     cache: Mutex<SegmentStack>,
     abandoned: Mutex<SegmentStack>,
     abandoned_count: AtomicUsize,
+    /// No listed segment's dirty pages are due before this (ms).
+    next_purge_ms: AtomicU64,
 }
 
 impl SegmentStore {
@@ -75,12 +96,16 @@ impl SegmentStore {
             cache: Mutex::new(SegmentStack::new()),
             abandoned: Mutex::new(SegmentStack::new()),
             abandoned_count: AtomicUsize::new(0),
+            next_purge_ms: AtomicU64::new(u64::MAX),
         }
     }
 
-    /// An empty segment of `kind`, from the cache or newly mapped; its owner
-    /// is `CACHED_OWNER` until the caller claims it. Null when out of memory.
+    /// An empty segment of `kind`, from the cache (the most recently cached,
+    /// its dirty pages still resident: see [`Segment::dirty_bytes`]) or
+    /// newly mapped; its owner is `CACHED_OWNER` until the caller claims it.
+    /// Null when out of memory.
     pub fn alloc<P: PageProvider>(&self, memory: &Memory<P>, kind: SegmentKind) -> *mut Segment {
+        self.purge_expired(memory);
         let cached = self.cache.lock().pop();
         if cached.is_null() {
             let Some(mapping) = memory.map(SEGMENT_SIZE, SEGMENT_SIZE, Mapping::Segment) else {
@@ -92,18 +117,12 @@ impl SegmentStore {
             return segment;
         }
         // SAFETY: a cached segment is empty and, out of the cache, ours.
-        unsafe {
-            (*cached).kind = kind;
-            (*cached).page_shift = kind.page_shift() as u8;
-            (*cached).page_count = (SEGMENT_SIZE >> kind.page_shift()) as u8;
-            (*cached).used_pages = 0;
-            (*cached).dirty = 0;
-        }
+        unsafe { Segment::set_kind(cached, kind) };
         cached
     }
 
     /// Take back a segment none of whose pages is in use: into the cache
-    /// (purged) while it has room, else unmapped.
+    /// (dirty pages and all) while it has room, else unmapped.
     ///
     /// # Safety
     /// The caller owned `segment`, lists it nowhere and uses it no more.
@@ -111,7 +130,6 @@ impl SegmentStore {
         // SAFETY: per the contract.
         unsafe {
             debug_assert_eq!((*segment).used_pages, 0);
-            (*segment).dirty = 0;
             (*segment).owner.store(CACHED_OWNER, Ordering::Release);
         }
         let limit = memory.options.segment_cache.load(Ordering::Relaxed);
@@ -120,14 +138,62 @@ impl SegmentStore {
             if cache.count < limit {
                 // SAFETY: the segment is empty and in no list.
                 unsafe {
-                    Segment::purge_body(segment, memory);
-                    cache.push(segment);
+                    self.stamp(memory, segment);
+                    cache.push(segment, true);
                 }
+                drop(cache);
+                self.purge_expired(memory);
                 return;
             }
         }
         // SAFETY: empty, unlisted, one whole mapping.
         unsafe { Self::unmap(memory, segment) };
+    }
+
+    /// Schedule the purge of a segment entering the store: when its oldest
+    /// dirty page has waited the purge delay (or at once, when there is no
+    /// clock or no delay).
+    ///
+    /// # Safety
+    /// The caller owns `segment` (it is entering the store).
+    unsafe fn stamp<P: PageProvider>(&self, memory: &Memory<P>, segment: *mut Segment) {
+        let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        // SAFETY: per the contract.
+        unsafe {
+            if (*segment).dirty == 0 {
+                return;
+            }
+            if memory.now_ms() == 0 || delay == 0 {
+                Segment::purge_dirty_pages(segment, memory);
+            } else {
+                self.next_purge_ms.fetch_min(Segment::oldest_dirty_ms(segment).saturating_add(delay), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Purge the dirty pages of listed segments held for the purge delay.
+    fn purge_expired<P: PageProvider>(&self, memory: &Memory<P>) {
+        let now = memory.now_ms();
+        if now == 0 || now < self.next_purge_ms.load(Ordering::Relaxed) {
+            return;
+        }
+        let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        let mut next = u64::MAX;
+        let abandoned = self.abandoned.lock();
+        let cache = self.cache.lock();
+        self.next_purge_ms.store(u64::MAX, Ordering::Relaxed);
+        for stack in [&*abandoned, &*cache] {
+            let mut segment = stack.list.first;
+            while !segment.is_null() {
+                // SAFETY: the locks give us exclusive ownership of listed segments.
+                unsafe {
+                    let (_, oldest_left) = Segment::purge_pages_dirty_since(segment, memory, now.saturating_sub(delay));
+                    next = next.min(oldest_left.saturating_add(delay));
+                    segment = (*segment).next;
+                }
+            }
+        }
+        self.next_purge_ms.fetch_min(next, Ordering::Relaxed);
     }
 
     /// # Safety
@@ -138,17 +204,21 @@ impl SegmentStore {
         unsafe { memory.unmap(NonNull::new_unchecked(segment as *mut u8), SEGMENT_SIZE, Mapping::Segment) };
     }
 
-    /// Park a segment whose heap's thread exited; its pages stay in use.
+    /// Park a segment whose heap (`by`) was released; its pages stay in
+    /// use, its dirty pages resident until the purge delay passes.
     ///
     /// # Safety
     /// The caller owned `segment` and lists it nowhere.
-    pub unsafe fn abandon(&self, segment: *mut Segment) {
+    pub unsafe fn abandon<P: PageProvider>(&self, memory: &Memory<P>, segment: *mut Segment, by: usize) {
         // SAFETY: per the contract.
         unsafe {
+            self.stamp(memory, segment);
+            (*segment).abandoned_by = by;
             (*segment).owner.store(ABANDONED_OWNER, Ordering::Release);
-            self.abandoned.lock().push(segment);
+            self.abandoned.lock().push(segment, false);
         }
         self.abandoned_count.fetch_add(1, Ordering::Relaxed);
+        self.purge_expired(memory);
     }
 
     /// An abandoned segment for the caller to adopt (it then owns it).
@@ -162,6 +232,25 @@ impl SegmentStore {
         }
         self.abandoned_count.fetch_sub(1, Ordering::Relaxed);
         Some(segment)
+    }
+
+    /// The most recently abandoned segment, if heap `by` abandoned it: a
+    /// heap reused from the pool (the thread that follows an exited one)
+    /// takes back, warm, what it left.
+    pub fn take_abandoned_by(&self, by: usize) -> Option<*mut Segment> {
+        if self.abandoned_count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut abandoned = self.abandoned.lock();
+        let newest = abandoned.list.last;
+        // SAFETY: listed segments are live; the lock makes them ours.
+        if newest.is_null() || unsafe { (*newest).abandoned_by } != by {
+            return None;
+        }
+        // SAFETY: newest is in the list.
+        unsafe { abandoned.remove(newest) };
+        self.abandoned_count.fetch_sub(1, Ordering::Relaxed);
+        Some(newest)
     }
 
     /// Collect the remote frees of abandoned segments; free the pages and

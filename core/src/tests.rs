@@ -726,3 +726,74 @@ fn a_warm_cached_huge_block_is_resized_to_serve_another_size() {
     // SAFETY: live block.
     unsafe { global.free(c, hp) };
 }
+
+#[test]
+fn an_exiting_thread_purges_nothing_and_the_next_thread_takes_its_segments_back_warm() {
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(1000, Ordering::SeqCst);
+    global.options().purge_delay_ms.store(10, Ordering::Relaxed);
+    let first = global.heap_acquire();
+    // SAFETY: first is this test's heap until released.
+    let blocks: Vec<*mut u8> = (0..20_000).map(|i| unsafe { (*first).malloc(16 + (i % 64) * 16) }).collect();
+    for (i, &p) in blocks.iter().enumerate() {
+        if i % 4 != 0 {
+            // SAFETY: live block of `first`.
+            unsafe { global.free(p, first) };
+        }
+    }
+    let (purged, segments) = (global.stats().purged_bytes, global.stats().segments_mapped);
+    // SAFETY: its "thread" exits: no further use of `first`.
+    unsafe { global.heap_release(first) };
+    assert_eq!(global.stats().purged_bytes, purged, "thread exit purged memory the next thread could reuse");
+    let next = heap(global);
+    assert_eq!(next as *mut Heap<TestProvider>, first, "the pool hands out the heap just released");
+    assert!(blocks.iter().step_by(4).all(|&p| next.owns(p)), "the heap did not take its segments back");
+    next.check_invariants();
+    // The next thread allocates from the pages it took back: no new segment.
+    let more: Vec<*mut u8> = (0..5_000).map(|i| next.malloc(16 + (i % 64) * 16)).collect();
+    assert_eq!(global.stats().segments_mapped, segments, "{:?}", global.stats());
+    let hp = next as *mut Heap<TestProvider>;
+    for &p in blocks.iter().step_by(4).chain(&more) {
+        // SAFETY: live blocks, now local to `next`.
+        unsafe { global.free(p, hp) };
+    }
+    next.check_invariants();
+}
+
+#[test]
+fn segments_left_by_an_exited_thread_are_purged_after_the_delay() {
+    let global = new_global(TestProvider::new());
+    let clock = |ms: u64| global.provider().clock_ms.store(ms, Ordering::SeqCst);
+    clock(1000);
+    global.options().purge_delay_ms.store(10, Ordering::Relaxed);
+    let [leaving, second, third] = [(); 3].map(|_| global.heap_acquire());
+    // Fill several small pages, keep one block, free the rest: dirty pages.
+    // SAFETY: each heap is this test's until released.
+    let blocks: Vec<*mut u8> = (0..8_000).map(|_| unsafe { (*leaving).malloc(64) }).collect();
+    for &p in &blocks[1..] {
+        // SAFETY: live block of `leaving`.
+        unsafe { global.free(p, leaving) };
+    }
+    // SAFETY: as above.
+    let kept = [blocks[0], unsafe { (*second).malloc(64) }, unsafe { (*third).malloc(64) }];
+    let purged = global.stats().purged_bytes;
+    // SAFETY: their threads exit, one after the other; each release is a
+    // call on the segment store (which checks what is due).
+    unsafe { global.heap_release(leaving) };
+    clock(1005);
+    // SAFETY: as above.
+    unsafe { global.heap_release(second) };
+    assert_eq!(global.stats().purged_bytes, purged, "purged within the delay");
+    clock(1020);
+    // SAFETY: as above.
+    unsafe { global.heap_release(third) };
+    assert!(global.stats().purged_bytes > purged, "the store never purged the abandoned dirty pages");
+    for p in kept {
+        // SAFETY: live blocks; this thread has no heap.
+        unsafe { global.free(p, core::ptr::null_mut()) };
+    }
+    // SAFETY: no heap of the caller's is passed.
+    assert!(unsafe { global.trim(core::ptr::null_mut()) });
+    let stats = global.stats();
+    assert_eq!((stats.pages_in_use, stats.segments_mapped), (0, 0), "{stats:?}");
+}
