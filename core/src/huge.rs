@@ -70,6 +70,8 @@ struct HugeCache {
     next_expiry_ms: u64,
     /// When the last huge alloc or free was (ms), to see pauses.
     last_call_ms: u64,
+    /// Moving average of the gap between huge calls (ms).
+    gap_avg_ms: u64,
     cached_bytes: usize,
     warm_bytes: usize,
     tick: u64,
@@ -86,6 +88,7 @@ impl HugeCache {
             len: 0,
             next_expiry_ms: u64::MAX,
             last_call_ms: 0,
+            gap_avg_ms: 0,
             cached_bytes: 0,
             warm_bytes: 0,
             tick: 0,
@@ -108,13 +111,12 @@ impl HugeCache {
         let fits = |size: usize| size >= map_size && size <= map_size + map_size / 4;
         let slots = &self.slots[..self.len];
         let size = |i: usize| Self::size_of(&slots[i]);
+        let resize_cost = |i: usize| if size(i) >= map_size { (size(i) - map_size) / 4 } else { map_size - size(i) };
         let fit_warm = (0..slots.len()).filter(|&i| slots[i].warm && fits(size(i))).min_by_key(|&i| size(i));
+        let nearest_warm = (0..slots.len()).filter(|&i| can_resize && slots[i].warm).min_by_key(|&i| resize_cost(i));
         let (i, reuse) = if let Some(i) = fit_warm {
             (i, Reuse::Warm)
-        } else if let Some(i) = (0..slots.len())
-            .filter(|&i| can_resize && slots[i].warm)
-            .min_by_key(|&i| if size(i) >= map_size { (size(i) - map_size) / 4 } else { map_size - size(i) })
-        {
+        } else if let Some(i) = nearest_warm {
             (i, Reuse::Resize)
         } else {
             let i = (0..slots.len()).filter(|&i| fits(size(i))).min_by_key(|&i| size(i))?;
@@ -168,9 +170,10 @@ pub fn huge_layout(align: usize) -> (usize, usize) {
 impl HugeCache {
     /// Purge warm cached mappings (they stay mapped and cached): the oldest
     /// while there are more warm bytes than `bigcache_bytes`; those older
-    /// than the purge delay when no huge call came for that long (the
-    /// program paused: what it freed is not about to be reused); and any
-    /// warm longer than the maximum age. Then note `now` as the last call.
+    /// than the purge delay after a pause (no huge call for the purge delay
+    /// and for 8 times the usual gap between huge calls: what the program
+    /// freed is not about to be reused); and any warm longer than the
+    /// maximum age. Then note `now` as the last call.
     ///
     /// Steady huge-block traffic thus reuses warm what it freed a few
     /// steps ago, however long each step takes, within the byte budget.
@@ -178,7 +181,10 @@ impl HugeCache {
         let limit = memory.options.bigcache_bytes.load(Ordering::Relaxed);
         let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
         let max_age = delay.max(BIGCACHE_WARM_MAX_MS);
-        let paused = now != 0 && now.saturating_sub(self.last_call_ms) >= delay;
+        let gap = now.saturating_sub(self.last_call_ms);
+        let pause = delay.max(self.gap_avg_ms.saturating_mul(8));
+        let paused = now != 0 && gap >= pause;
+        self.gap_avg_ms = (self.gap_avg_ms * 7 + gap.min(pause)) / 8;
         self.last_call_ms = now;
         if self.warm_bytes <= limit && !paused && (now == 0 || now < self.next_expiry_ms) {
             return;
