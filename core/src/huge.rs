@@ -48,6 +48,9 @@ struct CacheSlot {
 enum Reuse {
     /// Resident, and large enough: used as it is.
     Warm,
+    /// Resident and larger: its head serves the request, its tail (from
+    /// the next 2 MiB boundary) is cached as a mapping of its own.
+    Split,
     /// Resident, but resized to the request first (no bytes copied).
     Resize,
     /// Purged (reads as zeros where the provider's purge zeroes): faults again.
@@ -103,26 +106,89 @@ impl HugeCache {
     }
 
     /// Take the cached mapping that serves `map_size` best: a warm one that
-    /// fits (at most 25 % larger) as it is; else, when `can_resize`, the
-    /// warm one nearest in size, to be resized (shrinking is cheap, growing
-    /// faults only the growth, so a size above counts a quarter of a size
-    /// below); else a purged one that fits. Returns it and how to reuse it.
-    fn take(&mut self, map_size: usize, can_resize: bool) -> Option<(*mut Segment, Reuse)> {
+    /// fits (at most 25 % larger) as it is; else, when `can_split`, the
+    /// smallest warm one with at least 2 MiB to spare past the request's
+    /// 2 MiB boundary, to be split; else, when `can_resize`, the warm one
+    /// nearest in size, to be resized (shrinking is cheap, growing faults
+    /// only the growth, so a size above counts a quarter of a size below);
+    /// else a purged one that fits. Returns it and how to reuse it.
+    fn take(&mut self, map_size: usize, can_resize: bool, can_split: bool) -> Option<(*mut Segment, Reuse)> {
         let fits = |size: usize| size >= map_size && size <= map_size + map_size / 4;
         let slots = &self.slots[..self.len];
         let size = |i: usize| Self::size_of(&slots[i]);
+        let warm = |i: &usize| slots[*i].warm;
         let resize_cost = |i: usize| if size(i) >= map_size { (size(i) - map_size) / 4 } else { map_size - size(i) };
-        let fit_warm = (0..slots.len()).filter(|&i| slots[i].warm && fits(size(i))).min_by_key(|&i| size(i));
-        let nearest_warm = (0..slots.len()).filter(|&i| can_resize && slots[i].warm).min_by_key(|&i| resize_cost(i));
+        let split_min = map_size.next_multiple_of(SEGMENT_SIZE) + SEGMENT_SIZE;
+        let fit_warm = (0..slots.len()).filter(warm).filter(|&i| fits(size(i))).min_by_key(|&i| size(i));
+        let split = (0..slots.len()).filter(warm).filter(|&i| can_split && size(i) >= split_min).min_by_key(|&i| size(i));
+        let nearest = (0..slots.len()).filter(warm).filter(|_| can_resize).min_by_key(|&i| resize_cost(i));
         let (i, reuse) = if let Some(i) = fit_warm {
             (i, Reuse::Warm)
-        } else if let Some(i) = nearest_warm {
+        } else if let Some(i) = split {
+            (i, Reuse::Split)
+        } else if let Some(i) = nearest {
             (i, Reuse::Resize)
         } else {
             let i = (0..slots.len()).filter(|&i| fits(size(i))).min_by_key(|&i| size(i))?;
             (i, Reuse::Purged)
         };
         Some((self.remove(i).segment, reuse))
+    }
+
+    /// Cut a warm mapping taken for a request of `head_size` bytes at the
+    /// first 2 MiB boundary past it; the tail becomes a cached mapping of
+    /// its own (a header is written at its start).
+    ///
+    /// # Safety
+    /// `segment` was just taken from the cache (`Reuse::Split`) and the
+    /// provider can split mappings; the cache has a free slot.
+    unsafe fn split<P: PageProvider>(&mut self, memory: &Memory<P>, segment: *mut Segment, head_size: usize, now: u64) {
+        // SAFETY: per the contract; the tail lies in the taken mapping and
+        // holds nothing live.
+        unsafe {
+            let end = segment as usize + (*segment).map_size;
+            let cut = segment as usize + head_size.next_multiple_of(SEGMENT_SIZE);
+            let tail = cut as *mut Segment;
+            Segment::write_header(tail, HUGE_OWNER, SegmentKind::Huge, tail as *mut u8, end - cut);
+            (*tail).used_pages = 1;
+            (*tail).huge_state.store(HUGE_CACHED, Ordering::Relaxed);
+            (*segment).map_size = cut - segment as usize;
+            memory.stats.huge_mapped.fetch_add(1, Ordering::Relaxed);
+            let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+            self.tick += 1;
+            let slot = CacheSlot { segment: tail, tick: self.tick, cached_ms: now, warm: true };
+            self.insert(slot, now.saturating_add(delay.max(BIGCACHE_WARM_MAX_MS)));
+        }
+    }
+
+    /// Join a freed warm mapping with the warm cached mappings right before
+    /// and after it (pieces of one split mapping, or neighbours), so that
+    /// large requests find large pieces again. Returns the joined mapping
+    /// (the one before, when it absorbed `segment`).
+    ///
+    /// # Safety
+    /// The caller owns `segment` (a freed huge mapping whose header starts
+    /// it), which is not cached; the provider can split mappings.
+    unsafe fn join_neighbours<P: PageProvider>(&mut self, memory: &Memory<P>, mut segment: *mut Segment) -> *mut Segment {
+        // SAFETY: per the contract; cached mappings are live and the cache's.
+        unsafe {
+            let end = segment as usize + (*segment).map_size;
+            if let Some(i) = (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize == end) {
+                let next = self.remove(i).segment;
+                segment_map_remove(next);
+                (*segment).map_size += (*next).map_size;
+                memory.stats.huge_mapped.fetch_sub(1, Ordering::Relaxed);
+            }
+            let start = segment as usize;
+            if let Some(i) = (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize + Self::size_of(&self.slots[i]) == start) {
+                let prev = self.remove(i).segment;
+                segment_map_remove(segment);
+                (*prev).map_size += (*segment).map_size;
+                memory.stats.huge_mapped.fetch_sub(1, Ordering::Relaxed);
+                segment = prev;
+            }
+            segment
+        }
     }
 
     fn remove(&mut self, i: usize) -> CacheSlot {
@@ -265,8 +331,16 @@ impl HugeBlocks {
         let map_size = (header_offset + block_offset + size).next_multiple_of(P::PAGE_SIZE);
         let reused = if header_offset == 0 {
             let mut cache = self.cache.lock();
-            cache.purge_warm(memory, memory.now_ms());
-            cache.take(map_size, P::CAN_REMAP)
+            let now = memory.now_ms();
+            cache.purge_warm(memory, now);
+            match cache.take(map_size, P::CAN_REMAP, P::CAN_SPLIT) {
+                Some((segment, Reuse::Split)) => {
+                    // SAFETY: taken from the cache for a split, so a slot is free.
+                    unsafe { cache.split(memory, segment, map_size, now) };
+                    Some((segment, Reuse::Warm))
+                }
+                taken => taken,
+            }
         } else {
             None
         };
@@ -384,10 +458,16 @@ impl HugeBlocks {
 
     /// Keep a freed mapping in the cache (warm), or send it to the release
     /// batch when it is too big or over-aligned.
-    fn cache_insert<P: PageProvider>(&self, memory: &Memory<P>, segment: *mut Segment, now: u64) {
+    fn cache_insert<P: PageProvider>(&self, memory: &Memory<P>, mut segment: *mut Segment, now: u64) {
         let mut cache = self.cache.lock();
         // SAFETY: the segment is now owned by the cache machinery.
-        let (size, aligned_big) = unsafe { ((*segment).map_size, (*segment).map_base != segment as *mut u8) };
+        let aligned_big = unsafe { (*segment).map_base != segment as *mut u8 };
+        if P::CAN_SPLIT && !aligned_big {
+            // SAFETY: a freed mapping whose header starts it, not cached.
+            segment = unsafe { cache.join_neighbours(memory, segment) };
+        }
+        // SAFETY: as above.
+        let size = unsafe { (*segment).map_size };
         if aligned_big || size > BIGCACHE_MAPPED_BYTES / 4 {
             cache.batch_push(memory, segment);
             return;

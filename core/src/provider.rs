@@ -13,7 +13,9 @@
 ///   one else uses until it is passed to `unmap`. When `MAPS_ZEROED` is true
 ///   the range reads as zeros.
 /// - `unmap` and `purge` accept exactly ranges previously returned by `map`
-///   (`unmap`: the whole range; `purge`: any page-aligned subrange).
+///   (`unmap`: the whole range; `purge`: any page-aligned subrange), or,
+///   when `CAN_SPLIT` is true, any page-aligned subranges, each unmapped at
+///   most once.
 /// - After `purge`, the range stays mapped and usable; its contents are
 ///   unspecified (zeros on Linux with `MADV_DONTNEED`).
 /// - No method allocates through any global allocator, recurses into the
@@ -29,6 +31,11 @@ pub unsafe trait PageProvider: Sync {
     /// Whether [`PageProvider::remap`] can resize mappings (else the core
     /// never calls it).
     const CAN_REMAP: bool = false;
+    /// Whether any page-aligned subrange of a mapping from `map` may be
+    /// passed to `unmap`, `purge` and `remap` as a mapping of its own (as
+    /// `munmap` allows), so that the core can split a cached huge mapping
+    /// and join adjacent ones. Without it, only whole mappings are passed.
+    const CAN_SPLIT: bool = false;
 
     /// Map `size` bytes (a multiple of `PAGE_SIZE`) aligned to `align` (a
     /// power of two, at least `PAGE_SIZE`).

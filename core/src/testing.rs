@@ -18,6 +18,9 @@ pub struct TestProvider {
     pub purged_bytes: AtomicUsize,
     /// The clock `now_ms` reports (tests move it by hand).
     pub clock_ms: core::sync::atomic::AtomicU64,
+    /// Host allocations behind the mappings: (start, size, align, bytes
+    /// still mapped), so that subranges can be unmapped (`CAN_SPLIT`).
+    allocations: std::sync::Mutex<std::vec::Vec<(usize, usize, usize, usize)>>,
 }
 
 impl TestProvider {
@@ -32,6 +35,7 @@ impl TestProvider {
             live_bytes: AtomicUsize::new(0),
             purged_bytes: AtomicUsize::new(0),
             clock_ms: core::sync::atomic::AtomicU64::new(0),
+            allocations: std::sync::Mutex::new(std::vec::Vec::new()),
         }
     }
 
@@ -47,15 +51,18 @@ impl Default for TestProvider {
 }
 
 // SAFETY: map returns fresh zeroed memory of the requested size and
-// alignment from the host allocator; unmap returns it with the same layout
-// (sizes are recorded by the core, which passes back what it got); purge
-// only writes zeros. Nothing here changes errno in a way the tests observe.
+// alignment from the host allocator; unmap poisons the range and returns
+// the host allocation, with its own layout, once every byte of it was
+// unmapped (subranges are allowed: CAN_SPLIT); purge only writes zeros.
+// Nothing here changes errno in a way the tests observe.
 unsafe impl PageProvider for TestProvider {
     const PAGE_SIZE: usize = 4096;
     const MAPS_ZEROED: bool = true;
     const PURGE_ZEROES: bool = true;
     /// A moving copy into a new mapping.
     const CAN_REMAP: bool = true;
+    /// Host allocations are returned when all their pieces are unmapped.
+    const CAN_SPLIT: bool = true;
 
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         if self.maps_left.load(Ordering::SeqCst) == 0 {
@@ -65,24 +72,30 @@ unsafe impl PageProvider for TestProvider {
         // SAFETY: size is non-zero (the core maps at least a page).
         let p = unsafe { alloc_zeroed(Self::layout(size, align)) };
         let p = NonNull::new(p)?;
+        self.allocations.lock().unwrap().push((p.as_ptr() as usize, size, align, size));
         self.live_maps.fetch_add(1, Ordering::SeqCst);
         self.live_bytes.fetch_add(size, Ordering::SeqCst);
         Some(p)
     }
 
     unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
-        self.live_maps.fetch_sub(1, Ordering::SeqCst);
+        let start = ptr.as_ptr() as usize;
+        let mut allocations = self.allocations.lock().unwrap();
+        let index = allocations
+            .iter()
+            .position(|&(base, len, _, _)| start >= base && start + size <= base + len)
+            .expect("unmap of a range the provider never mapped");
         self.live_bytes.fetch_sub(size, Ordering::SeqCst);
-        // The alignment used at map time is not known here; Layout's align
-        // does not matter to the system allocator's dealloc on Linux, but
-        // stay exact: every mapping of ours is at least 2 MiB aligned
-        // except heap chunks (page aligned).
-        let align = if size == crate::config::HEAP_CHUNK_BYTES { 4096 } else { crate::config::SEGMENT_SIZE };
-        // SAFETY: ptr came from map with this size; poison it first so a
-        // stale use after unmap reads garbage rather than the old header.
-        unsafe {
-            core::ptr::write_bytes(ptr.as_ptr(), 0xdb, size.min(64 << 10));
-            dealloc(ptr.as_ptr(), Self::layout(size, align));
+        // SAFETY: the range is mapped (found above) and no longer used:
+        // poison it so a stale use after unmap reads garbage, not the old header.
+        unsafe { core::ptr::write_bytes(ptr.as_ptr(), 0xdb, size.min(64 << 10)) };
+        let entry = &mut allocations[index];
+        entry.3 = entry.3.checked_sub(size).expect("a range unmapped twice");
+        if entry.3 == 0 {
+            let (base, len, align, _) = allocations.swap_remove(index);
+            self.live_maps.fetch_sub(1, Ordering::SeqCst);
+            // SAFETY: every byte of the host allocation was unmapped.
+            unsafe { dealloc(base as *mut u8, Self::layout(len, align)) };
         }
     }
 

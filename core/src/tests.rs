@@ -703,13 +703,14 @@ fn a_warm_cached_huge_block_is_resized_to_serve_another_size() {
     global.provider().clock_ms.store(5000, Ordering::SeqCst);
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
-    let a = heap.malloc(12 << 20);
+    let a = heap.malloc(7 << 20);
     fill(a, 1 << 20, 3);
     // SAFETY: live block.
     unsafe { global.free(a, hp) };
     let (hits, mapped) = (global.stats().bigcache_hits, global.stats().huge_mapped);
-    // Far from 12 MiB: served by resizing the cached mapping, contents kept
-    // (the test provider's remap copies; Linux's moves the pages).
+    // Too far from 7 MiB to fit, too close to split: the cached mapping is
+    // resized (shrunk), contents kept (the test provider's remap copies;
+    // Linux's moves the pages).
     let b = heap.malloc(5 << 20);
     assert_eq!(global.stats().bigcache_hits, hits + 1, "{:?}", global.stats());
     assert_eq!(global.stats().huge_mapped, mapped, "a new mapping instead of the cached one");
@@ -725,6 +726,43 @@ fn a_warm_cached_huge_block_is_resized_to_serve_another_size() {
     assert!(unsafe { core::slice::from_raw_parts(c, 20 << 20) }.iter().all(|&x| x == 0));
     // SAFETY: live block.
     unsafe { global.free(c, hp) };
+}
+
+#[test]
+fn a_large_warm_huge_block_is_split_for_a_smaller_one_and_joined_again() {
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(5000, Ordering::SeqCst);
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let a = heap.malloc(24 << 20);
+    // SAFETY: live block.
+    unsafe { global.free(a, hp) };
+    let (mapped, provider_maps) = (global.stats().huge_mapped, global.provider().live_maps.load(Ordering::SeqCst));
+    // 3 MiB from the head of the cached 24 MiB; the rest stays cached.
+    let b = heap.malloc(3 << 20);
+    assert_eq!(b, a, "the head of the cached mapping");
+    assert_eq!(global.stats().huge_mapped, mapped + 1, "head and tail are two mappings now");
+    // The tail serves another request, warm, without a new mapping.
+    let c = heap.malloc(10 << 20);
+    assert!(c as usize > b as usize && (c as usize) < a as usize + (24 << 20), "not from the tail");
+    assert_eq!(global.provider().live_maps.load(Ordering::SeqCst), provider_maps, "a new provider mapping");
+    fill(b, 3 << 20, 1);
+    fill(c, 10 << 20, 2);
+    verify(b, 3 << 20, 1);
+    // SAFETY: live blocks: freed, the pieces join back into one.
+    unsafe {
+        global.free(c, hp);
+        global.free(b, hp);
+    }
+    assert_eq!(global.stats().huge_mapped, mapped, "the pieces did not join");
+    let d = heap.malloc(24 << 20);
+    assert_eq!(d, a, "the joined mapping serves the whole size again");
+    // SAFETY: live block.
+    unsafe { global.free(d, hp) };
+    // SAFETY: the caller's heap.
+    unsafe { global.trim(hp) };
+    assert_eq!(global.stats().huge_mapped, 0);
+    assert_eq!(global.provider().live_maps.load(Ordering::SeqCst), 1, "only the heap chunk stays");
 }
 
 #[test]

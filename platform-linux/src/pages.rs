@@ -105,6 +105,8 @@ unsafe impl PageProvider for LinuxPages {
     const PURGE_ZEROES: bool = true;
     /// mremap: in place, or moving the page tables.
     const CAN_REMAP: bool = true;
+    /// munmap, madvise and mremap take any page-aligned subrange.
+    const CAN_SPLIT: bool = true;
 
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         let p = self.map_aligned(size, align)?;
