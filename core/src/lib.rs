@@ -19,7 +19,8 @@
 //!  heap        the Heap struct, page queues, page life cycle, drain        /
 //!  purge       when a heap purges its dirty pages (DirtyPages)
 //!  shared      Shared<P>: memory + segment store + huge blocks (what heaps draw from)
-//!  huge        huge blocks: BigCache and the release batch (HugeBlocks)
+//!  huge        huge blocks: alloc, realloc by remap, free (HugeBlocks)
+//!  bigcache    freed huge mappings: warm reuse, split/join, release batch
 //!  segment_store  empty segments (cache) and abandoned segments
 //!  list        intrusive lists of pages and segments
 //!  remote      cross-thread frees: page remote lists, DelayedFrees, push_foreign
@@ -48,6 +49,7 @@
 
 mod adopt;
 pub mod alloc;
+pub mod bigcache;
 pub mod class;
 pub mod config;
 pub mod free;
