@@ -28,6 +28,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// still holding live blocks go to the abandoned list, where a later
     /// thread adopts them.
     pub(crate) fn abandon(&mut self) {
+        self.hand_over_pending();
         self.drain_delayed();
         for class in 0..CLASS_COUNT {
             loop {
@@ -139,6 +140,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// Return what this heap can: collect remote frees, free every empty
     /// page, purge unused pages. Returns bytes purged.
     pub(crate) fn trim(&mut self) -> usize {
+        self.hand_over_pending();
         self.drain_delayed();
         for class in 0..CLASS_COUNT {
             let mut page = self.queues[class].first;

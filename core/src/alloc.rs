@@ -90,6 +90,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[cold]
     #[inline(never)]
     fn alloc_class_slow(&mut self, class: usize) -> *mut u8 {
+        self.hand_over_pending();
         self.drain_delayed();
         self.purge_if_due();
         for attempt in 0..2 {
@@ -259,7 +260,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             // SAFETY: per the contract; the blocks are distinct.
             unsafe {
                 core::ptr::copy_nonoverlapping(old, new, bytes);
-                crate::free::free(self.shared, self, old);
+                crate::free::free(self.shared, self, old, core::ptr::null_mut);
             }
         }
         new

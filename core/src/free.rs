@@ -10,7 +10,8 @@
 //!
 //!  owner is another heap, abandoned, or huge
 //!  free_foreign ------- huge: HugeBlocks::free (its own checks)
-//!                       else checked_block -> remote::push_foreign
+//!                       else checked_block -> gathered per page (PendingFrees),
+//!                       handed over in one push (remote.rs)
 //! ```
 //!
 //! Misuse ends with one line naming the problem and the address: a pointer
@@ -29,14 +30,23 @@ use core::sync::atomic::Ordering;
 const INVALID: &str = "free(): invalid pointer (not allocated by hakmem, or already freed) ";
 
 /// Free `ptr` (null is ignored). `heap` is the calling thread's heap, or
-/// null when it has none; it is only used when it owns the block.
+/// null when it has none; `make_heap` is asked for one (on the cold path
+/// only) when the block is another heap's and `heap` is null, so that the
+/// thread's remote frees are gathered and counted in a heap of its own
+/// (it may return null).
 ///
 /// # Safety
-/// `heap` is null or the calling thread's own heap over `shared`. `ptr` is
-/// anything: a pointer hakmem did not return (or returned and took back)
-/// is detected where the segment map allows, and aborts.
+/// `heap`, and what `make_heap` returns, is null or the calling thread's own
+/// heap over `shared`. `ptr` is anything: a pointer hakmem did not return
+/// (or returned and took back) is detected where the segment map allows,
+/// and aborts.
 #[inline(always)]
-pub unsafe fn free<P: PageProvider>(shared: &'static Shared<P>, heap: *mut Heap<P>, ptr: *mut u8) {
+pub unsafe fn free<P: PageProvider>(
+    shared: &'static Shared<P>,
+    heap: *mut Heap<P>,
+    ptr: *mut u8,
+    make_heap: impl FnOnce() -> *mut Heap<P>,
+) {
     if ptr.is_null() {
         return;
     }
@@ -51,7 +61,7 @@ pub unsafe fn free<P: PageProvider>(shared: &'static Shared<P>, heap: *mut Heap<
             let page = Segment::page_of(segment, ptr);
             (*heap).free_local(page, ptr);
         } else {
-            free_foreign(shared, heap, segment, ptr);
+            free_foreign(shared, heap, segment, ptr, make_heap);
         }
     }
 }
@@ -105,8 +115,38 @@ impl<P: PageProvider + 'static> Heap<P> {
 /// As for [`free`]; `segment` is `ptr`'s mapped header.
 #[cold]
 #[inline(never)]
-unsafe fn free_foreign<P: PageProvider>(shared: &'static Shared<P>, heap: *mut Heap<P>, segment: *mut Segment, ptr: *mut u8) {
+unsafe fn free_foreign<P: PageProvider>(
+    shared: &'static Shared<P>,
+    heap: *mut Heap<P>,
+    segment: *mut Segment,
+    ptr: *mut u8,
+    make_heap: impl FnOnce() -> *mut Heap<P>,
+) {
     let memory = &shared.memory;
+    // SAFETY: per the contract.
+    unsafe {
+        if (*segment).owner.load(Ordering::Acquire) == HUGE_OWNER {
+            count_free(memory, heap);
+            return shared.huge.free(memory, segment, ptr);
+        }
+        let heap = if heap.is_null() { make_heap() } else { heap };
+        count_free(memory, heap);
+        let page = Segment::page_of(segment, ptr);
+        let (list_key, marker_key) = memory.keys();
+        let block = checked_block(memory, page, ptr, marker_key);
+        if heap.is_null() {
+            push_foreign(segment, page, block, block, list_key);
+        } else {
+            (*heap).pending.add(segment, page, block, list_key);
+        }
+    }
+}
+
+/// Count a free in the calling thread's heap, or globally without one.
+///
+/// # Safety
+/// `heap` is null or the calling thread's own heap.
+unsafe fn count_free<P: PageProvider>(memory: &Memory<P>, heap: *mut Heap<P>) {
     // SAFETY: per the contract.
     unsafe {
         if heap.is_null() {
@@ -114,13 +154,6 @@ unsafe fn free_foreign<P: PageProvider>(shared: &'static Shared<P>, heap: *mut H
         } else {
             (*heap).count_free();
         }
-        if (*segment).owner.load(Ordering::Acquire) == HUGE_OWNER {
-            return shared.huge.free(memory, segment, ptr);
-        }
-        let page = Segment::page_of(segment, ptr);
-        let (list_key, marker_key) = memory.keys();
-        let block = checked_block(memory, page, ptr, marker_key);
-        push_foreign(segment, page, block, list_key);
     }
 }
 

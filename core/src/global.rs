@@ -57,6 +57,12 @@ impl<P: PageProvider + 'static> Global<P> {
         &self.shared.memory.options
     }
 
+    /// The free-list key, for tests that walk lists themselves.
+    #[cfg(test)]
+    pub(crate) fn keys_for_tests(&self) -> usize {
+        self.shared.memory.keys().0
+    }
+
     /// Abort with `hakmem: <what><address>`.
     #[cold]
     pub fn fatal_at(&self, what: &str, address: usize) -> ! {
@@ -127,7 +133,21 @@ impl<P: PageProvider + 'static> Global<P> {
     #[inline(always)]
     pub unsafe fn free(&'static self, ptr: *mut u8, heap: *mut Heap<P>) {
         // SAFETY: per the contract.
-        unsafe { crate::free::free(&self.shared, heap, ptr) }
+        unsafe { crate::free::free(&self.shared, heap, ptr, core::ptr::null_mut) }
+    }
+
+    /// Free `ptr` like [`Global::free`]; a thread with no heap yet that
+    /// frees another thread's block is given one by `make_heap` (called at
+    /// most once, off the fast path; it may return null), in which its
+    /// remote frees are gathered and handed over in batches.
+    ///
+    /// # Safety
+    /// As for [`Global::free`]; `make_heap` returns null or the calling
+    /// thread's own heap from this Global.
+    #[inline(always)]
+    pub unsafe fn free_with(&'static self, ptr: *mut u8, heap: *mut Heap<P>, make_heap: impl FnOnce() -> *mut Heap<P>) {
+        // SAFETY: per the contract.
+        unsafe { crate::free::free(&self.shared, heap, ptr, make_heap) }
     }
 
     /// Usable bytes of the block at `ptr` (0 for null).

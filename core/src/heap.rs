@@ -10,6 +10,7 @@
 //!  full           ---> page <-> page               pages with nothing free (DELAYED set)
 //!  segments[kind] ---> seg <-> seg <-> seg         owned segments, those with unused pages first
 //!  dirty             unused, unpurged page bytes and their deadline (purge.rs)
+//!  pending           our frees of one foreign page, gathered (remote.rs)
 //! ```
 //!
 //! A heap is used by one thread at a time (its owner); only `delayed` and
@@ -25,7 +26,7 @@ use crate::list::List;
 use crate::page::{Block, Page, PAGE_FULL};
 use crate::provider::PageProvider;
 use crate::purge::DirtyPages;
-use crate::remote::{push_foreign, DelayedFrees};
+use crate::remote::{push_foreign, DelayedFrees, PendingFrees};
 use crate::segment::Segment;
 use crate::shared::Shared;
 use core::ptr::{null_mut, NonNull};
@@ -59,6 +60,8 @@ pub struct Heap<P: PageProvider + 'static> {
     pub(crate) full: List<Page>,
     pub(crate) segments: [List<Segment>; PAGED_KINDS],
     pub(crate) dirty: DirtyPages,
+    /// This thread's frees into other heaps' pages, not yet handed over.
+    pub(crate) pending: PendingFrees,
     /// Links in the global heap pool.
     pub(crate) pool_next: *mut Heap<P>,
     pub(crate) all_next: *mut Heap<P>,
@@ -80,6 +83,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             full: List::new(),
             segments: [const { List::new() }; PAGED_KINDS],
             dirty: DirtyPages::new(),
+            pending: PendingFrees::new(),
             pool_next: null_mut(),
             all_next: null_mut(),
         }
@@ -259,6 +263,12 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
     }
 
+    /// Hand the frees this thread gathered for other heaps' pages over.
+    pub(crate) fn hand_over_pending(&mut self) {
+        // SAFETY: the gathered blocks are still ours (PendingFrees' invariant).
+        unsafe { self.pending.hand_over(self.list_key) };
+    }
+
     /// Process blocks other threads freed into our full pages.
     pub(crate) fn drain_delayed(&mut self) {
         let me = self as *mut Self as usize;
@@ -275,7 +285,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                     self.return_block(page, block);
                 } else {
                     // The segment changed hands (heap reused after abandon).
-                    push_foreign(segment, page, block, list_key);
+                    push_foreign(segment, page, block, block, list_key);
                 }
             }
         });

@@ -3,18 +3,22 @@
 //!
 //! ```text
 //!  freeing thread                            owning heap
-//!  push_foreign(block)
-//!   |- page not full:  page.thread_free <- block      collect_remote (refill, trim)
-//!   '- page full (DELAYED bit set):
-//!      owner heap's DelayedFrees <- block  ---------> drain (refill, thread exit)
-//!                                                       -> page leaves the full queue
+//!  PendingFrees: blocks of one page, gathered
+//!  push_foreign(head..tail)
+//!   |- page not full:  page.thread_free <- blocks     collect_remote (refill, trim)
+//!   '- page full (DELAYED bit set): clear the bit, and
+//!      owner heap's DelayedFrees <- blocks ---------> drain (refill, thread exit)
+//!      (once per full page: later frees go to         -> page leaves the full queue
+//!       thread_free again)
 //! ```
 //!
 //! Invariants:
 //! - The `DELAYED` bit of `thread_free` is set only while the page is in its
-//!   heap's full queue, and then `thread_free`'s list is empty: remote frees
-//!   go to the heap's delayed list instead, so the owner learns the page
-//!   has room. The owner sets it only on an empty list (`try_set_delayed`).
+//!   heap's full queue, and then `thread_free`'s list is empty. The first
+//!   remote free that finds it clears it and goes to the heap's delayed
+//!   list, so the owner learns the page has room; the frees after it land
+//!   on `thread_free`, collected once the page is back in its class queue.
+//!   The owner sets the bit only on an empty list (`try_set_delayed`).
 //! - A segment's `owner`, when it is a heap, is the address of that heap's
 //!   [`DelayedFrees`] (the heap's first field, so the same address): this
 //!   module never needs the heap's type. Heaps are never unmapped, so a
@@ -24,6 +28,7 @@
 
 use crate::page::{decode, encode, link_is_plausible, Block, Page};
 use crate::segment::{Segment, CACHED_OWNER};
+use core::ptr::null_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Low bit of `thread_free`: remote frees must go to the heap's delayed list.
@@ -71,28 +76,34 @@ impl Page {
         Some(count)
     }
 
-    /// Push a block freed by a thread that does not own the page. Returns
-    /// false, without pushing, when the page wants delayed frees instead.
+    /// Push a list of blocks (`head` ... `tail`, linked with encoded
+    /// links) freed by a thread that does not own the page. Returns false,
+    /// without pushing, when the page is full (`DELAYED`): the caller then
+    /// tells the owner through its delayed list, and the bit is cleared so
+    /// that the frees after it land on the page again.
     ///
     /// # Safety
-    /// `block` is a block of this page that the caller is freeing (it owns
-    /// the block's memory until the push succeeds).
-    pub unsafe fn push_remote(&self, block: *mut Block, list_key: usize) -> bool {
-        let mut head = self.thread_free.load(Ordering::Relaxed);
+    /// The blocks are blocks of this page that the caller is freeing (it
+    /// owns their memory until the push succeeds); `tail` ends the list.
+    pub unsafe fn push_remote(&self, head: *mut Block, tail: *mut Block, list_key: usize) -> bool {
+        let mut old = self.thread_free.load(Ordering::Relaxed);
         loop {
-            if head & DELAYED != 0 {
-                return false;
+            if old & DELAYED != 0 {
+                // The page is full: this free clears the bit and tells the
+                // owner through its delayed list; later frees land here.
+                match self.thread_free.compare_exchange_weak(old, old & !DELAYED, Ordering::AcqRel, Ordering::Relaxed) {
+                    Ok(_) => return false,
+                    Err(now) => {
+                        old = now;
+                        continue;
+                    }
+                }
             }
-            // SAFETY: the block is being freed: the caller owns it now.
-            unsafe { (*block).next = encode(head as *mut Block, list_key) };
-            match self.thread_free.compare_exchange_weak(
-                head,
-                block as usize,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
+            // SAFETY: the blocks are being freed: the caller owns them now.
+            unsafe { (*tail).next = encode(old as *mut Block, list_key) };
+            match self.thread_free.compare_exchange_weak(old, head as usize, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return true,
-                Err(now) => head = now,
+                Err(now) => old = now,
             }
         }
     }
@@ -124,18 +135,19 @@ impl DelayedFrees {
         DelayedFrees { head: AtomicUsize::new(0) }
     }
 
-    /// Push a block being freed (lock-free, any thread).
+    /// Push a list of blocks being freed (`head` ... `tail`, encoded
+    /// links; lock-free, any thread).
     ///
     /// # Safety
-    /// The caller is freeing `block` (owns its memory until the push).
-    pub unsafe fn push(&self, block: *mut Block, list_key: usize) {
-        let mut head = self.head.load(Ordering::Relaxed);
+    /// The caller is freeing the blocks (owns their memory until the push).
+    pub unsafe fn push(&self, head: *mut Block, tail: *mut Block, list_key: usize) {
+        let mut old = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: per the contract.
-            unsafe { (*block).next = head };
-            match self.head.compare_exchange_weak(head, encode(block, list_key), Ordering::Release, Ordering::Relaxed) {
+            unsafe { (*tail).next = old };
+            match self.head.compare_exchange_weak(old, encode(head, list_key), Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return,
-                Err(now) => head = now,
+                Err(now) => old = now,
             }
         }
     }
@@ -163,28 +175,92 @@ impl Default for DelayedFrees {
     }
 }
 
-/// Hand a block marked free to its page's owner: onto the page's remote
-/// list, or, when the page is full, onto the owning heap's delayed list.
+/// Hand blocks marked free (`head` ... `tail`, all of `page`) to the
+/// page's owner: onto the page's remote list, or, when the page is full,
+/// onto the owning heap's delayed list.
 ///
 /// # Safety
-/// `block` is a block of `page` in `segment`, counted in use, that the
-/// caller is freeing (it owns the block's memory until the push).
-pub unsafe fn push_foreign(segment: *mut Segment, page: *mut Page, block: *mut Block, list_key: usize) {
+/// The blocks are blocks of `page` in `segment`, counted in use, that the
+/// caller is freeing (it owns their memory until the push).
+pub unsafe fn push_foreign(segment: *mut Segment, page: *mut Page, head: *mut Block, tail: *mut Block, list_key: usize) {
     loop {
         // SAFETY: the page is live while it has a block in use.
-        if unsafe { (*page).push_remote(block, list_key) } {
+        if unsafe { (*page).push_remote(head, tail, list_key) } {
             return;
         }
-        // SAFETY: the segment is live (the block is counted in a page).
+        // SAFETY: the segment is live (the blocks are counted in a page).
         let owner = unsafe { (*segment).owner.load(Ordering::Acquire) };
         if owner > CACHED_OWNER {
             // SAFETY: a heap owner is the address of its DelayedFrees, and
             // heaps are never unmapped.
-            unsafe { (*(owner as *const DelayedFrees)).push(block, list_key) };
+            unsafe { (*(owner as *const DelayedFrees)).push(head, tail, list_key) };
             return;
         }
         // The owner is abandoning the segment right now; retry.
         core::hint::spin_loop();
+    }
+}
+
+/// Most blocks a thread gathers before handing them over.
+const PENDING_MAX: usize = 64;
+
+/// Remote frees a thread gathers per page before handing them over with
+/// one atomic push (its heap's): consecutive frees of blocks of one foreign
+/// page, as when a thread frees a batch another thread allocated. Owner
+/// only; at most `PENDING_MAX` blocks wait, and the heap hands them over
+/// on its slow paths (refill, thread exit, trim) too.
+///
+/// Invariant: `count == 0`, or `head` ... `tail` are `count` blocks of
+/// `page` (in `segment`) marked free, still counted in the page's `used`.
+pub struct PendingFrees {
+    segment: *mut Segment,
+    page: *mut Page,
+    head: *mut Block,
+    tail: *mut Block,
+    count: usize,
+}
+
+impl PendingFrees {
+    pub const fn new() -> Self {
+        PendingFrees { segment: null_mut(), page: null_mut(), head: null_mut(), tail: null_mut(), count: 0 }
+    }
+
+    /// Gather a block (marked free) of a foreign page; hands the gathered
+    /// blocks over first when they are of another page, or too many.
+    ///
+    /// # Safety
+    /// As for [`push_foreign`], for `block`.
+    pub unsafe fn add(&mut self, segment: *mut Segment, page: *mut Page, block: *mut Block, list_key: usize) {
+        if self.count != 0 && (self.page != page || self.count == PENDING_MAX) {
+            // SAFETY: per the invariant.
+            unsafe { self.hand_over(list_key) };
+        }
+        if self.count == 0 {
+            (self.segment, self.page, self.tail) = (segment, page, block);
+        } else {
+            // SAFETY: the caller is freeing `block`: its memory is ours.
+            unsafe { (*block).next = encode(self.head, list_key) };
+        }
+        self.head = block;
+        self.count += 1;
+    }
+
+    /// Hand the gathered blocks over to their page's owner.
+    ///
+    /// # Safety
+    /// The blocks' memory is still the gathering thread's (the invariant).
+    pub unsafe fn hand_over(&mut self, list_key: usize) {
+        if self.count != 0 {
+            // SAFETY: per the invariant.
+            unsafe { push_foreign(self.segment, self.page, self.head, self.tail, list_key) };
+            self.count = 0;
+        }
+    }
+}
+
+impl Default for PendingFrees {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -212,15 +288,16 @@ mod tests {
         let b = page.free;
         page.free = decode(unsafe { (*b).next }, key);
         page.used = 2;
-        assert!(unsafe { page.push_remote(b, key) });
+        assert!(unsafe { page.push_remote(b, b, key) });
         assert!(!page.try_set_delayed(), "delayed must not hide waiting blocks");
         assert_eq!(page.collect_remote(key), Some(1));
         assert_eq!(page.used, 1);
         assert_eq!(page.count_free(key), 63);
         assert!(page.try_set_delayed());
-        assert!(!unsafe { page.push_remote(a, key) }, "a delayed page refuses remote pushes");
+        assert!(!unsafe { page.push_remote(a, a, key) }, "a delayed page refuses remote pushes");
+        assert_eq!(page.thread_free.load(Ordering::Relaxed) & DELAYED, 0, "the first free of a full page clears DELAYED");
         page.clear_delayed();
-        assert!(unsafe { page.push_remote(a, key) });
+        assert!(unsafe { page.push_remote(a, a, key) });
         assert_eq!(page.collect_remote(key), Some(1));
         assert_eq!(page.used, 0);
     }

@@ -6,6 +6,7 @@ extern crate std;
 
 use crate::class::{class_size, CLASS_COUNT};
 use crate::config::{LARGE_MAX, SEGMENT_SIZE};
+use crate::segment::Segment;
 use crate::memory::splitmix64;
 use crate::testing::TestProvider;
 use crate::{Global, Heap};
@@ -834,4 +835,47 @@ fn segments_left_by_an_exited_thread_are_purged_after_the_delay() {
     assert!(unsafe { global.trim(core::ptr::null_mut()) });
     let stats = global.stats();
     assert_eq!((stats.pages_in_use, stats.segments_mapped), (0, 0), "{stats:?}");
+}
+
+#[test]
+fn remote_frees_are_gathered_per_page_and_handed_over_in_batches() {
+    let global = new_global(TestProvider::new());
+    let owner = global.heap_acquire();
+    let freer = global.heap_acquire();
+    // SAFETY: each heap is used by this test alone ("two threads" in turn).
+    let blocks: Vec<*mut u8> = (0..200).map(|_| unsafe { (*owner).malloc(64) }).collect();
+    let page = |p: *mut u8| unsafe { Segment::page_of(Segment::of_ptr(p), p) };
+    // Blocks the owner counts in use once it collected what was handed over.
+    let used = |p: *mut u8| unsafe {
+        (*page(p)).collect_remote(global.keys_for_tests()).unwrap();
+        (*page(p)).used
+    };
+    assert_eq!(used(blocks[0]), 200);
+    for &p in &blocks[..10] {
+        // SAFETY: live blocks of `owner`, freed by `freer`.
+        unsafe { global.free(p, freer) };
+    }
+    assert_eq!(used(blocks[0]), 200, "ten remote frees were pushed one by one, not gathered");
+    // A double free of a gathered block is still caught.
+    let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { global.free(blocks[3], freer) }))
+        .expect_err("double free of a gathered block went unnoticed");
+    let message = message.downcast_ref::<std::string::String>().cloned().unwrap_or_default();
+    assert!(message.contains("double free"), "{message}");
+    for &p in &blocks[10..100] {
+        // SAFETY: as above.
+        unsafe { global.free(p, freer) };
+    }
+    // Gathered at most 64 at a time: the first 64 went over, the rest wait.
+    assert_eq!(used(blocks[0]), 200 - 64, "not handed over at the batch limit");
+    // The freeing thread's slow path (trim here, refill or exit too) hands the rest over.
+    // SAFETY: freer is the calling "thread"'s heap.
+    unsafe { global.trim(freer) };
+    assert_eq!(used(blocks[0]), 100);
+    for &p in &blocks[100..] {
+        // SAFETY: the owner frees the rest of its blocks locally.
+        unsafe { global.free(p, owner) };
+    }
+    // SAFETY: the owner collects the remote frees and gives the page back.
+    unsafe { global.trim(owner) };
+    assert_eq!(global.stats().pages_in_use, 0, "{:?}", global.stats());
 }

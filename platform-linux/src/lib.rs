@@ -233,8 +233,10 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
 /// where the segment map allows, and aborts).
 #[inline(always)]
 pub unsafe fn free(ptr: *mut u8) {
-    // SAFETY: current_heap is this thread's heap or null.
-    unsafe { GLOBAL.free(ptr, current_heap()) }
+    // SAFETY: current_heap is this thread's heap or null; a thread that
+    // only frees other threads' blocks gets a heap of its own (heap()), in
+    // which its remote frees are gathered.
+    unsafe { GLOBAL.free_with(ptr, current_heap(), heap) }
 }
 
 /// Usable size of a live block (0 for null).
