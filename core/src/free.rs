@@ -2,7 +2,9 @@
 //! free of a paged block goes through.
 //!
 //! ```text
-//!  free(ptr) --- null: nothing;  segment not in the segment map: abort
+//!  free(ptr) --- null: nothing
+//!     | the heap's last local segment: skip the two checks below
+//!     | segment not in the segment map: abort
 //!     | segment owner == this heap
 //!  Heap::free_local --- one combined test passes: push on the page's free list
 //!     | anything else (misuse, aligned blocks, full pages)
@@ -51,6 +53,14 @@ pub unsafe fn free<P: PageProvider>(
         return;
     }
     let segment = Segment::of_ptr(ptr);
+    // SAFETY: `local_segment` is mapped and owned by `heap` (its invariant),
+    // so the segment map and the owner need not be read.
+    unsafe {
+        if !heap.is_null() && (*heap).local_segment == segment {
+            let page = Segment::page_of(segment, ptr);
+            return (*heap).free_local(page, ptr);
+        }
+    }
     if !segment_is_known(segment) {
         shared.memory.fatal_at(INVALID, ptr as usize);
     }
@@ -58,6 +68,7 @@ pub unsafe fn free<P: PageProvider>(
     // `heap` (never null) means `heap` owns the segment and its pages.
     unsafe {
         if (*segment).owner.load(Ordering::Relaxed) == heap as usize {
+            (*heap).local_segment = segment;
             let page = Segment::page_of(segment, ptr);
             (*heap).free_local(page, ptr);
         } else {

@@ -20,6 +20,7 @@
 //!   `full` iff they have it, and in neither only while being moved or freed.
 //! - Every segment whose `owner` is this heap is in `segments[kind]`, and
 //!   `owner` is the heap's address, which is also `delayed`'s (first field).
+//! - `local_segment` is null or one of those segments.
 
 use crate::class::{kind_of_class, CLASS_COUNT, PAGED_KINDS};
 use crate::list::List;
@@ -51,6 +52,10 @@ pub struct Heap<P: PageProvider + 'static> {
     /// the list's (see remote.rs), in a cache line of its own.
     pub(crate) delayed: DelayedFrees,
     pub(crate) direct: [*mut Page; CLASS_COUNT],
+    /// The segment the last local free went to: null, or a segment this
+    /// heap owns (so it is mapped); cleared whenever the heap gives
+    /// segments away (purge, abandon).
+    pub(crate) local_segment: *mut Segment,
     pub(crate) list_key: usize,
     pub(crate) marker_key: usize,
     malloc_calls: AtomicU64,
@@ -74,6 +79,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         Heap {
             delayed: DelayedFrees::new(),
             direct: [empty_page(); CLASS_COUNT],
+            local_segment: null_mut(),
             list_key,
             marker_key,
             malloc_calls: AtomicU64::new(0),
@@ -304,6 +310,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// Release our empty segments and purge the dirty pages of the others.
     /// Returns bytes released.
     pub(crate) fn purge_dirty(&mut self) -> usize {
+        self.local_segment = null_mut(); // the purge may free segments
         self.dirty.purge(&mut self.segments, self.shared)
     }
 
@@ -313,6 +320,17 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub fn check_invariants(&self) {
         use crate::page::PAGE_UNUSED;
         let me = self as *const Self as usize;
+        if !self.local_segment.is_null() {
+            let listed = self.segments.iter().any(|list| {
+                let mut segment = list.first;
+                while !segment.is_null() && segment != self.local_segment {
+                    // SAFETY: our segments are live.
+                    segment = unsafe { (*segment).next };
+                }
+                !segment.is_null()
+            });
+            assert!(listed, "local_segment is not one of the heap's segments");
+        }
         for class in 0..CLASS_COUNT {
             let queue = &self.queues[class];
             let expected = if queue.first.is_null() { empty_page() } else { queue.first };
