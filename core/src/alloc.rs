@@ -30,6 +30,18 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// Budget: table lookup, one load, one test, the link check, four stores.
     #[inline(always)]
     pub fn malloc(&mut self, size: usize) -> *mut u8 {
+        let block = self.malloc_fast(size);
+        if !block.is_null() {
+            return block;
+        }
+        self.malloc_slow(size)
+    }
+
+    /// The fast path alone: a block of the current page of the size's
+    /// class, or null when [`Heap::malloc`] must take its slow path (for
+    /// entry points that keep the slow path out of line).
+    #[inline(always)]
+    pub fn malloc_fast(&mut self, size: usize) -> *mut u8 {
         if size <= SMALL_MAX {
             let page = self.direct[small_class_of(size)];
             // SAFETY: direct entries point to live pages of this heap or to
@@ -40,7 +52,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 return block as *mut u8;
             }
         }
-        self.malloc_slow(size)
+        null_mut()
     }
 
     #[cold]

@@ -44,6 +44,18 @@ fn enomem_if_null(p: *mut u8) -> *mut c_void {
 // malloc(0) returns a unique, freeable pointer.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    let block = hk::malloc_fast(size);
+    if !block.is_null() {
+        return block as *mut c_void;
+    }
+    malloc_slow(size)
+}
+
+/// Everything malloc's fast path does not serve, out of line so that the
+/// fast path is a leaf.
+#[cold]
+#[inline(never)]
+fn malloc_slow(size: usize) -> *mut c_void {
     enomem_if_null(hk::malloc(size))
 }
 

@@ -62,6 +62,14 @@ pub fn current_heap() -> *mut LinuxHeap {
     if let Some(heap) = tls_fast::read() {
         return heap;
     }
+    current_heap_slow()
+}
+
+/// The TLS slot through `__tls_get_addr` (a dlopen'ed hakmem): out of line,
+/// so that the fast paths need no stack frame for the call.
+#[cold]
+#[inline(never)]
+fn current_heap_slow() -> *mut LinuxHeap {
     HEAP.with(|h| h.get())
 }
 
@@ -196,6 +204,22 @@ pub fn malloc(size: usize) -> *mut u8 {
     unsafe { (*heap).malloc(size) }
 }
 
+/// malloc's fast path alone: a block, or null when the slow path (or a
+/// heap for the thread) is needed; then call [`malloc`].
+#[inline(always)]
+pub fn malloc_fast(size: usize) -> *mut u8 {
+    // Only the fs-relative TLS read: a call to the slow one would cost the
+    // fast path a stack frame.
+    let Some(heap) = tls_fast::read() else {
+        return null_mut();
+    };
+    if heap.is_null() {
+        return heap as *mut u8;
+    }
+    // SAFETY: the heap is this thread's own.
+    unsafe { (*heap).malloc_fast(size) }
+}
+
 /// Run `f` on the calling thread's heap; null when no heap can be made.
 #[inline(always)]
 fn with_heap(f: impl FnOnce(&mut LinuxHeap) -> *mut u8) -> *mut u8 {
@@ -233,9 +257,26 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
 /// where the segment map allows, and aborts).
 #[inline(always)]
 pub unsafe fn free(ptr: *mut u8) {
-    // SAFETY: current_heap is this thread's heap or null; a thread that
-    // only frees other threads' blocks gets a heap of its own (heap()), in
-    // which its remote frees are gathered.
+    // Only the fs-relative TLS read here, so that the fast path needs no
+    // stack frame; the rest of the way is out of line.
+    let Some(current) = tls_fast::read() else {
+        // SAFETY: per the contract.
+        return unsafe { free_slow(ptr) };
+    };
+    // SAFETY: current is this thread's heap or null; a thread that only
+    // frees other threads' blocks gets a heap of its own (heap()), in which
+    // its remote frees are gathered.
+    unsafe { GLOBAL.free_with(ptr, current, heap) }
+}
+
+/// free when the TLS slot needs `__tls_get_addr` (a dlopen'ed hakmem).
+///
+/// # Safety
+/// As for [`free`].
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(ptr: *mut u8) {
+    // SAFETY: as in free.
     unsafe { GLOBAL.free_with(ptr, current_heap(), heap) }
 }
 
