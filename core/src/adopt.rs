@@ -39,7 +39,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 // SAFETY: the page was in our queue.
                 unsafe { self.release_dequeued(page) };
             }
-            self.direct[class] = empty_page();
+            self.set_current(class, empty_page());
         }
         loop {
             let page = self.full.pop_front();

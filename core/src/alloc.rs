@@ -2,11 +2,11 @@
 //! to: the refill path, aligned and zeroed allocation, realloc.
 //!
 //! ```text
-//!  Heap::malloc(size) --- size <= SMALL_MAX: direct[class]->pop() --- block
+//!  Heap::malloc(size) --- size <= SMALL_MAX: direct[small_slot(size)]->pop() --- block
 //!        | empty page, larger size
 //!  malloc_slow --------- huge (> LARGE_MAX): HugeBlocks::alloc
 //!        |
-//!  alloc_class --------- direct[class]->pop(), else
+//!  alloc_class --------- current[class]->pop(), else
 //!  alloc_class_slow ----- drain delayed frees, purge if due, then per page
 //!                         of the class: collect remote frees, carve more,
 //!                         or retire it to the full queue; adopt an abandoned
@@ -16,7 +16,7 @@
 //! The fast path ([`Heap::malloc`]) is a table lookup, one load and test,
 //! the link check and four stores; everything else is `#[cold]`.
 
-use crate::class::{class_of, class_size, small_class_of};
+use crate::class::{class_of, class_size, small_slot};
 use crate::config::{LARGE_MAX, MAX_REQUEST, MIN_ALIGN, SEGMENT_HEADER_BYTES, SMALL_MAX};
 use crate::heap::Heap;
 use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
@@ -43,7 +43,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[inline(always)]
     pub fn malloc_fast(&mut self, size: usize) -> *mut u8 {
         if size <= SMALL_MAX {
-            let page = self.direct[small_class_of(size)];
+            let page = self.direct[small_slot(size)];
             // SAFETY: direct entries point to live pages of this heap or to
             // EMPTY_PAGE (whose free list is null: pop returns null).
             let block = unsafe { (*page).pop(self.list_key) };
@@ -72,8 +72,8 @@ impl<P: PageProvider + 'static> Heap<P> {
 
     /// Pop a block of `class` from the current page or refill.
     fn alloc_class(&mut self, class: usize) -> *mut u8 {
-        let page = self.direct[class];
-        // SAFETY: direct entries are live pages or EMPTY_PAGE.
+        let page = self.current[class];
+        // SAFETY: current entries are live pages or EMPTY_PAGE.
         let block = unsafe { self.page_pop(page) };
         if !block.is_null() {
             return block;
@@ -119,7 +119,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                             self.queues[class].remove(page);
                             self.queues[class].push_front(page);
                         }
-                        self.direct[class] = page;
+                        self.set_current(class, page);
                         return self.page_pop(page);
                     }
                     let next = (*page).next;
@@ -143,7 +143,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         // SAFETY: page was just initialised for this class and is ours.
         unsafe {
             self.queues[class].push_front(page);
-            self.direct[class] = page;
+            self.set_current(class, page);
             (*page).extend(self.list_key);
             self.page_pop(page)
         }

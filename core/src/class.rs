@@ -58,6 +58,22 @@ pub const fn class_size(class: usize) -> usize {
     }
 }
 
+/// Number of size slots of the small classes: sizes up to `SMALL_MAX` in
+/// steps of 16 ([`small_slot`]).
+pub const SMALL_SLOTS: usize = SMALL_MAX / 16 + 1;
+
+/// The slot of a small request: `(size + 15) / 16`, `size <= SMALL_MAX`.
+#[inline(always)]
+pub const fn small_slot(size: usize) -> usize {
+    (size + 15) >> 4
+}
+
+/// The slots whose sizes fall in small class `class`.
+pub const fn small_slots_of(class: usize) -> core::ops::Range<usize> {
+    let first = if class == 0 { 0 } else { class_size(class - 1) / 16 + 1 };
+    first..class_size(class) / 16 + 1
+}
+
 /// Class of a request of `size` bytes, `size <= LARGE_MAX` (0 counts as 1).
 #[inline]
 pub const fn class_of(size: usize) -> usize {
@@ -84,24 +100,6 @@ pub const fn kind_of_class(class: usize) -> SegmentKind {
     } else {
         SegmentKind::Large
     }
-}
-
-/// Class lookup for small requests, indexed by `(size + 15) / 16`.
-pub static SMALL_CLASS_OF: [u8; SMALL_MAX / 16 + 1] = {
-    let mut table = [0u8; SMALL_MAX / 16 + 1];
-    let mut i = 0;
-    while i < table.len() {
-        table[i] = class_of(i * 16) as u8;
-        i += 1;
-    }
-    table
-};
-
-/// Class of a small request via the table: the malloc fast path.
-#[inline(always)]
-pub fn small_class_of(size: usize) -> usize {
-    debug_assert!(size <= SMALL_MAX);
-    SMALL_CLASS_OF[(size + 15) >> 4] as usize
 }
 
 /// Checks the whole table at compile time: sizes strictly increase, are
@@ -153,9 +151,21 @@ mod tests {
                 assert!(class_size(c - 1) < size, "size {size} could use class {}", c - 1);
             }
             if size <= SMALL_MAX {
-                assert_eq!(small_class_of(size), c, "table disagrees at {size}");
+                assert!(small_slots_of(c).contains(&small_slot(size)), "slot of {size} is not in class {c}'s slots");
             }
         }
+    }
+
+    #[test]
+    fn small_slots_partition_the_small_sizes_by_class() {
+        let mut next = 0;
+        for c in 0..=class_of(SMALL_MAX) {
+            let slots = small_slots_of(c);
+            assert_eq!(slots.start, next, "class {c} leaves a gap");
+            assert!(!slots.is_empty(), "class {c} has no slot");
+            next = slots.end;
+        }
+        assert_eq!(next, SMALL_SLOTS);
     }
 
     #[test]

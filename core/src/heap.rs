@@ -5,7 +5,8 @@
 //! ```text
 //!  Heap
 //!  delayed (atomic) -> block -> block              remote frees into full pages (remote.rs)
-//!  direct[class] ---> current page of the class (or EMPTY_PAGE)
+//!  direct[slot] ----> current page of the class of small size slot*16 (fast path)
+//!  current[class] --> current page of the class (or EMPTY_PAGE)
 //!  queues[class] ---> page <-> page <-> page     pages that may have free blocks
 //!  full           ---> page <-> page               pages with nothing free (DELAYED set)
 //!  segments[kind] ---> seg <-> seg <-> seg         owned segments, those with unused pages first
@@ -15,14 +16,17 @@
 //!
 //! A heap is used by one thread at a time (its owner); only `delayed` and
 //! the counters are touched by other threads. Invariants:
-//! - `direct[c] == queues[c].first`, or `&EMPTY_PAGE` when the queue is empty.
+//! - `current[c] == queues[c].first`, or `&EMPTY_PAGE` when the queue is
+//!   empty, and `direct[s] == current[c]` for every small size slot `s` of
+//!   class `c` (`small_slots_of`).
 //! - A page is in `queues[page.class]` iff its flags lack `PAGE_FULL`, in
 //!   `full` iff they have it, and in neither only while being moved or freed.
 //! - Every segment whose `owner` is this heap is in `segments[kind]`, and
 //!   `owner` is the heap's address, which is also `delayed`'s (first field).
 //! - `local_segment` is null or one of those segments.
 
-use crate::class::{kind_of_class, CLASS_COUNT, PAGED_KINDS};
+use crate::class::{class_size, kind_of_class, small_slots_of, CLASS_COUNT, PAGED_KINDS, SMALL_SLOTS};
+use crate::config::SMALL_MAX;
 use crate::list::List;
 use crate::page::{Block, Page, PAGE_FULL};
 use crate::provider::PageProvider;
@@ -33,8 +37,8 @@ use crate::shared::Shared;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// A page that never has a free block: `direct[c]` points here when class
-/// `c` has no page, so the fast path needs no null test.
+/// A page that never has a free block: `current[c]` (and `direct`) point
+/// here when class `c` has no page, so the fast path needs no null test.
 struct EmptyPage(Page);
 // SAFETY: EMPTY_PAGE is never written: its free list is null, so neither
 // fast path nor slow path modifies it (slow paths only touch queued pages).
@@ -51,7 +55,11 @@ pub struct Heap<P: PageProvider + 'static> {
     /// Remote frees into full pages. First, so that the heap's address is
     /// the list's (see remote.rs), in a cache line of its own.
     pub(crate) delayed: DelayedFrees,
-    pub(crate) direct: [*mut Page; CLASS_COUNT],
+    /// The current page of the class of each small size (`small_slot`):
+    /// the malloc fast path's one lookup.
+    pub(crate) direct: [*mut Page; SMALL_SLOTS],
+    /// The current page of each class: its queue's first page.
+    pub(crate) current: [*mut Page; CLASS_COUNT],
     /// The segment the last local free went to: null, or a segment this
     /// heap owns (so it is mapped); cleared whenever the heap gives
     /// segments away (purge, abandon).
@@ -78,7 +86,8 @@ impl<P: PageProvider + 'static> Heap<P> {
         let (list_key, marker_key) = shared.memory.keys();
         Heap {
             delayed: DelayedFrees::new(),
-            direct: [empty_page(); CLASS_COUNT],
+            direct: [empty_page(); SMALL_SLOTS],
+            current: [empty_page(); CLASS_COUNT],
             local_segment: null_mut(),
             list_key,
             marker_key,
@@ -139,7 +148,17 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
     }
 
-    /// Remove a page from its class queue, keeping `direct` in step.
+    /// Make `page` (or `EMPTY_PAGE`) the current page of `class`.
+    pub(crate) fn set_current(&mut self, class: usize, page: *mut Page) {
+        self.current[class] = page;
+        if class_size(class) <= SMALL_MAX {
+            for slot in small_slots_of(class) {
+                self.direct[slot] = page;
+            }
+        }
+    }
+
+    /// Remove a page from its class queue, keeping `current` in step.
     ///
     /// # Safety
     /// `page` is in `queues[page.class]`.
@@ -148,12 +167,13 @@ impl<P: PageProvider + 'static> Heap<P> {
         unsafe {
             let class = (*page).class as usize;
             self.queues[class].remove(page);
-            self.direct[class] = if self.queues[class].is_empty() { empty_page() } else { self.queues[class].first };
+            let first = if self.queues[class].is_empty() { empty_page() } else { self.queues[class].first };
+            self.set_current(class, first);
         }
     }
 
     /// Put a page at the back of its class queue (the current page keeps
-    /// serving), keeping `direct` in step.
+    /// serving), keeping `current` in step.
     ///
     /// # Safety
     /// `page` is ours and in no queue.
@@ -162,7 +182,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         unsafe {
             let class = (*page).class as usize;
             self.queues[class].push_back(page);
-            self.direct[class] = self.queues[class].first;
+            self.set_current(class, self.queues[class].first);
         }
     }
 
@@ -334,7 +354,10 @@ impl<P: PageProvider + 'static> Heap<P> {
         for class in 0..CLASS_COUNT {
             let queue = &self.queues[class];
             let expected = if queue.first.is_null() { empty_page() } else { queue.first };
-            assert_eq!(self.direct[class], expected, "direct[{class}] is not the queue head");
+            assert_eq!(self.current[class], expected, "current[{class}] is not the queue head");
+            if class_size(class) <= SMALL_MAX {
+                assert!(small_slots_of(class).all(|slot| self.direct[slot] == expected), "direct of class {class}");
+            }
             let mut page = queue.first;
             while !page.is_null() {
                 // SAFETY: queued pages are ours and live.
