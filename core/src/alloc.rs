@@ -18,7 +18,7 @@
 
 use crate::class::{class_of, class_size, small_slot};
 use crate::config::{LARGE_MAX, MAX_REQUEST, MIN_ALIGN, SEGMENT_HEADER_BYTES, SMALL_MAX};
-use crate::heap::Heap;
+use crate::heap::{empty_page, Heap};
 use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
 use crate::provider::PageProvider;
 use crate::segment::Segment;
@@ -70,13 +70,20 @@ impl<P: PageProvider + 'static> Heap<P> {
         self.shared.huge.alloc(&self.shared.memory, size, align)
     }
 
-    /// Pop a block of `class` from the current page or refill.
+    /// Pop a block of `class` from the current page, carving more of it when
+    /// it has room (the common refill), or take the refill path.
     fn alloc_class(&mut self, class: usize) -> *mut u8 {
         let page = self.current[class];
-        // SAFETY: current entries are live pages or EMPTY_PAGE.
-        let block = unsafe { self.page_pop(page) };
-        if !block.is_null() {
-            return block;
+        // SAFETY: current entries are live pages of this heap or EMPTY_PAGE
+        // (which is never written).
+        unsafe {
+            let block = self.page_pop(page);
+            if !block.is_null() {
+                return block;
+            }
+            if page != empty_page() && (*page).free.is_null() && (*page).extend(self.list_key) {
+                return self.page_pop(page);
+            }
         }
         self.alloc_class_slow(class)
     }

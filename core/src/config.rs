@@ -39,6 +39,9 @@ pub const MIN_BLOCK: usize = 16;
 /// A fresh page hands out blocks in steps of at most this many bytes, so a
 /// page of 4096 blocks is not touched all at once.
 pub const PAGE_EXTEND_BYTES: usize = 4 << 10;
+/// ...but at least this many blocks (a run of large blocks touches one
+/// line per block, not the bytes between), so refills stay rare.
+pub const PAGE_EXTEND_MIN_BLOCKS: usize = 16;
 
 /// Requests above this fail with ENOMEM before any arithmetic can overflow.
 pub const MAX_REQUEST: usize = isize::MAX as usize - 2 * SEGMENT_SIZE;

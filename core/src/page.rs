@@ -19,7 +19,7 @@
 //! A free block's second word holds `block ^ marker_key`: finding it on
 //! free means the block is already free (double free). malloc clears it.
 
-use crate::config::{PAGE_EXTEND_BYTES, SEGMENT_SHIFT};
+use crate::config::{PAGE_EXTEND_BYTES, PAGE_EXTEND_MIN_BLOCKS, SEGMENT_SHIFT};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
@@ -188,16 +188,16 @@ impl Page {
         offset < self.carved_bytes.load(Ordering::Relaxed) as usize
     }
 
-    /// Carve the next run of blocks (at most `PAGE_EXTEND_BYTES`, at least
-    /// one block) onto the free list. Returns false when the page is fully
-    /// carved.
+    /// Carve the next run of blocks (`PAGE_EXTEND_BYTES`, or at least
+    /// `PAGE_EXTEND_MIN_BLOCKS` blocks, or what is left) onto the free
+    /// list. Returns false when the page is fully carved.
     pub fn extend(&mut self, list_key: usize) -> bool {
         let remaining = self.reserved - self.capacity;
         if remaining == 0 {
             return false;
         }
         let size = self.block_size as usize;
-        let count = (PAGE_EXTEND_BYTES / size).clamp(1, remaining as usize);
+        let count = (PAGE_EXTEND_BYTES / size).max(PAGE_EXTEND_MIN_BLOCKS).min(remaining as usize);
         let first = self.start as usize + self.capacity as usize * size;
         // Link blocks in address order: first -> first+size -> ... -> old free.
         let mut next = self.free;
