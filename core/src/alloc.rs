@@ -234,8 +234,17 @@ impl<P: PageProvider + 'static> Heap<P> {
         if ptr.is_null() {
             return self.malloc(size);
         }
-        // SAFETY: ptr is a live block (caller); usable_size validates it.
-        let usable = unsafe { self.shared.usable_size(ptr) };
+        let segment = Segment::of_ptr(ptr);
+        // SAFETY: ptr is a live block (caller); in the heap's last local
+        // segment (mapped and ours) it needs no segment-map check, and
+        // Shared::usable_size validates it otherwise.
+        let usable = unsafe {
+            if segment == self.local_segment {
+                Segment::usable_size(segment, ptr)
+            } else {
+                self.shared.usable_size(ptr)
+            }
+        };
         if size <= usable && size >= usable / 2 {
             return ptr;
         }
