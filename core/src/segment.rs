@@ -318,6 +318,8 @@ impl Segment {
     pub unsafe fn purge_pages_dirty_since<P: PageProvider>(this: *mut Segment, memory: &Memory<P>, cutoff_ms: u64) -> (usize, u64) {
         let mut purged = 0;
         let mut oldest_left = u64::MAX;
+        // Adjacent pages are purged together: one call per run of them.
+        let mut run: Option<(usize, usize)> = None;
         // SAFETY: per the contract; unused pages hold nothing live.
         unsafe {
             let shift = (*this).page_shift as usize;
@@ -331,9 +333,20 @@ impl Segment {
                     continue;
                 }
                 let (start, bytes) = Segment::page_area(this, index, shift);
-                memory.purge(start as usize, bytes);
+                let (start, end) = (start as usize, start as usize + bytes);
+                run = match run {
+                    Some((run_start, run_end)) if run_end == start => Some((run_start, end)),
+                    Some((run_start, run_end)) => {
+                        memory.purge(run_start, run_end - run_start);
+                        Some((start, end))
+                    }
+                    None => Some((start, end)),
+                };
                 (*this).dirty &= !(1 << index);
                 purged += 1usize << shift;
+            }
+            if let Some((run_start, run_end)) = run {
+                memory.purge(run_start, run_end - run_start);
             }
         }
         (purged, oldest_left)
