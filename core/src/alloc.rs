@@ -55,9 +55,11 @@ impl<P: PageProvider + 'static> Heap<P> {
         null_mut()
     }
 
-    #[cold]
+    /// Everything the fast path does not serve (for entry points that tried
+    /// [`Heap::malloc_fast`] already). Not `#[cold]`: every request above
+    /// the small sizes takes it.
     #[inline(never)]
-    fn malloc_slow(&mut self, size: usize) -> *mut u8 {
+    pub fn malloc_slow(&mut self, size: usize) -> *mut u8 {
         self.count_malloc();
         if size > LARGE_MAX {
             return self.huge_alloc(size, MIN_ALIGN).map_or(null_mut(), |(p, _)| p);

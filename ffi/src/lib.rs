@@ -52,11 +52,11 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 }
 
 /// Everything malloc's fast path does not serve, out of line so that the
-/// fast path is a leaf.
-#[cold]
+/// fast path is a leaf. Not `#[cold]`: every request above the small sizes
+/// takes it.
 #[inline(never)]
 fn malloc_slow(size: usize) -> *mut c_void {
-    enomem_if_null(hk::malloc(size))
+    enomem_if_null(hk::malloc_slow(size))
 }
 
 #[no_mangle]

@@ -204,10 +204,27 @@ pub fn malloc(size: usize) -> *mut u8 {
     unsafe { (*heap).malloc(size) }
 }
 
+/// malloc after [`malloc_fast`] returned null: the slow path, creating
+/// the thread's heap first when needed (null when out of memory).
+#[inline(always)]
+pub fn malloc_slow(size: usize) -> *mut u8 {
+    let heap = heap();
+    if heap.is_null() {
+        return heap as *mut u8;
+    }
+    // SAFETY: the heap is this thread's own.
+    unsafe { (*heap).malloc_slow(size) }
+}
+
 /// malloc's fast path alone: a block, or null when the slow path (or a
-/// heap for the thread) is needed; then call [`malloc`].
+/// heap for the thread) is needed; then call [`malloc_slow`].
 #[inline(always)]
 pub fn malloc_fast(size: usize) -> *mut u8 {
+    // Larger sizes have no fast path: straight to the slow one, which reads
+    // the TLS slot itself.
+    if size > hakmem_core::config::SMALL_MAX {
+        return null_mut();
+    }
     // Only the fs-relative TLS read: a call to the slow one would cost the
     // fast path a stack frame.
     let Some(heap) = tls_fast::read() else {
