@@ -20,6 +20,7 @@
 //! hakmem never returned (or whose page is unused), a pointer inside a
 //! block, a block already free (its marker, see page.rs).
 
+use crate::config::SMALL_MAX;
 use crate::heap::Heap;
 use crate::memory::Memory;
 use crate::page::{Block, Page, PAGE_ALIGNED, PAGE_UNUSED};
@@ -145,7 +146,9 @@ unsafe fn free_foreign<P: PageProvider>(
         let page = Segment::page_of(segment, ptr);
         let (list_key, marker_key) = memory.keys();
         let block = checked_block(memory, page, ptr, marker_key);
-        if heap.is_null() {
+        // Only small blocks are gathered: the blocks a thread holds back
+        // from their owner stay below 64 KiB.
+        if heap.is_null() || (*page).block_size as usize > SMALL_MAX {
             push_foreign(segment, page, block, block, list_key);
         } else {
             (*heap).pending.add(segment, page, block, list_key);

@@ -205,10 +205,10 @@ pub unsafe fn push_foreign(segment: *mut Segment, page: *mut Page, head: *mut Bl
 const PENDING_MAX: usize = 64;
 
 /// Remote frees a thread gathers per page before handing them over with
-/// one atomic push (its heap's): consecutive frees of blocks of one foreign
-/// page, as when a thread frees a batch another thread allocated. Owner
-/// only; at most `PENDING_MAX` blocks wait, and the heap hands them over
-/// on its slow paths (refill, thread exit, trim) too.
+/// one atomic push (its heap's): consecutive frees of small blocks of one
+/// foreign page, as when a thread frees a batch another thread allocated.
+/// Owner only; at most `PENDING_MAX` small blocks (64 KiB) wait, and the
+/// heap hands them over on its slow paths (refill, thread exit, trim) too.
 ///
 /// Invariant: `count == 0`, or `head` ... `tail` are `count` blocks of
 /// `page` (in `segment`) marked free, still counted in the page's `used`.

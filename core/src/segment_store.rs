@@ -21,7 +21,7 @@
 //! `abandoned.count` outside the lock (it lets refill skip the lock when
 //! zero); a segment is in at most one list, and a listed segment's `owner`
 //! says which; no listed segment has a dirty page due (`dirty_ms + delay`)
-//! before `next_purge_ms`. Lock order: abandoned -> cache.
+//! before `next_purge_ms`. No store method is called with a store lock held. Lock order: abandoned -> cache.
 
 use crate::class::SegmentKind;
 use crate::config::SEGMENT_SIZE;
@@ -137,11 +137,13 @@ impl SegmentStore {
             let mut cache = self.cache.lock();
             if cache.count < limit {
                 // SAFETY: the segment is empty and in no list.
-                unsafe {
-                    self.stamp(memory, segment);
+                let due = unsafe {
+                    let due = Self::due_ms(memory, segment);
                     cache.push(segment, true);
-                }
+                    due
+                };
                 drop(cache);
+                self.schedule(due);
                 self.purge_expired(memory);
                 return;
             }
@@ -150,24 +152,32 @@ impl SegmentStore {
         unsafe { Self::unmap(memory, segment) };
     }
 
-    /// Schedule the purge of a segment entering the store: when its oldest
-    /// dirty page has waited the purge delay (or at once, when there is no
-    /// clock or no delay).
+    /// When the dirty pages of a segment entering the store are due (`None`
+    /// when it has none), purging them at once when there is no clock or
+    /// no delay. The caller lists the segment, then calls [`Self::schedule`]
+    /// (in that order, so that a concurrent `purge_expired` cannot lose it).
     ///
     /// # Safety
     /// The caller owns `segment` (it is entering the store).
-    unsafe fn stamp<P: PageProvider>(&self, memory: &Memory<P>, segment: *mut Segment) {
+    unsafe fn due_ms<P: PageProvider>(memory: &Memory<P>, segment: *mut Segment) -> Option<u64> {
         let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
         // SAFETY: per the contract.
         unsafe {
             if (*segment).dirty == 0 {
-                return;
+                return None;
             }
             if memory.now_ms() == 0 || delay == 0 {
                 Segment::purge_dirty_pages(segment, memory);
-            } else {
-                self.next_purge_ms.fetch_min(Segment::oldest_dirty_ms(segment).saturating_add(delay), Ordering::Relaxed);
+                return None;
             }
+            Some(Segment::oldest_dirty_ms(segment).saturating_add(delay))
+        }
+    }
+
+    /// Note that a listed segment has dirty pages due at `due`.
+    fn schedule(&self, due: Option<u64>) {
+        if let Some(due) = due {
+            self.next_purge_ms.fetch_min(due, Ordering::Relaxed);
         }
     }
 
@@ -211,13 +221,15 @@ impl SegmentStore {
     /// The caller owned `segment` and lists it nowhere.
     pub unsafe fn abandon<P: PageProvider>(&self, memory: &Memory<P>, segment: *mut Segment, by: usize) {
         // SAFETY: per the contract.
-        unsafe {
-            self.stamp(memory, segment);
+        let due = unsafe {
+            let due = Self::due_ms(memory, segment);
             (*segment).abandoned_by = by;
             (*segment).owner.store(ABANDONED_OWNER, Ordering::Release);
             self.abandoned.lock().push(segment, false);
-        }
+            due
+        };
         self.abandoned_count.fetch_add(1, Ordering::Relaxed);
+        self.schedule(due);
         self.purge_expired(memory);
     }
 
@@ -259,6 +271,9 @@ impl SegmentStore {
     pub fn trim_abandoned<P: PageProvider>(&self, memory: &Memory<P>) -> usize {
         let (list_key, _) = memory.keys();
         let mut released = 0;
+        // Segments that emptied, freed once the lock is dropped (free takes
+        // the store's locks itself).
+        let mut emptied = List::<Segment>::new();
         let mut abandoned = self.abandoned.lock();
         let mut segment = abandoned.list.first;
         while !segment.is_null() {
@@ -277,12 +292,21 @@ impl SegmentStore {
                     abandoned.remove(segment);
                     self.abandoned_count.fetch_sub(1, Ordering::Relaxed);
                     released += SEGMENT_SIZE;
-                    self.free(memory, segment);
+                    emptied.push_back(segment);
                 } else {
                     released += Segment::purge_dirty_pages(segment, memory);
                 }
                 segment = next;
             }
+        }
+        drop(abandoned);
+        loop {
+            let segment = emptied.pop_front();
+            if segment.is_null() {
+                break;
+            }
+            // SAFETY: an empty segment, out of every list, ours.
+            unsafe { self.free(memory, segment) };
         }
         released
     }

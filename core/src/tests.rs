@@ -879,3 +879,36 @@ fn remote_frees_are_gathered_per_page_and_handed_over_in_batches() {
     unsafe { global.trim(owner) };
     assert_eq!(global.stats().pages_in_use, 0, "{:?}", global.stats());
 }
+
+#[test]
+fn trim_frees_an_emptied_abandoned_segment_while_a_purge_is_due() {
+    let global = new_global(TestProvider::new());
+    let clock = |ms: u64| global.provider().clock_ms.store(ms, Ordering::SeqCst);
+    clock(1000);
+    global.options().purge_delay_ms.store(10, Ordering::Relaxed);
+    let leaving = global.heap_acquire();
+    // SAFETY: leaving is this test's heap until released.
+    let blocks: Vec<*mut u8> = (0..8_000).map(|_| unsafe { (*leaving).malloc(64) }).collect();
+    for &p in &blocks[1..] {
+        // SAFETY: live block of `leaving`.
+        unsafe { global.free(p, leaving) };
+    }
+    // SAFETY: its thread exits: abandoned with dirty pages, due at 1010.
+    unsafe { global.heap_release(leaving) };
+    clock(1020);
+    let kept = blocks[0] as usize;
+    // Trim empties the abandoned segment while its purge is due: freeing it
+    // must not take a store lock trim still holds (it once spun forever).
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: a live block; this thread has no heap.
+        unsafe { global.free(kept as *mut u8, core::ptr::null_mut()) };
+        // SAFETY: no heap of this thread's.
+        let released = unsafe { global.trim(core::ptr::null_mut()) };
+        done.send(released).unwrap();
+    });
+    let released = finished.recv_timeout(std::time::Duration::from_secs(20)).expect("trim deadlocked");
+    assert!(released);
+    let stats = global.stats();
+    assert_eq!((stats.pages_in_use, stats.segments_mapped), (0, 0), "{stats:?}");
+}

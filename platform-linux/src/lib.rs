@@ -42,6 +42,10 @@ type LinuxHeap = Heap<LinuxPages>;
 
 std::thread_local! {
     static HEAP: Cell<*mut LinuxHeap> = const { Cell::new(null_mut()) };
+    /// Set when the thread's heap was released at thread exit: a free after
+    /// that (glibc frees its own thread buffers late) must not make a heap
+    /// that no destructor would release.
+    static EXITED: Cell<bool> = const { Cell::new(false) };
 }
 
 extern "C" {
@@ -185,6 +189,7 @@ unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
             h.set(null_mut());
         }
     });
+    EXITED.with(|e| e.set(true));
     // SAFETY: the heap belonged to this exiting thread, which uses it no more
     // (later allocations in this thread create a new heap and key value).
     unsafe { GLOBAL.heap_release(heap) };
@@ -281,9 +286,21 @@ pub unsafe fn free(ptr: *mut u8) {
         return unsafe { free_slow(ptr) };
     };
     // SAFETY: current is this thread's heap or null; a thread that only
-    // frees other threads' blocks gets a heap of its own (heap()), in which
-    // its remote frees are gathered.
-    unsafe { GLOBAL.free_with(ptr, current, heap) }
+    // frees other threads' blocks gets a heap of its own, in which its
+    // remote frees are gathered.
+    unsafe { GLOBAL.free_with(ptr, current, heap_for_free) }
+}
+
+/// A heap for a thread that frees another thread's block and has none:
+/// made on first use, except once the thread's exit released its heap
+/// (then the free goes to the owner directly).
+#[cold]
+#[inline(never)]
+fn heap_for_free() -> *mut LinuxHeap {
+    if EXITED.with(|e| e.get()) {
+        return null_mut();
+    }
+    heap()
 }
 
 /// free when the TLS slot needs `__tls_get_addr` (a dlopen'ed hakmem).
@@ -294,7 +311,7 @@ pub unsafe fn free(ptr: *mut u8) {
 #[inline(never)]
 unsafe fn free_slow(ptr: *mut u8) {
     // SAFETY: as in free.
-    unsafe { GLOBAL.free_with(ptr, current_heap(), heap) }
+    unsafe { GLOBAL.free_with(ptr, current_heap(), heap_for_free) }
 }
 
 /// Usable size of a live block (0 for null).
