@@ -369,16 +369,6 @@ impl Segment {
         }
         oldest
     }
-
-    /// Purge everything after the header of a segment with no page in use.
-    ///
-    /// # Safety
-    /// The caller owns the segment and no page of it is in use.
-    pub unsafe fn purge_body<P: PageProvider>(this: *mut Segment, memory: &Memory<P>) {
-        let start = this as usize + SEGMENT_HEADER_BYTES;
-        // SAFETY: per the contract, the body holds no live data.
-        unsafe { memory.purge(start, SEGMENT_SIZE - SEGMENT_HEADER_BYTES) };
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -201,24 +201,14 @@ unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
 /// malloc: `size` bytes, 16-byte aligned; null when out of memory.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
-    let heap = heap();
-    if heap.is_null() {
-        return heap as *mut u8;
-    }
-    // SAFETY: the heap is this thread's own.
-    unsafe { (*heap).malloc(size) }
+    with_heap(|heap| heap.malloc(size))
 }
 
 /// malloc after [`malloc_fast`] returned null: the slow path, creating
 /// the thread's heap first when needed (null when out of memory).
 #[inline(always)]
 pub fn malloc_slow(size: usize) -> *mut u8 {
-    let heap = heap();
-    if heap.is_null() {
-        return heap as *mut u8;
-    }
-    // SAFETY: the heap is this thread's own.
-    unsafe { (*heap).malloc_slow(size) }
+    with_heap(|heap| heap.malloc_slow(size))
 }
 
 /// malloc's fast path alone: a block, or null when the slow path (or a
