@@ -48,7 +48,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             }
             // SAFETY: the page was in our full queue.
             unsafe {
-                (*page).flags.fetch_and(!PAGE_FULL, Ordering::Relaxed);
+                (*page).clear_flags(PAGE_FULL);
                 (*page).clear_delayed();
                 self.release_dequeued(page);
             }

@@ -23,7 +23,6 @@ use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
 use crate::provider::PageProvider;
 use crate::segment::Segment;
 use core::ptr::null_mut;
-use core::sync::atomic::Ordering;
 
 impl<P: PageProvider + 'static> Heap<P> {
     /// Allocate `size` bytes, 16-byte aligned. Null when out of memory.
@@ -134,7 +133,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                     let next = (*page).next;
                     if (*page).try_set_delayed() {
                         self.queue_remove(page);
-                        (*page).flags.fetch_or(PAGE_FULL, Ordering::Relaxed);
+                        (*page).set_flags(PAGE_FULL);
                         self.full.push_back(page);
                         page = next;
                     }
@@ -188,8 +187,8 @@ impl<P: PageProvider + 'static> Heap<P> {
         if aligned != block as usize {
             // SAFETY: block is a live block of a page of this heap.
             unsafe {
-                let page = Segment::page_of(Segment::of_ptr(block), block);
-                (*page).flags.fetch_or(PAGE_ALIGNED, Ordering::Relaxed);
+                let page = Segment::page_of_block(block);
+                (*page).set_flags(PAGE_ALIGNED);
             }
         }
         aligned as *mut u8

@@ -80,7 +80,7 @@ pub unsafe fn free<P: PageProvider>(
 
 impl<P: PageProvider + 'static> Heap<P> {
     /// Free a block of a page this heap owns. Budget: a multiply for the
-    /// block start, one combined test, four stores.
+    /// block index, one combined test, four stores.
     ///
     /// # Safety
     /// `page` is the page covering `ptr` in a segment owned by this heap.
@@ -88,15 +88,17 @@ impl<P: PageProvider + 'static> Heap<P> {
     unsafe fn free_local(&mut self, page: *mut Page, ptr: *mut u8) {
         // SAFETY: per the contract; the block lies in the page's area.
         unsafe {
-            let block = (*page).block_of(ptr);
-            let flags = (*page).flags.load(Ordering::Relaxed);
-            let block_ptr = block as *mut Block;
+            let offset = (ptr as usize).wrapping_sub((*page).start as usize);
+            let index = (*page).index_of(offset);
+            let block = ((*page).start as usize + index * (*page).block_size as usize) as *mut Block;
             let marker = block as usize ^ self.marker_key;
-            // checked_block's conditions, folded into one branch.
-            if (block == ptr) & (flags == 0) & (*page).block_is_carved(block) & ((*block_ptr).marker != marker) {
-                (*block_ptr).marker = marker;
-                (*page).push(block_ptr, self.list_key);
+            // checked_block's conditions, folded into one branch: a block
+            // start, carved, of a page with no flag set (fast_capacity),
+            // not marked free.
+            if (block as *mut u8 == ptr) & (index < (*page).fast_capacity as usize) & ((*block).marker != marker) {
+                (*block).marker = marker;
                 self.count_free();
+                (*page).push(block, self.list_key);
                 if (*page).used == 0 {
                     self.page_empty(page);
                 }

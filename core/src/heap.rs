@@ -194,7 +194,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         // SAFETY: per the contract.
         unsafe {
             self.full.remove(page);
-            (*page).flags.fetch_and(!PAGE_FULL, Ordering::Relaxed);
+            (*page).clear_flags(PAGE_FULL);
             (*page).clear_delayed();
             // At the back: a page with one free block does not bounce
             // between full and current.
@@ -365,8 +365,10 @@ impl<P: PageProvider + 'static> Heap<P> {
                     assert_eq!((*page).class as usize, class);
                     assert_eq!((*page).flags.load(Ordering::Relaxed) & (PAGE_FULL | PAGE_UNUSED), 0);
                     let free = (*page).count_free(self.list_key) as u16;
-                    assert!((*page).used + free <= (*page).capacity, "page accounting");
-                    assert!((*page).capacity <= (*page).reserved);
+                    assert!((*page).used + free <= (*page).capacity(), "page accounting");
+                    assert!((*page).capacity() <= (*page).reserved);
+                    let fast = if (*page).flags.load(Ordering::Relaxed) == 0 { (*page).capacity() } else { 0 };
+                    assert_eq!((*page).fast_capacity, fast, "fast_capacity");
                     let segment = Segment::of_ptr(page as *const u8);
                     assert_eq!((*segment).owner.load(Ordering::Relaxed), me);
                     page = (*page).next;

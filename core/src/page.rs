@@ -5,11 +5,13 @@
 //!  Page (descriptor in the segment header)       block area
 //!  free ------------------------------------->  [next|mark|....] -> [next|mark|...] -> 0
 //!  thread_free (atomic, remote frees) -------->  [next|mark|....] -> ... -> 0   (+ DELAYED bit)
-//!  capacity: blocks carved so far    reserved: blocks that fit
+//!  capacity(): blocks carved so far    reserved: blocks that fit
+//!  fast_capacity: capacity() while no flag is set, else 0 (the fast free
+//!  path's one bound test covers both the carve and the flags)
 //! ```
 //!
 //! Invariants (owner thread's view, remote pushes aside):
-//! - `used == capacity - |free| - |thread_free| - |blocks parked in the heap's delayed list|`
+//! - `used == capacity() - |free| - |thread_free| - |blocks parked in the heap's delayed list|`
 //!   counted the owner's way: `used` drops only when the owner collects.
 //! - `used == 0` implies no block of the page is reachable by the program.
 //!
@@ -56,13 +58,15 @@ pub struct Page {
     pub prev: *mut Page,
     /// Size of each block in bytes.
     pub block_size: u32,
-    /// `capacity * block_size`: bytes of the area carved into blocks
-    /// (atomic: a thread freeing a block of a page it does not own reads it).
+    /// Bytes of the area carved into blocks (atomic: a thread freeing a
+    /// block of a page it does not own reads it).
     pub carved_bytes: AtomicU32,
     /// Blocks handed out and not yet collected back (owner only).
     pub used: u16,
-    /// Blocks carved from the area so far.
-    pub capacity: u16,
+    /// Blocks carved so far while `flags` is 0, else 0 (owner only): a
+    /// block index below it is a carved block of a page that takes fast
+    /// frees. Kept by `extend` and the flag setters.
+    pub fast_capacity: u16,
     /// Blocks that fit in the area.
     pub reserved: u16,
     /// `PAGE_*` bits; written by the owner, read by any thread.
@@ -112,7 +116,7 @@ impl Page {
         block_size: 0,
         carved_bytes: AtomicU32::new(0),
         used: 0,
-        capacity: 0,
+        fast_capacity: 0,
         reserved: 0,
         flags: AtomicU8::new(PAGE_UNUSED),
         class: 0,
@@ -123,7 +127,7 @@ impl Page {
     pub fn init(&mut self, class: usize, block_size: usize, start: *mut u8, area_bytes: usize) {
         self.free = null_mut();
         self.used = 0;
-        self.capacity = 0;
+        self.fast_capacity = 0;
         self.carved_bytes.store(0, Ordering::Relaxed);
         self.reserved = (area_bytes / block_size) as u16;
         self.block_size = block_size as u32;
@@ -139,9 +143,8 @@ impl Page {
     /// Start of the block containing `ptr` (which lies in this page's area).
     #[inline(always)]
     pub fn block_of(&self, ptr: *const u8) -> *mut u8 {
-        let offset = (ptr as usize).wrapping_sub(self.start as usize) as u64;
-        let index = (offset * self.reciprocal) >> RECIPROCAL_SHIFT;
-        (self.start as usize + (index as usize) * self.block_size as usize) as *mut u8
+        let offset = (ptr as usize).wrapping_sub(self.start as usize);
+        (self.start as usize + self.index_of(offset) * self.block_size as usize) as *mut u8
     }
 
     /// Pop the first block of the local free list: null when the list is
@@ -181,6 +184,39 @@ impl Page {
         self.used -= 1;
     }
 
+    /// Blocks carved from the area so far.
+    #[inline]
+    pub fn capacity(&self) -> u16 {
+        self.index_of(self.carved_bytes.load(Ordering::Relaxed) as usize) as u16
+    }
+
+    /// Index of the block at `offset` bytes into the area (below 2 MiB).
+    #[inline(always)]
+    pub fn index_of(&self, offset: usize) -> usize {
+        ((offset as u64).wrapping_mul(self.reciprocal) >> RECIPROCAL_SHIFT) as usize
+    }
+
+    /// Set `PAGE_*` bits (owner only): the page takes no fast frees.
+    #[inline]
+    pub fn set_flags(&mut self, bits: u8) {
+        self.flags.fetch_or(bits, Ordering::Relaxed);
+        self.fast_capacity = 0;
+    }
+
+    /// Clear `PAGE_*` bits (owner only); with none left the page takes
+    /// fast frees again.
+    #[inline]
+    pub fn clear_flags(&mut self, bits: u8) {
+        let flags = self.flags.fetch_and(!bits, Ordering::Relaxed) & !bits;
+        self.fast_capacity = if flags == 0 { self.capacity() } else { 0 };
+    }
+
+    /// Mark the page unused (its segment's bookkeeping, segment.rs).
+    pub fn mark_unused(&mut self) {
+        self.flags.store(PAGE_UNUSED, Ordering::Release);
+        self.fast_capacity = 0;
+    }
+
     /// Whether `block` (a block start) lies inside the carved area.
     #[inline(always)]
     pub fn block_is_carved(&self, block: *const u8) -> bool {
@@ -192,13 +228,14 @@ impl Page {
     /// `PAGE_EXTEND_MIN_BLOCKS` blocks, or what is left) onto the free
     /// list. Returns false when the page is fully carved.
     pub fn extend(&mut self, list_key: usize) -> bool {
-        let remaining = self.reserved - self.capacity;
+        let capacity = self.capacity();
+        let remaining = self.reserved - capacity;
         if remaining == 0 {
             return false;
         }
         let size = self.block_size as usize;
         let count = (PAGE_EXTEND_BYTES / size).max(PAGE_EXTEND_MIN_BLOCKS).min(remaining as usize);
-        let first = self.start as usize + self.capacity as usize * size;
+        let first = self.start as usize + capacity as usize * size;
         // Link blocks in address order: first -> first+size -> ... -> old free.
         let mut next = self.free;
         for i in (0..count).rev() {
@@ -209,8 +246,11 @@ impl Page {
             next = block;
         }
         self.free = next;
-        self.capacity += count as u16;
-        self.carved_bytes.store(self.capacity as u32 * self.block_size, Ordering::Relaxed);
+        let capacity = capacity + count as u16;
+        self.carved_bytes.store(capacity as u32 * self.block_size, Ordering::Relaxed);
+        if self.flags.load(Ordering::Relaxed) == 0 {
+            self.fast_capacity = capacity;
+        }
         true
     }
 

@@ -63,7 +63,7 @@ impl Page {
             if next.is_null() {
                 break;
             }
-            if !link_is_plausible(tail, next) || count >= self.capacity {
+            if !link_is_plausible(tail, next) || count >= self.capacity() {
                 return None;
             }
             tail = next;
@@ -279,7 +279,7 @@ mod tests {
         page.init(0, 64, area.0.as_mut_ptr(), 4096);
         assert_eq!(page.reserved, 64);
         assert!(page.extend(key));
-        assert_eq!(page.capacity, 64);
+        assert_eq!(page.capacity(), 64);
         assert!(!page.extend(key));
         assert_eq!(page.count_free(key), 64);
         // Take two blocks, give one back remotely.

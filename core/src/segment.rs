@@ -146,6 +146,17 @@ impl Segment {
         }
     }
 
+    /// The page descriptor covering `ptr`, a block of a paged segment.
+    ///
+    /// # Safety
+    /// `ptr` lies in a live segment's first 2 MiB, past its header.
+    #[inline(always)]
+    pub unsafe fn page_of_block<T>(ptr: *const T) -> *mut Page {
+        let ptr = ptr as *const u8;
+        // SAFETY: per the contract, of_ptr finds the live header.
+        unsafe { Segment::page_of(Segment::of_ptr(ptr), ptr) }
+    }
+
     /// Usable bytes from `ptr` to the end of its block (huge or paged).
     ///
     /// # Safety
@@ -289,7 +300,7 @@ impl Segment {
         // SAFETY: per the contract.
         unsafe {
             let page_bytes = 1usize << (*this).page_shift;
-            (*page).flags.store(PAGE_UNUSED, Ordering::Release);
+            (*page).mark_unused();
             (*page).free = null_mut();
             let index = Segment::page_index(this, page);
             (*this).dirty |= 1 << index;

@@ -844,7 +844,7 @@ fn remote_frees_are_gathered_per_page_and_handed_over_in_batches() {
     let freer = global.heap_acquire();
     // SAFETY: each heap is used by this test alone ("two threads" in turn).
     let blocks: Vec<*mut u8> = (0..200).map(|_| unsafe { (*owner).malloc(64) }).collect();
-    let page = |p: *mut u8| unsafe { Segment::page_of(Segment::of_ptr(p), p) };
+    let page = |p: *mut u8| unsafe { Segment::page_of_block(p) };
     // Blocks the owner counts in use once it collected what was handed over.
     let used = |p: *mut u8| unsafe {
         (*page(p)).collect_remote(global.keys_for_tests()).unwrap();
