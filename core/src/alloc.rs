@@ -60,6 +60,26 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[inline(never)]
     pub fn malloc_slow(&mut self, size: usize) -> *mut u8 {
         self.count_malloc();
+        // Small sizes come here when the fast path found their page empty.
+        if size <= SMALL_MAX {
+            return self.alloc_class(class_of(size));
+        }
+        if size <= LARGE_MAX {
+            let page = self.current[class_of(size)];
+            // SAFETY: current entries are live pages of this heap or
+            // EMPTY_PAGE (whose free list is null: pop returns null).
+            let block = unsafe { (*page).pop(self.list_key) };
+            if !block.is_null() {
+                return block as *mut u8;
+            }
+        }
+        self.malloc_refill(size)
+    }
+
+    /// malloc_slow past the current page's free list: huge blocks, carving,
+    /// the refill path (out of line, so that the pop above needs no frame).
+    #[inline(never)]
+    fn malloc_refill(&mut self, size: usize) -> *mut u8 {
         if size > LARGE_MAX {
             return self.huge_alloc(size, MIN_ALIGN).map_or(null_mut(), |(p, _)| p);
         }

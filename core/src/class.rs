@@ -74,9 +74,22 @@ pub const fn small_slots_of(class: usize) -> core::ops::Range<usize> {
     first..class_size(class) / 16 + 1
 }
 
-/// Class of a request of `size` bytes, `size <= LARGE_MAX` (0 counts as 1).
+/// Class of a request of `size` bytes, `size <= LARGE_MAX` (0 counts as 1):
+/// a table lookup up to `MEDIUM_MAX` (the slow malloc path of every mid
+/// request takes it), the formula above.
 #[inline]
 pub const fn class_of(size: usize) -> usize {
+    if size <= SMALL_MAX {
+        SMALL_CLASSES[small_slot(size)] as usize
+    } else if size <= MEDIUM_MAX {
+        MID_CLASSES[(size - 1) >> MID_STEP_SHIFT] as usize
+    } else {
+        class_by_formula(size)
+    }
+}
+
+/// The class formula (the inverse of [`class_size`]).
+const fn class_by_formula(size: usize) -> usize {
     if size <= 64 {
         if size == 0 {
             0
@@ -89,6 +102,30 @@ pub const fn class_of(size: usize) -> usize {
         4 + (exp - 6) * 4 + ((size - 1 - (1 << exp)) >> step_shift)
     }
 }
+
+/// Class of each small slot (sizes in steps of 16 up to `SMALL_MAX`).
+const SMALL_CLASSES: [u8; SMALL_SLOTS] = {
+    let mut table = [0u8; SMALL_SLOTS];
+    let mut slot = 0;
+    while slot < SMALL_SLOTS {
+        table[slot] = class_by_formula(slot * 16) as u8;
+        slot += 1;
+    }
+    table
+};
+
+/// Mid class sizes are multiples of 256 bytes, so every request in
+/// `(256 k, 256 (k + 1)]` has one class: `MID_CLASSES[k]`.
+const MID_STEP_SHIFT: usize = 8;
+const MID_CLASSES: [u8; MEDIUM_MAX >> MID_STEP_SHIFT] = {
+    let mut table = [0u8; MEDIUM_MAX >> MID_STEP_SHIFT];
+    let mut k = 0;
+    while k < table.len() {
+        table[k] = class_by_formula((k + 1) << MID_STEP_SHIFT) as u8;
+        k += 1;
+    }
+    table
+};
 
 /// Segment kind holding blocks of `class`.
 pub const fn kind_of_class(class: usize) -> SegmentKind {
@@ -132,6 +169,19 @@ const fn table_is_valid() -> bool {
     true
 }
 const_assert!(table_is_valid());
+
+/// The lookup tables agree with the formula for every size up to `MEDIUM_MAX`.
+const fn lookups_match_formula() -> bool {
+    let mut size = 0;
+    while size <= MEDIUM_MAX {
+        if class_of(size) != class_by_formula(size) {
+            return false;
+        }
+        size += 1;
+    }
+    true
+}
+const_assert!(lookups_match_formula());
 const_assert!(class_size(0) == 16);
 const_assert!(class_of(SMALL_MAX) < CLASS_COUNT);
 const_assert!(class_size(class_of(SMALL_MAX)) == SMALL_MAX);

@@ -226,7 +226,9 @@ impl Page {
 
     /// Carve the next run of blocks (`PAGE_EXTEND_BYTES`, or at least
     /// `PAGE_EXTEND_MIN_BLOCKS` blocks, or what is left) onto the free
-    /// list. Returns false when the page is fully carved.
+    /// list. Returns false when the page is fully carved. Out of line: the
+    /// malloc paths that call it stay free of its registers.
+    #[inline(never)]
     pub fn extend(&mut self, list_key: usize) -> bool {
         let capacity = self.capacity();
         let remaining = self.reserved - capacity;
