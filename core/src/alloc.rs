@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  Heap::malloc(size) --- size <= SMALL_MAX: direct[small_slot(size)]->pop() --- block
+//!        |               size <= MEDIUM_MAX: current[mid_class_of(size)]->pop()
 //!        | empty page, larger size
 //!  malloc_slow --------- huge (> LARGE_MAX): HugeBlocks::alloc
 //!        |
@@ -16,8 +17,8 @@
 //! The fast path ([`Heap::malloc`]) is a table lookup, one load and test,
 //! the link check and four stores; everything else is `#[cold]`.
 
-use crate::class::{class_of, class_size, small_slot};
-use crate::config::{LARGE_MAX, MAX_REQUEST, MIN_ALIGN, SEGMENT_HEADER_BYTES, SMALL_MAX};
+use crate::class::{class_of, class_size, mid_class_of, small_slot};
+use crate::config::{LARGE_MAX, MAX_REQUEST, MEDIUM_MAX, MIN_ALIGN, SEGMENT_HEADER_BYTES, SMALL_MAX};
 use crate::heap::{empty_page, Heap};
 use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
 use crate::provider::PageProvider;
@@ -42,26 +43,33 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[inline(always)]
     pub fn malloc_fast(&mut self, size: usize) -> *mut u8 {
         if size <= SMALL_MAX {
-            let page = self.direct[small_slot(size)];
-            // SAFETY: direct entries point to live pages of this heap or to
-            // EMPTY_PAGE (whose free list is null: pop returns null).
-            let block = unsafe { (*page).pop(self.list_key) };
-            if !block.is_null() {
-                self.count_malloc();
-                return block as *mut u8;
-            }
+            return self.pop_counted(self.direct[small_slot(size)]);
+        }
+        if size <= MEDIUM_MAX {
+            return self.pop_counted(self.current[mid_class_of(size)]);
         }
         null_mut()
     }
 
+    /// The fast path's pop: a block of `page`, counted, or null.
+    #[inline(always)]
+    fn pop_counted(&mut self, page: *mut Page) -> *mut u8 {
+        // SAFETY: direct and current entries point to live pages of this
+        // heap or to EMPTY_PAGE (whose free list is null: pop returns null).
+        let block = unsafe { (*page).pop(self.list_key) };
+        if !block.is_null() {
+            self.count_malloc();
+        }
+        block as *mut u8
+    }
+
     /// Everything the fast path does not serve (for entry points that tried
-    /// [`Heap::malloc_fast`] already). Not `#[cold]`: every request above
-    /// the small sizes takes it.
+    /// [`Heap::malloc_fast`] already): sizes up to `MEDIUM_MAX` whose page
+    /// is empty, and every larger request.
     #[inline(never)]
     pub fn malloc_slow(&mut self, size: usize) -> *mut u8 {
         self.count_malloc();
-        // Small sizes come here when the fast path found their page empty.
-        if size <= SMALL_MAX {
+        if size <= MEDIUM_MAX {
             return self.alloc_class(class_of(size));
         }
         if size <= LARGE_MAX {

@@ -82,10 +82,16 @@ pub const fn class_of(size: usize) -> usize {
     if size <= SMALL_MAX {
         SMALL_CLASSES[small_slot(size)] as usize
     } else if size <= MEDIUM_MAX {
-        MID_CLASSES[(size - 1) >> MID_STEP_SHIFT] as usize
+        mid_class_of(size)
     } else {
         class_by_formula(size)
     }
+}
+
+/// Class of a request of `SMALL_MAX < size <= MEDIUM_MAX` bytes.
+#[inline(always)]
+pub const fn mid_class_of(size: usize) -> usize {
+    MID_CLASSES[(size - 1) >> MID_STEP_SHIFT] as usize
 }
 
 /// The class formula (the inverse of [`class_size`]).

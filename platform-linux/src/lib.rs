@@ -215,11 +215,6 @@ pub fn malloc_slow(size: usize) -> *mut u8 {
 /// heap for the thread) is needed; then call [`malloc_slow`].
 #[inline(always)]
 pub fn malloc_fast(size: usize) -> *mut u8 {
-    // Larger sizes have no fast path: straight to the slow one, which reads
-    // the TLS slot itself.
-    if size > hakmem_core::config::SMALL_MAX {
-        return null_mut();
-    }
     // Only the fs-relative TLS read: a call to the slow one would cost the
     // fast path a stack frame.
     let Some(heap) = tls_fast::read() else {
