@@ -59,7 +59,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         // the others to be adopted. The threads that follow reuse their
         // memory warm; the store purges what it holds past the delay.
         self.dirty.hand_over();
-        self.local_segment = core::ptr::null_mut();
+        self.forget_local_segments();
         let (shared, memory, me) = (self.shared, &self.shared.memory, self as *mut Self as usize);
         for kind in 0..PAGED_KINDS {
             loop {

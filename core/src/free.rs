@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  free(ptr) --- null: nothing
-//!     | the heap's last local segment: skip the two checks below
+//!     | the heap's last local segment, or one it remembers: skip the two checks below
 //!     | segment not in the segment map: abort
 //!     | segment owner == this heap
 //!  Heap::free_local --- one combined test passes: push on the page's free list
@@ -21,7 +21,7 @@
 //! block, a block already free (its marker, see page.rs).
 
 use crate::config::SMALL_MAX;
-use crate::heap::Heap;
+use crate::heap::{local_slot, Heap};
 use crate::memory::Memory;
 use crate::page::{Block, Page, PAGE_ALIGNED, PAGE_UNUSED};
 use crate::provider::PageProvider;
@@ -62,6 +62,14 @@ pub unsafe fn free<P: PageProvider>(
             return (*heap).free_local(page, ptr);
         }
     }
+    // SAFETY: as above, for the other segments the heap remembers.
+    unsafe {
+        if !heap.is_null() && (*heap).local_segments[local_slot(segment)] == segment {
+            (*heap).local_segment = segment;
+            let page = Segment::page_of(segment, ptr);
+            return (*heap).free_local(page, ptr);
+        }
+    }
     if !segment_is_known(segment) {
         shared.memory.fatal_at(INVALID, ptr as usize);
     }
@@ -69,7 +77,7 @@ pub unsafe fn free<P: PageProvider>(
     // `heap` (never null) means `heap` owns the segment and its pages.
     unsafe {
         if (*segment).owner.load(Ordering::Relaxed) == heap as usize {
-            (*heap).local_segment = segment;
+            (*heap).remember_local(segment);
             let page = Segment::page_of(segment, ptr);
             (*heap).free_local(page, ptr);
         } else {

@@ -23,10 +23,10 @@
 //!   `full` iff they have it, and in neither only while being moved or freed.
 //! - Every segment whose `owner` is this heap is in `segments[kind]`, and
 //!   `owner` is the heap's address, which is also `delayed`'s (first field).
-//! - `local_segment` is null or one of those segments.
+//! - `local_segment` and each `local_segments` entry are null or one of those segments.
 
 use crate::class::{class_size, kind_of_class, small_slots_of, CLASS_COUNT, PAGED_KINDS, SMALL_SLOTS};
-use crate::config::SMALL_MAX;
+use crate::config::{SEGMENT_SHIFT, SMALL_MAX};
 use crate::list::List;
 use crate::page::{Block, Page, PAGE_FULL};
 use crate::provider::PageProvider;
@@ -49,6 +49,15 @@ pub(crate) fn empty_page() -> *mut Page {
     &EMPTY_PAGE.0 as *const Page as *mut Page
 }
 
+/// Segments a heap remembers for its local frees, besides the last one.
+pub(crate) const LOCAL_SEGMENTS: usize = 8;
+
+/// Slot of `segment` in `local_segments`: the low bits of its number.
+#[inline(always)]
+pub(crate) fn local_slot(segment: *mut Segment) -> usize {
+    (segment as usize >> SEGMENT_SHIFT) % LOCAL_SEGMENTS
+}
+
 /// A thread heap. Obtain one with [`crate::Global::heap_acquire`].
 #[repr(C)]
 pub struct Heap<P: PageProvider + 'static> {
@@ -64,6 +73,10 @@ pub struct Heap<P: PageProvider + 'static> {
     /// heap owns (so it is mapped); cleared whenever the heap gives
     /// segments away (purge, abandon).
     pub(crate) local_segment: *mut Segment,
+    /// More segments local frees went to, by segment number (`local_slot`):
+    /// null or owned, cleared with `local_segment`. A free whose segment is
+    /// found here skips the segment map and the owner load too.
+    pub(crate) local_segments: [*mut Segment; LOCAL_SEGMENTS],
     pub(crate) list_key: usize,
     pub(crate) marker_key: usize,
     malloc_calls: AtomicU64,
@@ -89,6 +102,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             direct: [empty_page(); SMALL_SLOTS],
             current: [empty_page(); CLASS_COUNT],
             local_segment: null_mut(),
+            local_segments: [null_mut(); LOCAL_SEGMENTS],
             list_key,
             marker_key,
             malloc_calls: AtomicU64::new(0),
@@ -330,8 +344,21 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// Release our empty segments and purge the dirty pages of the others.
     /// Returns bytes released.
     pub(crate) fn purge_dirty(&mut self) -> usize {
-        self.local_segment = null_mut(); // the purge may free segments
+        self.forget_local_segments(); // the purge may free segments
         self.dirty.purge(&mut self.segments, self.shared)
+    }
+
+    /// Remember `segment`, which this heap owns, as the last local free's.
+    #[inline(always)]
+    pub(crate) fn remember_local(&mut self, segment: *mut Segment) {
+        self.local_segment = segment;
+        self.local_segments[local_slot(segment)] = segment;
+    }
+
+    /// Forget the remembered segments (before giving segments away).
+    pub(crate) fn forget_local_segments(&mut self) {
+        self.local_segment = null_mut();
+        self.local_segments = [null_mut(); LOCAL_SEGMENTS];
     }
 
     /// Walk every structure and check the invariants in the module docs.
@@ -340,16 +367,20 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub fn check_invariants(&self) {
         use crate::page::PAGE_UNUSED;
         let me = self as *const Self as usize;
-        if !self.local_segment.is_null() {
+        for (i, &local) in core::iter::once(&self.local_segment).chain(self.local_segments.iter()).enumerate() {
+            if local.is_null() {
+                continue;
+            }
+            assert!(i == 0 || local_slot(local) == i - 1, "local_segments slot");
             let listed = self.segments.iter().any(|list| {
                 let mut segment = list.first;
-                while !segment.is_null() && segment != self.local_segment {
+                while !segment.is_null() && segment != local {
                     // SAFETY: our segments are live.
                     segment = unsafe { (*segment).next };
                 }
                 !segment.is_null()
             });
-            assert!(listed, "local_segment is not one of the heap's segments");
+            assert!(listed, "a remembered local segment is not one of the heap's segments");
         }
         for class in 0..CLASS_COUNT {
             let queue = &self.queues[class];

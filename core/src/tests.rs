@@ -912,3 +912,25 @@ fn trim_frees_an_emptied_abandoned_segment_while_a_purge_is_due() {
     let stats = global.stats();
     assert_eq!((stats.pages_in_use, stats.segments_mapped), (0, 0), "{stats:?}");
 }
+
+#[test]
+fn segments_remembered_for_local_frees_are_forgotten_when_released() {
+    // Free blocks of several segments (each is remembered), release them all
+    // with trim, then free a stale pointer: the segment map must be asked
+    // again (a remembered released segment would be read after its unmap).
+    let message = misuse(|global, hp| unsafe {
+        let size = 60 << 10;
+        let blocks: Vec<*mut u8> = (0..4 * SEGMENT_SIZE / size).map(|_| (*hp).malloc(size)).collect();
+        let segments: std::collections::BTreeSet<usize> = blocks.iter().map(|&p| Segment::of_ptr(p) as usize).collect();
+        assert!(segments.len() >= 3, "blocks span {} segments", segments.len());
+        for &p in &blocks {
+            global.free(p, hp);
+        }
+        (*hp).check_invariants();
+        global.trim(hp);
+        assert_eq!(global.stats().segments_mapped, 0);
+        (*hp).check_invariants();
+        global.free(blocks[blocks.len() / 2], hp);
+    });
+    assert!(message.contains("invalid pointer"), "{message}");
+}
