@@ -285,7 +285,11 @@ impl<P: PageProvider + 'static> Heap<P> {
                 return moved;
             }
         }
-        let new = self.malloc(size);
+        // A block that grows by copying grows by at least a quarter (up to
+        // the paged sizes): a buffer grown by small appends is copied a
+        // bounded number of times per doubling, not once per size class.
+        let target = if size > usable && size <= LARGE_MAX { size.max((usable + usable / 4).min(LARGE_MAX)) } else { size };
+        let new = self.malloc(target);
         // SAFETY: ptr is live and holds at least usable bytes.
         unsafe { self.move_block(ptr, new, usable.min(size)) }
     }

@@ -6,6 +6,7 @@
 //!  freed mapping --> join warm neighbours (CAN_SPLIT) --> slot, warm
 //!  request -------> warm fit (<= 1.25x) | split a larger warm one (CAN_SPLIT)
 //!                   | resize the nearest warm one (CAN_REMAP) | purged fit
+//!  growing realloc -> the warm mapping right after the block, joined (CAN_SPLIT)
 //!  warm --> purged (kept mapped): over `bigcache_bytes` (oldest first), after
 //!           a pause in huge calls, or warm for BIGCACHE_WARM_MAX_MS
 //!  evicted (slots or BIGCACHE_MAPPED_BYTES full), too big, trim
@@ -153,6 +154,35 @@ impl HugeCache {
             self.tick += 1;
             let slot = CacheSlot { segment: tail, tick: self.tick, cached_ms: now, warm: true };
             self.insert(slot, now.saturating_add(delay.max(BIGCACHE_WARM_MAX_MS)));
+        }
+    }
+
+    /// Grow a live huge mapping in place to at least `map_size` bytes with
+    /// the warm cached mapping right after it, when that one is large
+    /// enough (a split tail, typically): no syscall, and its pages are
+    /// resident. What the growth does not need (from the first 2 MiB
+    /// boundary past `map_size`) stays cached. Returns whether it grew.
+    ///
+    /// # Safety
+    /// The caller owns `segment`, a live huge mapping whose header starts
+    /// it; the provider can split mappings.
+    pub unsafe fn grow_into_next<P: PageProvider>(&mut self, memory: &Memory<P>, segment: *mut Segment, map_size: usize, now: u64) -> bool {
+        // SAFETY: per the contract; cached mappings are live and the cache's.
+        unsafe {
+            let end = segment as usize + (*segment).map_size;
+            let needed = map_size.saturating_sub((*segment).map_size);
+            let Some(i) = (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize == end && Self::size_of(&self.slots[i]) >= needed) else {
+                return false;
+            };
+            let next = self.remove(i).segment;
+            segment_map_remove(next);
+            (*segment).map_size += (*next).map_size;
+            memory.stats.huge_mapped.fetch_sub(1, Ordering::Relaxed);
+            if (*segment).map_size >= map_size.next_multiple_of(SEGMENT_SIZE) + SEGMENT_SIZE {
+                // A slot is free: one was just removed.
+                self.split(memory, segment, map_size, now);
+            }
+            true
         }
     }
 

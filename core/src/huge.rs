@@ -127,7 +127,12 @@ impl HugeBlocks {
                 return None; // over-aligned layout: let the caller copy
             }
             let map_size = (block_offset + new_size).next_multiple_of(P::PAGE_SIZE);
-            let segment = Self::remap_segment(memory, segment, map_size)?;
+            // Growing: into the warm cached mapping right after it, if any
+            // (the tail a split left), else by remapping.
+            let grown = P::CAN_SPLIT
+                && map_size > (*segment).map_size
+                && self.cache.lock().grow_into_next(memory, segment, map_size, memory.now_ms());
+            let segment = if grown { segment } else { Self::remap_segment(memory, segment, map_size)? };
             (*segment).huge_size = map_size - block_offset;
             Some((segment as *mut u8).add(block_offset))
         }

@@ -934,3 +934,42 @@ fn segments_remembered_for_local_frees_are_forgotten_when_released() {
     });
     assert!(message.contains("invalid pointer"), "{message}");
 }
+
+#[test]
+fn a_growing_huge_realloc_takes_the_warm_tail_of_its_own_split_in_place() {
+    // The shape of a Vec doubling after an earlier one was freed: the head
+    // of the cached mapping serves the first size, and each growth joins
+    // the cached tail right after it: same address, no new mapping.
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(5000, Ordering::SeqCst);
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let a = heap.malloc(16 << 20);
+    // SAFETY: live block.
+    unsafe { global.free(a, hp) };
+    let provider_maps = global.provider().live_maps.load(Ordering::SeqCst);
+    let b = heap.malloc(2 << 20);
+    assert_eq!(b, a, "the head of the cached mapping");
+    fill(b, 2 << 20, 7);
+    let mut p = b;
+    for size in [4usize << 20, 8 << 20, 15 << 20] {
+        // SAFETY: p is live and ours.
+        p = unsafe { heap.realloc(p, size) };
+        assert_eq!(p, a, "grew by moving instead of in place to {size}");
+        // SAFETY: p holds size bytes.
+        assert!(unsafe { global.usable_size(p) } >= size);
+        assert_eq!(global.provider().live_maps.load(Ordering::SeqCst), provider_maps, "a new provider mapping");
+    }
+    verify(p, 2 << 20, 7);
+    fill(p, 15 << 20, 9);
+    // SAFETY: live block.
+    unsafe { global.free(p, hp) };
+    let d = heap.malloc(16 << 20);
+    assert_eq!(d, a, "the pieces are one mapping again");
+    // SAFETY: live block; the caller's heap.
+    unsafe {
+        global.free(d, hp);
+        global.trim(hp);
+    }
+    assert_eq!(global.stats().huge_mapped, 0);
+}
