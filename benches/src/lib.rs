@@ -6,6 +6,12 @@
 //! on exactly the same code. The unit tests run each pattern once per allocator and check
 //! the memory contents, so a broken allocator fails `cargo test -p hakmem-benches` instead
 //! of producing a number.
+//!
+//! The [`shapes`] module is the other kind: ordinary Rust code (collections, threads,
+//! channels) that allocates through whatever the process's `#[global_allocator]` is; the
+//! `shapes` binary is built once per allocator to compare them (`benches/shapes/run`).
+
+pub mod shapes;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::hint::black_box;
