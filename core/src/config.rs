@@ -46,8 +46,12 @@ pub const PAGE_EXTEND_MIN_BLOCKS: usize = 16;
 /// Requests above this fail with ENOMEM before any arithmetic can overflow.
 pub const MAX_REQUEST: usize = isize::MAX as usize - 2 * SEGMENT_SIZE;
 
-/// Default number of empty segments kept mapped (purged) for reuse.
-pub const DEFAULT_SEGMENT_CACHE: usize = 4;
+/// Default number of empty segments kept mapped for reuse (their pages
+/// are purged after the purge delay, so this bounds address space, not
+/// RSS). Enough for a few threads that come and go, each holding a small
+/// and a mid segment: with 4, such threads mapped and faulted fresh
+/// segments on every start.
+pub const DEFAULT_SEGMENT_CACHE: usize = 16;
 /// Default bytes of freed huge blocks kept resident for warm reuse (those
 /// idle longer than the purge delay are purged at the next huge-block call).
 pub const DEFAULT_BIGCACHE_BYTES: usize = 256 << 20;
