@@ -45,6 +45,14 @@ impl<P: PageProvider + 'static> Heap<P> {
         if size <= SMALL_MAX {
             return self.pop_counted(self.direct[small_slot(size)]);
         }
+        self.malloc_fast_mid(size)
+    }
+
+    /// The fast path of the sizes above `SMALL_MAX`: a block of the
+    /// current page of a mid class, or null. Out of line, so that the
+    /// small path stays one straight run of instructions.
+    #[inline(never)]
+    pub fn malloc_fast_mid(&mut self, size: usize) -> *mut u8 {
         if size <= MEDIUM_MAX {
             return self.pop_counted(self.current[mid_class_of(size)]);
         }
