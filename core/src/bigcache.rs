@@ -8,7 +8,8 @@
 //!                   | resize the nearest warm one (CAN_REMAP) | purged fit
 //!  growing realloc -> the warm mapping right after the block, joined (CAN_SPLIT)
 //!  warm --> purged (kept mapped): over `bigcache_bytes` (oldest first), after
-//!           a pause in huge calls, or warm for BIGCACHE_WARM_MAX_MS
+//!           a pause in huge calls (at least BIGCACHE_PAUSE_MIN_MS), or warm
+//!           for BIGCACHE_WARM_MAX_MS
 //!  evicted (slots or BIGCACHE_MAPPED_BYTES full), too big, trim
 //!           --> release batch (RELEASE_BATCH mappings) --flush--> purge + unmap
 //! ```
@@ -20,7 +21,10 @@
 //! `huge_state` is `HUGE_CACHED`.
 
 use crate::class::SegmentKind;
-use crate::config::{BIGCACHE_MAPPED_BYTES, BIGCACHE_SLOTS, BIGCACHE_WARM_MAX_MS, RELEASE_BATCH, SEGMENT_HEADER_BYTES, SEGMENT_SIZE};
+use crate::config::{
+    BIGCACHE_MAPPED_BYTES, BIGCACHE_PAUSE_MIN_MS, BIGCACHE_SLOTS, BIGCACHE_WARM_MAX_MS, RELEASE_BATCH, SEGMENT_HEADER_BYTES,
+    SEGMENT_SIZE,
+};
 use crate::memory::Memory;
 use crate::provider::PageProvider;
 use crate::segment::{segment_map_remove, Segment, HUGE_CACHED, HUGE_OWNER};
@@ -247,10 +251,10 @@ impl HugeCache {
 impl HugeCache {
     /// Purge warm cached mappings (they stay mapped and cached): the oldest
     /// while there are more warm bytes than `bigcache_bytes`; those older
-    /// than the purge delay after a pause (no huge call for the purge delay
-    /// and for 8 times the usual gap between huge calls: what the program
-    /// freed is not about to be reused); and any warm longer than the
-    /// maximum age. Then note `now` as the last call.
+    /// than the purge delay after a pause (no huge call for the purge delay,
+    /// `BIGCACHE_PAUSE_MIN_MS` and 8 times the usual gap between huge calls:
+    /// what the program freed is not about to be reused); and any warm
+    /// longer than the maximum age. Then note `now` as the last call.
     ///
     /// Steady huge-block traffic thus reuses warm what it freed a few
     /// steps ago, however long each step takes, within the byte budget.
@@ -259,7 +263,8 @@ impl HugeCache {
         let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
         let max_age = delay.max(BIGCACHE_WARM_MAX_MS);
         let gap = now.saturating_sub(self.last_call_ms);
-        let pause = delay.max(self.gap_avg_ms.saturating_mul(8));
+        let floor = if delay == 0 { 0 } else { delay.max(BIGCACHE_PAUSE_MIN_MS) };
+        let pause = floor.max(self.gap_avg_ms.saturating_mul(8));
         let paused = now != 0 && gap >= pause;
         self.gap_avg_ms = (self.gap_avg_ms * 7 + gap.min(pause)) / 8;
         self.last_call_ms = now;

@@ -60,6 +60,11 @@ pub const BIGCACHE_SLOTS: usize = 128;
 /// Longest a freed huge block stays warm (ms) while huge calls keep coming
 /// (at least the purge delay); a pause of the purge delay purges it sooner.
 pub const BIGCACHE_WARM_MAX_MS: u64 = 1000;
+/// A pause in huge-block calls that purges the warm cache lasts at least
+/// this long (ms; with a nonzero purge delay): shorter gaps are a slow step
+/// or the thread losing its core, and purging there made the next steps
+/// fault everything again, which made them slower still.
+pub const BIGCACHE_PAUSE_MIN_MS: u64 = 100;
 /// Most bytes the huge-block cache keeps mapped (warm or purged).
 pub const BIGCACHE_MAPPED_BYTES: usize = 1 << 30;
 /// Evicted huge blocks gathered before they are unmapped together.

@@ -624,8 +624,8 @@ fn cached_huge_blocks_stay_warm_then_are_purged_but_kept() {
     // SAFETY: live block.
     unsafe { global.free(b, hp) };
     assert_eq!(global.stats().purged_bytes, purged);
-    // Past the delay, the next huge-block call purges it, but keeps it mapped.
-    global.provider().clock_ms.store(5020, Ordering::SeqCst);
+    // After a pause, the next huge-block call purges it, but keeps it mapped.
+    global.provider().clock_ms.store(5000 + crate::config::BIGCACHE_PAUSE_MIN_MS + 10, Ordering::SeqCst);
     let c = heap.malloc(5 << 20);
     assert!(global.stats().purged_bytes > purged, "idle cached block purged");
     let d = heap.calloc(1, 3 << 20);
@@ -676,8 +676,15 @@ fn steady_huge_traffic_keeps_freed_blocks_warm_until_a_pause_or_the_age_limit() 
     verify(b, 4096, 7);
     // SAFETY: live block.
     unsafe { global.free(b, hp) };
-    // A pause of the delay between huge calls purges what waited that long.
+    // A gap just past the delay is no pause yet (a slow step)...
     let now = now + 11;
+    clock(now);
+    let x = heap.malloc(9 << 20);
+    assert_eq!(global.stats().purged_bytes, purged, "a gap of the delay purged the cache");
+    // SAFETY: live block.
+    unsafe { global.free(x, hp) };
+    // ...a pause of the minimum (and the delay) purges what waited that long.
+    let now = now + crate::config::BIGCACHE_PAUSE_MIN_MS + 1;
     clock(now);
     let c = heap.malloc(5 << 20);
     assert!(global.stats().purged_bytes > purged, "a pause did not purge the cache");
