@@ -77,25 +77,6 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[inline(never)]
     pub fn malloc_slow(&mut self, size: usize) -> *mut u8 {
         self.count_malloc();
-        if size <= MEDIUM_MAX {
-            return self.alloc_class(class_of(size));
-        }
-        if size <= LARGE_MAX {
-            let page = self.current[class_of(size)];
-            // SAFETY: current entries are live pages of this heap or
-            // EMPTY_PAGE (whose free list is null: pop returns null).
-            let block = unsafe { (*page).pop(self.list_key) };
-            if !block.is_null() {
-                return block as *mut u8;
-            }
-        }
-        self.malloc_refill(size)
-    }
-
-    /// malloc_slow past the current page's free list: huge blocks, carving,
-    /// the refill path (out of line, so that the pop above needs no frame).
-    #[inline(never)]
-    fn malloc_refill(&mut self, size: usize) -> *mut u8 {
         if size > LARGE_MAX {
             return self.huge_alloc(size, MIN_ALIGN).map_or(null_mut(), |(p, _)| p);
         }
@@ -272,11 +253,11 @@ impl<P: PageProvider + 'static> Heap<P> {
             return self.malloc(size);
         }
         let segment = Segment::of_ptr(ptr);
-        // SAFETY: ptr is a live block (caller); in the heap's last local
-        // segment (mapped and ours) it needs no segment-map check, and
+        // SAFETY: ptr is a live block (caller); in a segment the heap
+        // remembers (mapped and ours) it needs no segment-map check, and
         // Shared::usable_size validates it otherwise.
         let usable = unsafe {
-            if segment == self.local_segment {
+            if self.remembers(segment) {
                 Segment::usable_size(segment, ptr)
             } else {
                 self.shared.usable_size(ptr)

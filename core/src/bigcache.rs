@@ -57,6 +57,12 @@ pub enum Reuse {
     Purged,
 }
 
+/// A warm mapping at least this large is split to serve `map_size` bytes:
+/// its tail from the 2 MiB boundary past the request is at least 2 MiB.
+const fn split_min(map_size: usize) -> usize {
+    map_size.next_multiple_of(SEGMENT_SIZE) + SEGMENT_SIZE
+}
+
 const EMPTY_SLOT: CacheSlot = CacheSlot { segment: null_mut(), tick: 0, cached_ms: 0, warm: false };
 
 /// BigCache and the release batch (behind the lock of `HugeBlocks`).
@@ -118,7 +124,7 @@ impl HugeCache {
         let size = |i: usize| Self::size_of(&slots[i]);
         let warm = |i: &usize| slots[*i].warm;
         let resize_cost = |i: usize| if size(i) >= map_size { (size(i) - map_size) / 4 } else { map_size - size(i) };
-        let split_min = map_size.next_multiple_of(SEGMENT_SIZE) + SEGMENT_SIZE;
+        let split_min = split_min(map_size);
         let fit_warm = (0..slots.len()).filter(warm).filter(|&i| fits(size(i))).min_by_key(|&i| size(i));
         let split = (0..slots.len()).filter(warm).filter(|&i| can_split && size(i) >= split_min).min_by_key(|&i| size(i));
         let nearest = (0..slots.len()).filter(warm).filter(|_| can_resize).min_by_key(|&i| resize_cost(i));
@@ -173,16 +179,13 @@ impl HugeCache {
     pub unsafe fn grow_into_next<P: PageProvider>(&mut self, memory: &Memory<P>, segment: *mut Segment, map_size: usize, now: u64) -> bool {
         // SAFETY: per the contract; cached mappings are live and the cache's.
         unsafe {
-            let end = segment as usize + (*segment).map_size;
             let needed = map_size.saturating_sub((*segment).map_size);
-            let Some(i) = (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize == end && Self::size_of(&self.slots[i]) >= needed) else {
+            let Some(i) = self.warm_slot_after(segment, needed) else {
                 return false;
             };
             let next = self.remove(i).segment;
-            segment_map_remove(next);
-            (*segment).map_size += (*next).map_size;
-            memory.stats.huge_mapped.fetch_sub(1, Ordering::Relaxed);
-            if (*segment).map_size >= map_size.next_multiple_of(SEGMENT_SIZE) + SEGMENT_SIZE {
+            Self::join(memory, segment, next);
+            if (*segment).map_size >= split_min(map_size) {
                 // A slot is free: one was just removed.
                 self.split(memory, segment, map_size, now);
             }
@@ -201,23 +204,44 @@ impl HugeCache {
     unsafe fn join_neighbours<P: PageProvider>(&mut self, memory: &Memory<P>, mut segment: *mut Segment) -> *mut Segment {
         // SAFETY: per the contract; cached mappings are live and the cache's.
         unsafe {
-            let end = segment as usize + (*segment).map_size;
-            if let Some(i) = (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize == end) {
+            if let Some(i) = self.warm_slot_after(segment, 0) {
                 let next = self.remove(i).segment;
-                segment_map_remove(next);
-                (*segment).map_size += (*next).map_size;
-                memory.stats.huge_mapped.fetch_sub(1, Ordering::Relaxed);
+                Self::join(memory, segment, next);
             }
             let start = segment as usize;
             if let Some(i) = (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize + Self::size_of(&self.slots[i]) == start) {
                 let prev = self.remove(i).segment;
-                segment_map_remove(segment);
-                (*prev).map_size += (*segment).map_size;
-                memory.stats.huge_mapped.fetch_sub(1, Ordering::Relaxed);
+                Self::join(memory, prev, segment);
                 segment = prev;
             }
             segment
         }
+    }
+
+    /// The warm cached mapping that starts where `segment`'s mapping ends,
+    /// at least `min_size` bytes long.
+    ///
+    /// # Safety
+    /// `segment` is a mapped huge header that starts its mapping.
+    unsafe fn warm_slot_after(&self, segment: *mut Segment, min_size: usize) -> Option<usize> {
+        // SAFETY: per the contract.
+        let end = segment as usize + unsafe { (*segment).map_size };
+        (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize == end && Self::size_of(&self.slots[i]) >= min_size)
+    }
+
+    /// Make `second`, the mapping right after `first` (taken out of the
+    /// cache), part of `first`: one mapping with one header.
+    ///
+    /// # Safety
+    /// Both are huge mappings whose headers start them, `second` starting
+    /// where `first` ends; neither is cached.
+    unsafe fn join<P: PageProvider>(memory: &Memory<P>, first: *mut Segment, second: *mut Segment) {
+        // SAFETY: per the contract.
+        unsafe {
+            segment_map_remove(second);
+            (*first).map_size += (*second).map_size;
+        }
+        memory.stats.huge_mapped.fetch_sub(1, Ordering::Relaxed);
     }
 
     fn remove(&mut self, i: usize) -> CacheSlot {

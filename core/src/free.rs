@@ -96,9 +96,8 @@ impl<P: PageProvider + 'static> Heap<P> {
     unsafe fn free_local(&mut self, page: *mut Page, ptr: *mut u8) {
         // SAFETY: per the contract; the block lies in the page's area.
         unsafe {
-            let offset = (ptr as usize).wrapping_sub((*page).start as usize);
-            let index = (*page).index_of(offset);
-            let block = ((*page).start as usize + index * (*page).block_size as usize) as *mut Block;
+            let (index, block) = (*page).block_index_of(ptr);
+            let block = block as *mut Block;
             let marker = block as usize ^ self.marker_key;
             // checked_block's conditions, folded into one branch: a block
             // start, carved, of a page with no flag set (fast_capacity),

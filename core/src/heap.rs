@@ -355,6 +355,12 @@ impl<P: PageProvider + 'static> Heap<P> {
         self.local_segments[local_slot(segment)] = segment;
     }
 
+    /// Whether `segment` is one the heap remembers (so it is ours and mapped).
+    #[inline(always)]
+    pub(crate) fn remembers(&self, segment: *mut Segment) -> bool {
+        self.local_segment == segment || self.local_segments[local_slot(segment)] == segment
+    }
+
     /// Forget the remembered segments (before giving segments away).
     pub(crate) fn forget_local_segments(&mut self) {
         self.local_segment = null_mut();

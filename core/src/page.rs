@@ -143,8 +143,15 @@ impl Page {
     /// Start of the block containing `ptr` (which lies in this page's area).
     #[inline(always)]
     pub fn block_of(&self, ptr: *const u8) -> *mut u8 {
-        let offset = (ptr as usize).wrapping_sub(self.start as usize);
-        (self.start as usize + self.index_of(offset) * self.block_size as usize) as *mut u8
+        self.block_index_of(ptr).1
+    }
+
+    /// Index and start of the block containing `ptr` (which lies in this
+    /// page's area).
+    #[inline(always)]
+    pub fn block_index_of(&self, ptr: *const u8) -> (usize, *mut u8) {
+        let index = self.index_of((ptr as usize).wrapping_sub(self.start as usize));
+        (index, (self.start as usize + index * self.block_size as usize) as *mut u8)
     }
 
     /// Pop the first block of the local free list: null when the list is
