@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  free(ptr) --- null: nothing
-//!     | the heap's last local segment, or one it remembers: skip the two checks below
+//!     | a segment the heap remembers (local_segments): skip the two checks below
 //!     | segment not in the segment map: abort
 //!     | segment owner == this heap
 //!  Heap::free_local --- one combined test passes: push on the page's free list
@@ -54,18 +54,11 @@ pub unsafe fn free<P: PageProvider>(
         return;
     }
     let segment = Segment::of_ptr(ptr);
-    // SAFETY: `local_segment` is mapped and owned by `heap` (its invariant),
-    // so the segment map and the owner need not be read.
-    unsafe {
-        if !heap.is_null() && (*heap).local_segment == segment {
-            let page = Segment::page_of(segment, ptr);
-            return (*heap).free_local(page, ptr);
-        }
-    }
-    // SAFETY: as above, for the other segments the heap remembers.
+    // SAFETY: a segment the heap remembers is mapped and owned by it (the
+    // invariant of `local_segments`), so the segment map and the owner
+    // need not be read.
     unsafe {
         if !heap.is_null() && (*heap).local_segments[local_slot(segment)] == segment {
-            (*heap).local_segment = segment;
             let page = Segment::page_of(segment, ptr);
             return (*heap).free_local(page, ptr);
         }

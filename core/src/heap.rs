@@ -23,7 +23,7 @@
 //!   `full` iff they have it, and in neither only while being moved or freed.
 //! - Every segment whose `owner` is this heap is in `segments[kind]`, and
 //!   `owner` is the heap's address, which is also `delayed`'s (first field).
-//! - `local_segment` and each `local_segments` entry are null or one of those segments.
+//! - each `local_segments` entry is null or one of those segments.
 
 use crate::class::{class_size, kind_of_class, small_slots_of, CLASS_COUNT, PAGED_KINDS, SMALL_SLOTS};
 use crate::config::{SEGMENT_SHIFT, SMALL_MAX};
@@ -69,13 +69,12 @@ pub struct Heap<P: PageProvider + 'static> {
     pub(crate) direct: [*mut Page; SMALL_SLOTS],
     /// The current page of each class: its queue's first page.
     pub(crate) current: [*mut Page; CLASS_COUNT],
-    /// The segment the last local free went to: null, or a segment this
-    /// heap owns (so it is mapped); cleared whenever the heap gives
-    /// segments away (purge, abandon).
-    pub(crate) local_segment: *mut Segment,
-    /// More segments local frees went to, by segment number (`local_slot`):
-    /// null or owned, cleared with `local_segment`. A free whose segment is
-    /// found here skips the segment map and the owner load too.
+    /// Segments local frees went to, by segment number (`local_slot`):
+    /// each null or a segment this heap owns (so it is mapped); cleared
+    /// whenever the heap gives segments away (purge, abandon). A free whose
+    /// segment is found here skips the segment map and the owner load. One
+    /// indexed compare, not a "last segment" test first: frees spread over
+    /// a few segments made that test mispredict on every other free.
     pub(crate) local_segments: [*mut Segment; LOCAL_SEGMENTS],
     pub(crate) list_key: usize,
     pub(crate) marker_key: usize,
@@ -101,7 +100,6 @@ impl<P: PageProvider + 'static> Heap<P> {
             delayed: DelayedFrees::new(),
             direct: [empty_page(); SMALL_SLOTS],
             current: [empty_page(); CLASS_COUNT],
-            local_segment: null_mut(),
             local_segments: [null_mut(); LOCAL_SEGMENTS],
             list_key,
             marker_key,
@@ -351,19 +349,17 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// Remember `segment`, which this heap owns, as the last local free's.
     #[inline(always)]
     pub(crate) fn remember_local(&mut self, segment: *mut Segment) {
-        self.local_segment = segment;
         self.local_segments[local_slot(segment)] = segment;
     }
 
     /// Whether `segment` is one the heap remembers (so it is ours and mapped).
     #[inline(always)]
     pub(crate) fn remembers(&self, segment: *mut Segment) -> bool {
-        self.local_segment == segment || self.local_segments[local_slot(segment)] == segment
+        self.local_segments[local_slot(segment)] == segment
     }
 
     /// Forget the remembered segments (before giving segments away).
     pub(crate) fn forget_local_segments(&mut self) {
-        self.local_segment = null_mut();
         self.local_segments = [null_mut(); LOCAL_SEGMENTS];
     }
 
@@ -373,11 +369,11 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub fn check_invariants(&self) {
         use crate::page::PAGE_UNUSED;
         let me = self as *const Self as usize;
-        for (i, &local) in core::iter::once(&self.local_segment).chain(self.local_segments.iter()).enumerate() {
+        for (i, &local) in self.local_segments.iter().enumerate() {
             if local.is_null() {
                 continue;
             }
-            assert!(i == 0 || local_slot(local) == i - 1, "local_segments slot");
+            assert!(local_slot(local) == i, "local_segments slot");
             let listed = self.segments.iter().any(|list| {
                 let mut segment = list.first;
                 while !segment.is_null() && segment != local {
