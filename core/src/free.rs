@@ -21,7 +21,7 @@
 //! block, a block already free (its marker, see page.rs).
 
 use crate::config::SMALL_MAX;
-use crate::heap::{local_slot, Heap};
+use crate::heap::Heap;
 use crate::memory::Memory;
 use crate::page::{Block, Page, PAGE_ALIGNED, PAGE_UNUSED};
 use crate::provider::PageProvider;
@@ -58,9 +58,11 @@ pub unsafe fn free<P: PageProvider>(
     // invariant of `local_segments`), so the segment map and the owner
     // need not be read.
     unsafe {
-        if !heap.is_null() && (*heap).local_segments[local_slot(segment)] == segment {
-            let page = Segment::page_of(segment, ptr);
-            return (*heap).free_local(page, ptr);
+        if !heap.is_null() {
+            if let Some(page_shift) = (*heap).remembered_page_shift(segment) {
+                let page = Segment::page_at(segment, ptr, page_shift);
+                return (*heap).free_local(page, ptr);
+            }
         }
     }
     if !segment_is_known(segment) {

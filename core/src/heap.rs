@@ -23,7 +23,8 @@
 //!   `full` iff they have it, and in neither only while being moved or freed.
 //! - Every segment whose `owner` is this heap is in `segments[kind]`, and
 //!   `owner` is the heap's address, which is also `delayed`'s (first field).
-//! - each `local_segments` entry is null or one of those segments.
+//! - each `local_segments` entry is 0 or one of those segments, tagged
+//!   with its page shift.
 
 use crate::class::{class_size, kind_of_class, small_slots_of, CLASS_COUNT, PAGED_KINDS, SMALL_SLOTS};
 use crate::config::{SEGMENT_SHIFT, SMALL_MAX};
@@ -49,8 +50,9 @@ pub(crate) fn empty_page() -> *mut Page {
     &EMPTY_PAGE.0 as *const Page as *mut Page
 }
 
-/// Segments a heap remembers for its local frees, besides the last one.
-pub(crate) const LOCAL_SEGMENTS: usize = 8;
+/// Segments a heap remembers for its local frees: 64 MiB of consecutive
+/// segments without two in one slot.
+pub(crate) const LOCAL_SEGMENTS: usize = 32;
 
 /// Slot of `segment` in `local_segments`: the low bits of its number.
 #[inline(always)]
@@ -75,7 +77,12 @@ pub struct Heap<P: PageProvider + 'static> {
     /// segment is found here skips the segment map and the owner load. One
     /// indexed compare, not a "last segment" test first: frees spread over
     /// a few segments made that test mispredict on every other free.
-    pub(crate) local_segments: [*mut Segment; LOCAL_SEGMENTS],
+    /// Each entry is the segment's address with its `page_shift` in the low
+    /// bits (`LocalSegment`), so that a local free finds its page without
+    /// reading the segment header: all headers share one set of a
+    /// set-associative cache, and a heap with more segments than ways
+    /// missed on it at every free.
+    pub(crate) local_segments: [usize; LOCAL_SEGMENTS],
     pub(crate) list_key: usize,
     pub(crate) marker_key: usize,
     malloc_calls: AtomicU64,
@@ -100,7 +107,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             delayed: DelayedFrees::new(),
             direct: [empty_page(); SMALL_SLOTS],
             current: [empty_page(); CLASS_COUNT],
-            local_segments: [null_mut(); LOCAL_SEGMENTS],
+            local_segments: [0; LOCAL_SEGMENTS],
             list_key,
             marker_key,
             malloc_calls: AtomicU64::new(0),
@@ -346,21 +353,39 @@ impl<P: PageProvider + 'static> Heap<P> {
         self.dirty.purge(&mut self.segments, self.shared)
     }
 
-    /// Remember `segment`, which this heap owns, as the last local free's.
+    /// Remember `segment`, which this heap owns, for local frees.
+    ///
+    /// # Safety
+    /// `segment` is a live paged segment.
     #[inline(always)]
-    pub(crate) fn remember_local(&mut self, segment: *mut Segment) {
-        self.local_segments[local_slot(segment)] = segment;
+    pub(crate) unsafe fn remember_local(&mut self, segment: *mut Segment) {
+        // SAFETY: per the contract.
+        let page_shift = unsafe { (*segment).page_shift } as usize;
+        self.local_segments[local_slot(segment)] = segment as usize | page_shift;
+    }
+
+    /// The page shift of `segment` when the heap remembers it (so it is
+    /// ours and mapped): the entry xor the segment is the shift exactly
+    /// when the entry is this segment's (segments are 2 MiB aligned).
+    #[inline(always)]
+    pub(crate) fn remembered_page_shift(&self, segment: *mut Segment) -> Option<usize> {
+        let tag = self.local_segments[local_slot(segment)] ^ segment as usize;
+        if tag <= SEGMENT_SHIFT {
+            Some(tag)
+        } else {
+            None
+        }
     }
 
     /// Whether `segment` is one the heap remembers (so it is ours and mapped).
     #[inline(always)]
     pub(crate) fn remembers(&self, segment: *mut Segment) -> bool {
-        self.local_segments[local_slot(segment)] == segment
+        self.remembered_page_shift(segment).is_some()
     }
 
     /// Forget the remembered segments (before giving segments away).
     pub(crate) fn forget_local_segments(&mut self) {
-        self.local_segments = [null_mut(); LOCAL_SEGMENTS];
+        self.local_segments = [0; LOCAL_SEGMENTS];
     }
 
     /// Walk every structure and check the invariants in the module docs.
@@ -369,11 +394,14 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub fn check_invariants(&self) {
         use crate::page::PAGE_UNUSED;
         let me = self as *const Self as usize;
-        for (i, &local) in self.local_segments.iter().enumerate() {
-            if local.is_null() {
+        for (i, &entry) in self.local_segments.iter().enumerate() {
+            if entry == 0 {
                 continue;
             }
+            let local = (entry & !crate::config::SEGMENT_MASK) as *mut Segment;
             assert!(local_slot(local) == i, "local_segments slot");
+            // SAFETY: checked below to be one of our (live) segments.
+            assert_eq!(entry & crate::config::SEGMENT_MASK, unsafe { (*local).page_shift } as usize, "local_segments tag");
             let listed = self.segments.iter().any(|list| {
                 let mut segment = list.first;
                 while !segment.is_null() && segment != local {

@@ -139,8 +139,18 @@ impl Segment {
         // SAFETY: the caller guarantees the header is live and ptr lies in
         // its first 2 MiB; page_shift >= 16, so the index is below 32 (the
         // length of `pages`): no bounds check is needed.
+        unsafe { Segment::page_at(this, ptr, (*this).page_shift as usize) }
+    }
+
+    /// [`Segment::page_of`] with the segment's `page_shift` known.
+    ///
+    /// # Safety
+    /// As for `page_of`; `page_shift` is the segment's.
+    #[inline(always)]
+    pub unsafe fn page_at(this: *mut Segment, ptr: *const u8, page_shift: usize) -> *mut Page {
+        // SAFETY: per the contract (the index is below 32, see page_of).
         unsafe {
-            let index = (ptr as usize - this as usize) >> (*this).page_shift;
+            let index = (ptr as usize - this as usize) >> page_shift;
             debug_assert!(index < MAX_PAGES_PER_SEGMENT);
             (core::ptr::addr_of_mut!((*this).pages) as *mut Page).add(index)
         }
