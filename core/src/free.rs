@@ -53,18 +53,18 @@ pub unsafe fn free<P: PageProvider>(
     if ptr.is_null() {
         return;
     }
-    let segment = Segment::of_ptr(ptr);
     // SAFETY: a segment the heap remembers is mapped and owned by it (the
     // invariant of `local_segments`), so the segment map and the owner
     // need not be read.
     unsafe {
         if !heap.is_null() {
-            if let Some(page_shift) = (*heap).remembered_page_shift(segment) {
+            if let Some((segment, page_shift)) = (*heap).remembered_segment_of(ptr) {
                 let page = Segment::page_at(segment, ptr, page_shift);
                 return (*heap).free_local(page, ptr);
             }
         }
     }
+    let segment = Segment::of_ptr(ptr);
     if !segment_is_known(segment) {
         shared.memory.fatal_at(INVALID, ptr as usize);
     }
@@ -82,8 +82,9 @@ pub unsafe fn free<P: PageProvider>(
 }
 
 impl<P: PageProvider + 'static> Heap<P> {
-    /// Free a block of a page this heap owns. Budget: a multiply for the
-    /// block index, one combined test, four stores.
+    /// Free a block of a page this heap owns. Budget: one multiply for the
+    /// block index and whether `ptr` starts a block, one combined test,
+    /// four stores.
     ///
     /// # Safety
     /// `page` is the page covering `ptr` in a segment owned by this heap.
@@ -91,13 +92,13 @@ impl<P: PageProvider + 'static> Heap<P> {
     unsafe fn free_local(&mut self, page: *mut Page, ptr: *mut u8) {
         // SAFETY: per the contract; the block lies in the page's area.
         unsafe {
-            let (index, block) = (*page).block_index_of(ptr);
-            let block = block as *mut Block;
+            let (index, is_start) = (*page).block_index_exact(ptr);
+            let block = ptr as *mut Block;
             let marker = block as usize ^ self.marker_key;
             // checked_block's conditions, folded into one branch: a block
             // start, carved, of a page with no flag set (fast_capacity),
             // not marked free.
-            if (block as *mut u8 == ptr) & (index < (*page).fast_capacity as usize) & ((*block).marker != marker) {
+            if is_start & (index < (*page).fast_capacity as usize) & ((*block).marker != marker) {
                 (*block).marker = marker;
                 self.count_free();
                 (*page).push(block, self.list_key);

@@ -377,6 +377,22 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
     }
 
+    /// The segment and page shift of the block at `ptr` when the heap
+    /// remembers its segment. `ptr` itself is looked up (no `ptr - 1` as in
+    /// `Segment::of_ptr`): a pointer at a 2 MiB boundary starts a huge
+    /// block, never in a segment the heap remembers, so it is not found
+    /// here. The entry's high bits equal `ptr`'s exactly when it is this
+    /// segment's, whatever its tag; its low bits are the shift.
+    #[inline(always)]
+    pub(crate) fn remembered_segment_of(&self, ptr: *const u8) -> Option<(*mut Segment, usize)> {
+        let entry = self.local_segments[(ptr as usize >> SEGMENT_SHIFT) % LOCAL_SEGMENTS];
+        if (entry ^ ptr as usize) <= crate::config::SEGMENT_MASK {
+            Some(((entry & !crate::config::SEGMENT_MASK) as *mut Segment, entry & crate::config::SEGMENT_MASK))
+        } else {
+            None
+        }
+    }
+
     /// Whether `segment` is one the heap remembers (so it is ours and mapped).
     #[inline(always)]
     pub(crate) fn remembers(&self, segment: *mut Segment) -> bool {

@@ -116,9 +116,13 @@ impl Page {
             .is_ok()
     }
 
-    /// Let remote frees land on the page again.
+    /// Let remote frees land on the page again (an atomic operation only
+    /// when the bit is still set: the remote free that told the owner
+    /// cleared it already).
     pub fn clear_delayed(&self) {
-        self.thread_free.fetch_and(!DELAYED, Ordering::AcqRel);
+        if self.thread_free.load(Ordering::Relaxed) & DELAYED != 0 {
+            self.thread_free.fetch_and(!DELAYED, Ordering::AcqRel);
+        }
     }
 }
 
