@@ -10,15 +10,16 @@
 //!  alloc_class --------- current[class]->pop(), else
 //!  alloc_class_slow ----- drain delayed frees, purge if due, then per page
 //!                         of the class: collect remote frees, carve more,
-//!                         or retire it to the full queue; adopt an abandoned
-//!                         segment; else a fresh page
+//!                         keep it queued (the first KEPT_FULL_PAGES full
+//!                         ones) or retire it to the full queue; adopt an
+//!                         abandoned segment; else a fresh page
 //! ```
 //!
 //! The fast path ([`Heap::malloc`]) is a table lookup, one load and test,
 //! the link check and four stores; everything else is `#[cold]`.
 
 use crate::class::{class_of, class_size, mid_class_of, small_slot};
-use crate::config::{LARGE_MAX, MAX_REQUEST, MEDIUM_MAX, MIN_ALIGN, SEGMENT_HEADER_BYTES, SMALL_MAX};
+use crate::config::{KEPT_FULL_PAGES, LARGE_MAX, MAX_REQUEST, MEDIUM_MAX, MIN_ALIGN, SEGMENT_HEADER_BYTES, SMALL_MAX};
 use crate::heap::{empty_page, Heap};
 use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
 use crate::provider::PageProvider;
@@ -132,7 +133,9 @@ impl<P: PageProvider + 'static> Heap<P> {
         self.purge_if_due();
         for attempt in 0..2 {
             let mut page = self.queues[class].first;
-            while !page.is_null() {
+            let mut kept = 0;
+            let mut first_kept = null_mut();
+            while !page.is_null() && page != first_kept {
                 // SAFETY: pages in our queues are live pages of our segments.
                 unsafe {
                     self.collect(page);
@@ -148,6 +151,20 @@ impl<P: PageProvider + 'static> Heap<P> {
                         return self.page_pop(page);
                     }
                     let next = (*page).next;
+                    if kept < KEPT_FULL_PAGES {
+                        // Stays queued, at the back, walked again by a later
+                        // refill: its frees take the fast path meanwhile.
+                        kept += 1;
+                        if !next.is_null() {
+                            if first_kept.is_null() {
+                                first_kept = page;
+                            }
+                            self.queues[class].remove(page);
+                            self.queues[class].push_back(page);
+                        }
+                        page = next;
+                        continue;
+                    }
                     if (*page).try_set_delayed() {
                         self.queue_remove(page);
                         (*page).set_flags(PAGE_FULL);
@@ -163,6 +180,9 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
         let page = self.page_alloc(class);
         if page.is_null() {
+            // Out of memory: the walk may have moved the queue's head.
+            let first = if self.queues[class].is_empty() { empty_page() } else { self.queues[class].first };
+            self.set_current(class, first);
             return null_mut();
         }
         // SAFETY: page was just initialised for this class and is ours.

@@ -888,6 +888,29 @@ fn remote_frees_are_gathered_per_page_and_handed_over_in_batches() {
 }
 
 #[test]
+fn a_class_keeps_its_first_full_pages_queued() {
+    use crate::config::KEPT_FULL_PAGES;
+    use crate::page::{Page, PAGE_FULL};
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    // Fill KEPT_FULL_PAGES + 2 pages of 1 KiB blocks (64 per 64 KiB page).
+    let blocks: Vec<*mut u8> = (0..64 * (KEPT_FULL_PAGES + 2)).map(|_| heap.malloc(1024)).collect();
+    let mut pages: Vec<*mut Page> = blocks.iter().map(|&p| unsafe { Segment::page_of_block(p) }).collect();
+    pages.dedup();
+    let full = |page: *mut Page| unsafe { (*page).flags.load(Ordering::Relaxed) & PAGE_FULL != 0 };
+    let retired = pages.iter().filter(|&&page| full(page)).count();
+    // Every page but the current one is full of blocks; the first
+    // KEPT_FULL_PAGES of them stay queued (their frees take the fast path).
+    assert_eq!(retired, pages.len() - 1 - KEPT_FULL_PAGES, "{} pages", pages.len());
+    heap.check_invariants();
+    for &p in &blocks {
+        // SAFETY: live blocks of this heap.
+        unsafe { global.free(p, heap) };
+    }
+    heap.check_invariants();
+}
+
+#[test]
 fn remote_frees_of_mixed_sizes_are_gathered_per_page() {
     let global = new_global(TestProvider::new());
     let owner = global.heap_acquire();
