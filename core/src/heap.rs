@@ -282,7 +282,16 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub(crate) unsafe fn page_empty(&mut self, page: *mut Page) {
         // SAFETY: per the contract.
         unsafe {
-            if self.queues[(*page).class as usize].is_only(page) {
+            let class = (*page).class as usize;
+            let queue = &self.queues[class];
+            if queue.is_only(page) {
+                return;
+            }
+            // A small page that empties as the current page or right behind
+            // it is about to be refilled (a loop whose blocks span two
+            // pages freed and carved one of them again on every turn): it
+            // stays, so a class keeps at most two empty pages of 64 KiB.
+            if class_size(class) <= SMALL_MAX && (queue.first == page || (*queue.first).next == page) {
                 return;
             }
             self.queue_remove(page);

@@ -911,6 +911,26 @@ fn a_class_keeps_its_first_full_pages_queued() {
 }
 
 #[test]
+fn a_small_page_emptied_behind_the_current_one_stays_until_trim() {
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    // 100 blocks of 1 KiB span two pages; freeing them all empties both.
+    for round in 0..3 {
+        let blocks: Vec<*mut u8> = (0..100).map(|_| heap.malloc(1024)).collect();
+        for &p in &blocks {
+            // SAFETY: live blocks of this heap.
+            unsafe { global.free(p, hp) };
+        }
+        assert_eq!(global.stats().pages_in_use, 2, "round {round}: {:?}", global.stats());
+        heap.check_invariants();
+    }
+    // SAFETY: this thread's heap.
+    unsafe { global.trim(hp) };
+    assert_eq!(global.stats().pages_in_use, 0, "{:?}", global.stats());
+}
+
+#[test]
 fn remote_frees_of_mixed_sizes_are_gathered_per_page() {
     let global = new_global(TestProvider::new());
     let owner = global.heap_acquire();
