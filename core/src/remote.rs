@@ -26,7 +26,6 @@
 //! - Every link is encoded with the list key and checked to stay in its
 //!   segment when the owner walks the list.
 
-use crate::config::SMALL_PAGE_SHIFT;
 use crate::page::{decode, encode, link_is_plausible, Block, Page};
 use crate::segment::{Segment, CACHED_OWNER};
 use core::ptr::null_mut;
@@ -206,29 +205,18 @@ pub unsafe fn push_foreign(segment: *mut Segment, page: *mut Page, head: *mut Bl
     }
 }
 
-/// Most blocks a thread gathers for one page before handing them over.
+/// Most blocks a thread gathers before handing them over.
 const PENDING_MAX: usize = 64;
-/// Pages a thread gathers for at once (by page number: consecutive small
-/// pages never share a slot).
-const PENDING_PAGES: usize = 16;
 
 /// Remote frees a thread gathers per page before handing them over with
-/// one atomic push each (its heap's): frees of small blocks of foreign
-/// pages, as when a thread frees a batch another thread allocated, of one
-/// size or of mixed sizes (whose blocks lie in one page per size class).
-/// Owner only; at most `PENDING_MAX` blocks wait per page and
-/// `PENDING_PAGES` pages at once (1 MiB of small blocks at most), and the
-/// heap hands them all over on its slow paths (refill, thread exit, trim).
-pub struct PendingFrees {
-    pages: [PendingPage; PENDING_PAGES],
-}
-
-/// The gathered blocks of one page.
+/// one atomic push (its heap's): consecutive frees of small blocks of one
+/// foreign page, as when a thread frees a batch another thread allocated.
+/// Owner only; at most `PENDING_MAX` small blocks (64 KiB) wait, and the
+/// heap hands them over on its slow paths (refill, thread exit, trim) too.
 ///
 /// Invariant: `count == 0`, or `head` ... `tail` are `count` blocks of
 /// `page` (in `segment`) marked free, still counted in the page's `used`.
-#[derive(Clone, Copy)]
-struct PendingPage {
+pub struct PendingFrees {
     segment: *mut Segment,
     page: *mut Page,
     head: *mut Block,
@@ -236,58 +224,40 @@ struct PendingPage {
     count: usize,
 }
 
-impl PendingPage {
-    const EMPTY: PendingPage =
-        PendingPage { segment: null_mut(), page: null_mut(), head: null_mut(), tail: null_mut(), count: 0 };
+impl PendingFrees {
+    pub const fn new() -> Self {
+        PendingFrees { segment: null_mut(), page: null_mut(), head: null_mut(), tail: null_mut(), count: 0 }
+    }
+
+    /// Gather a block (marked free) of a foreign page; hands the gathered
+    /// blocks over first when they are of another page, or too many.
+    ///
+    /// # Safety
+    /// As for [`push_foreign`], for `block`.
+    pub unsafe fn add(&mut self, segment: *mut Segment, page: *mut Page, block: *mut Block, list_key: usize) {
+        if self.count != 0 && (self.page != page || self.count == PENDING_MAX) {
+            // SAFETY: per the invariant.
+            unsafe { self.hand_over(list_key) };
+        }
+        if self.count == 0 {
+            (self.segment, self.page, self.tail) = (segment, page, block);
+        } else {
+            // SAFETY: the caller is freeing `block`: its memory is ours.
+            unsafe { (*block).next = encode(self.head, list_key) };
+        }
+        self.head = block;
+        self.count += 1;
+    }
 
     /// Hand the gathered blocks over to their page's owner.
     ///
     /// # Safety
     /// The blocks' memory is still the gathering thread's (the invariant).
-    unsafe fn hand_over(&mut self, list_key: usize) {
+    pub unsafe fn hand_over(&mut self, list_key: usize) {
         if self.count != 0 {
             // SAFETY: per the invariant.
             unsafe { push_foreign(self.segment, self.page, self.head, self.tail, list_key) };
             self.count = 0;
-        }
-    }
-}
-
-impl PendingFrees {
-    pub const fn new() -> Self {
-        PendingFrees { pages: [PendingPage::EMPTY; PENDING_PAGES] }
-    }
-
-    /// Gather a block (marked free) of a foreign page; hands the blocks
-    /// gathered in its slot over first when they are of another page, or
-    /// too many.
-    ///
-    /// # Safety
-    /// As for [`push_foreign`], for `block`.
-    pub unsafe fn add(&mut self, segment: *mut Segment, page: *mut Page, block: *mut Block, list_key: usize) {
-        let slot = &mut self.pages[(block as usize >> SMALL_PAGE_SHIFT) % PENDING_PAGES];
-        if slot.count != 0 && (slot.page != page || slot.count == PENDING_MAX) {
-            // SAFETY: per the invariant.
-            unsafe { slot.hand_over(list_key) };
-        }
-        if slot.count == 0 {
-            (slot.segment, slot.page, slot.tail) = (segment, page, block);
-        } else {
-            // SAFETY: the caller is freeing `block`: its memory is ours.
-            unsafe { (*block).next = encode(slot.head, list_key) };
-        }
-        slot.head = block;
-        slot.count += 1;
-    }
-
-    /// Hand every gathered block over to its page's owner.
-    ///
-    /// # Safety
-    /// The blocks' memory is still the gathering thread's (the invariant).
-    pub unsafe fn hand_over(&mut self, list_key: usize) {
-        for slot in &mut self.pages {
-            // SAFETY: per the invariant.
-            unsafe { slot.hand_over(list_key) };
         }
     }
 }

@@ -931,35 +931,6 @@ fn a_small_page_emptied_behind_the_current_one_stays_until_trim() {
 }
 
 #[test]
-fn remote_frees_of_mixed_sizes_are_gathered_per_page() {
-    let global = new_global(TestProvider::new());
-    let owner = global.heap_acquire();
-    let freer = global.heap_acquire();
-    let sizes = [16usize, 48, 112, 256];
-    // Interleaved: consecutive frees below go to four different pages.
-    // SAFETY: each heap is used by this test alone ("two threads" in turn).
-    let blocks: Vec<*mut u8> = (0..160).map(|i| unsafe { (*owner).malloc(sizes[i % 4]) }).collect();
-    let page = |p: *mut u8| unsafe { Segment::page_of_block(p) };
-    let used = |p: *mut u8| unsafe {
-        (*page(p)).collect_remote(global.keys_for_tests()).unwrap();
-        (*page(p)).used
-    };
-    let before: Vec<u16> = (0..4).map(|c| used(blocks[c])).collect();
-    for &p in &blocks {
-        // SAFETY: live blocks of `owner`, freed by `freer`.
-        unsafe { global.free(p, freer) };
-    }
-    for c in 0..4 {
-        assert_eq!(used(blocks[c]), before[c], "size {}: remote frees of interleaved pages were not gathered", sizes[c]);
-    }
-    // SAFETY: freer is the calling "thread"'s heap.
-    unsafe { global.trim(freer) };
-    for c in 0..4 {
-        assert_eq!(used(blocks[c]), before[c] - 40, "size {}: not handed over", sizes[c]);
-    }
-}
-
-#[test]
 fn trim_frees_an_emptied_abandoned_segment_while_a_purge_is_due() {
     let global = new_global(TestProvider::new());
     let clock = |ms: u64| global.provider().clock_ms.store(ms, Ordering::SeqCst);
