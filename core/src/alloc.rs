@@ -181,8 +181,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         let page = self.page_alloc(class);
         if page.is_null() {
             // Out of memory: the walk may have moved the queue's head.
-            let first = if self.queues[class].is_empty() { empty_page() } else { self.queues[class].first };
-            self.set_current(class, first);
+            self.current_from_queue(class);
             return null_mut();
         }
         // SAFETY: page was just initialised for this class and is ours.
@@ -272,15 +271,13 @@ impl<P: PageProvider + 'static> Heap<P> {
         if ptr.is_null() {
             return self.malloc(size);
         }
-        let segment = Segment::of_ptr(ptr);
         // SAFETY: ptr is a live block (caller); in a segment the heap
         // remembers (mapped and ours) it needs no segment-map check, and
         // Shared::usable_size validates it otherwise.
         let usable = unsafe {
-            if self.remembers(segment) {
-                Segment::usable_size(segment, ptr)
-            } else {
-                self.shared.usable_size(ptr)
+            match self.remembered_segment_of(ptr) {
+                Some((segment, _)) => Segment::usable_size(segment, ptr),
+                None => self.shared.usable_size(ptr),
             }
         };
         if size <= usable && size >= usable / 2 {

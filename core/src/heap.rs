@@ -27,7 +27,7 @@
 //!   with its page shift.
 
 use crate::class::{class_size, kind_of_class, small_slots_of, CLASS_COUNT, PAGED_KINDS, SMALL_SLOTS};
-use crate::config::{SEGMENT_SHIFT, SMALL_MAX};
+use crate::config::{SEGMENT_MASK, SEGMENT_SHIFT, SMALL_MAX};
 use crate::list::List;
 use crate::page::{Block, Page, PAGE_FULL};
 use crate::provider::PageProvider;
@@ -54,10 +54,11 @@ pub(crate) fn empty_page() -> *mut Page {
 /// segments without two in one slot.
 pub(crate) const LOCAL_SEGMENTS: usize = 32;
 
-/// Slot of `segment` in `local_segments`: the low bits of its number.
+/// Slot in `local_segments` of the segment holding `address` (a segment
+/// address or a block in it): the low bits of the segment number.
 #[inline(always)]
-pub(crate) fn local_slot(segment: *mut Segment) -> usize {
-    (segment as usize >> SEGMENT_SHIFT) % LOCAL_SEGMENTS
+pub(crate) fn local_slot(address: usize) -> usize {
+    (address >> SEGMENT_SHIFT) % LOCAL_SEGMENTS
 }
 
 /// A thread heap. Obtain one with [`crate::Global::heap_acquire`].
@@ -72,16 +73,15 @@ pub struct Heap<P: PageProvider + 'static> {
     /// The current page of each class: its queue's first page.
     pub(crate) current: [*mut Page; CLASS_COUNT],
     /// Segments local frees went to, by segment number (`local_slot`):
-    /// each null or a segment this heap owns (so it is mapped); cleared
-    /// whenever the heap gives segments away (purge, abandon). A free whose
-    /// segment is found here skips the segment map and the owner load. One
-    /// indexed compare, not a "last segment" test first: frees spread over
-    /// a few segments made that test mispredict on every other free.
-    /// Each entry is the segment's address with its `page_shift` in the low
-    /// bits (`LocalSegment`), so that a local free finds its page without
-    /// reading the segment header: all headers share one set of a
-    /// set-associative cache, and a heap with more segments than ways
-    /// missed on it at every free.
+    /// each entry 0 or the address of a segment this heap owns (so it is
+    /// mapped) with its `page_shift` in the low bits; cleared whenever the
+    /// heap gives segments away (purge, abandon). A free whose segment is
+    /// found here skips the segment map and the owner load, and finds its
+    /// page without reading the segment header (all headers share one set
+    /// of a set-associative cache: a heap with more segments than ways
+    /// missed on it at every free). One indexed compare, not a "last
+    /// segment" test first: frees spread over a few segments made that
+    /// test mispredict on every other free.
     pub(crate) local_segments: [usize; LOCAL_SEGMENTS],
     pub(crate) list_key: usize,
     pub(crate) marker_key: usize,
@@ -177,6 +177,12 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
     }
 
+    /// Make the head of `class`'s queue (or `EMPTY_PAGE`) its current page.
+    pub(crate) fn current_from_queue(&mut self, class: usize) {
+        let first = if self.queues[class].is_empty() { empty_page() } else { self.queues[class].first };
+        self.set_current(class, first);
+    }
+
     /// Remove a page from its class queue, keeping `current` in step.
     ///
     /// # Safety
@@ -186,8 +192,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         unsafe {
             let class = (*page).class as usize;
             self.queues[class].remove(page);
-            let first = if self.queues[class].is_empty() { empty_page() } else { self.queues[class].first };
-            self.set_current(class, first);
+            self.current_from_queue(class);
         }
     }
 
@@ -201,7 +206,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         unsafe {
             let class = (*page).class as usize;
             self.queues[class].push_back(page);
-            self.set_current(class, self.queues[class].first);
+            self.current_from_queue(class);
         }
     }
 
@@ -370,20 +375,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub(crate) unsafe fn remember_local(&mut self, segment: *mut Segment) {
         // SAFETY: per the contract.
         let page_shift = unsafe { (*segment).page_shift } as usize;
-        self.local_segments[local_slot(segment)] = segment as usize | page_shift;
-    }
-
-    /// The page shift of `segment` when the heap remembers it (so it is
-    /// ours and mapped): the entry xor the segment is the shift exactly
-    /// when the entry is this segment's (segments are 2 MiB aligned).
-    #[inline(always)]
-    pub(crate) fn remembered_page_shift(&self, segment: *mut Segment) -> Option<usize> {
-        let tag = self.local_segments[local_slot(segment)] ^ segment as usize;
-        if tag <= SEGMENT_SHIFT {
-            Some(tag)
-        } else {
-            None
-        }
+        self.local_segments[local_slot(segment as usize)] = segment as usize | page_shift;
     }
 
     /// The segment and page shift of the block at `ptr` when the heap
@@ -394,18 +386,12 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// segment's, whatever its tag; its low bits are the shift.
     #[inline(always)]
     pub(crate) fn remembered_segment_of(&self, ptr: *const u8) -> Option<(*mut Segment, usize)> {
-        let entry = self.local_segments[(ptr as usize >> SEGMENT_SHIFT) % LOCAL_SEGMENTS];
-        if (entry ^ ptr as usize) <= crate::config::SEGMENT_MASK {
-            Some(((entry & !crate::config::SEGMENT_MASK) as *mut Segment, entry & crate::config::SEGMENT_MASK))
+        let entry = self.local_segments[local_slot(ptr as usize)];
+        if (entry ^ ptr as usize) <= SEGMENT_MASK {
+            Some(((entry & !SEGMENT_MASK) as *mut Segment, entry & SEGMENT_MASK))
         } else {
             None
         }
-    }
-
-    /// Whether `segment` is one the heap remembers (so it is ours and mapped).
-    #[inline(always)]
-    pub(crate) fn remembers(&self, segment: *mut Segment) -> bool {
-        self.remembered_page_shift(segment).is_some()
     }
 
     /// Forget the remembered segments (before giving segments away).
@@ -423,10 +409,10 @@ impl<P: PageProvider + 'static> Heap<P> {
             if entry == 0 {
                 continue;
             }
-            let local = (entry & !crate::config::SEGMENT_MASK) as *mut Segment;
-            assert!(local_slot(local) == i, "local_segments slot");
+            let local = (entry & !SEGMENT_MASK) as *mut Segment;
+            assert!(local_slot(local as usize) == i, "local_segments slot");
             // SAFETY: checked below to be one of our (live) segments.
-            assert_eq!(entry & crate::config::SEGMENT_MASK, unsafe { (*local).page_shift } as usize, "local_segments tag");
+            assert_eq!(entry & SEGMENT_MASK, unsafe { (*local).page_shift } as usize, "local_segments tag");
             let listed = self.segments.iter().any(|list| {
                 let mut segment = list.first;
                 while !segment.is_null() && segment != local {
