@@ -25,6 +25,14 @@ impl MessageBuffer {
         self
     }
 
+    /// Raw bytes (from the environment, say), control bytes shown as `?`.
+    pub fn push_bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        for &b in bytes {
+            self.push_byte(if b.is_ascii_graphic() || b == b' ' { b } else { b'?' });
+        }
+        self
+    }
+
     pub fn push_decimal(&mut self, mut value: usize) -> &mut Self {
         let mut digits = [0u8; 20];
         let mut n = 0;

@@ -1,44 +1,190 @@
 //! `HAKMEM_*` options from the environment, read without allocating:
 //! `environ` is scanned in place (no `getenv`, which may take locks, and no
 //! `std::env`, which allocates).
+//!
+//! Every variable is declared once, in [`VARIABLES`]: its name, what it
+//! accepts, how it is set and how its effective value is shown. A value
+//! that does not parse warns (one line naming the variable, the value and
+//! what is accepted) and keeps the default; an unknown `HAKMEM_` name warns
+//! once; `HAKMEM_VERBOSE=1` prints every effective value.
 
 use core::ffi::c_char;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::Ordering;
+use hakmem_core::message::MessageBuffer;
 
 extern "C" {
     static environ: *const *const c_char;
 }
 
-/// HAKMEM_STATS: print a statistics line at exit.
-pub static STATS_AT_EXIT: AtomicBool = AtomicBool::new(false);
+/// HAKMEM_STATS: what to print at exit.
+pub static STATS_AT_EXIT: AtomicU8 = AtomicU8::new(STATS_OFF);
+pub const STATS_OFF: u8 = 0;
+/// The `hakmem-stats: key=value ...` line only.
+pub const STATS_LINE: u8 = 1;
+/// The readable table, then the line.
+pub const STATS_TABLE: u8 = 2;
 /// HAKMEM_VERBOSE: print version and options when they are read.
-pub static VERBOSE: AtomicBool = AtomicBool::new(false);
+pub static VERBOSE: AtomicU8 = AtomicU8::new(0);
 
 const UNREAD: u8 = 0;
 const READING: u8 = 1;
 const READ: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNREAD);
 
-/// The value of `HAKMEM_<name>` (bytes after `=`), if set.
-fn lookup(name: &[u8]) -> Option<&'static [u8]> {
+/// One `HAKMEM_<name>` variable.
+pub struct Variable {
+    /// The name after `HAKMEM_`.
+    pub name: &'static str,
+    /// What it accepts, for the warning.
+    pub accepts: &'static str,
+    /// Parse and apply a value; false (nothing changed) when it is invalid.
+    set: fn(&[u8]) -> bool,
+    /// Append the effective value.
+    show: fn(&mut MessageBuffer),
+}
+
+const BOOL: &str = "1/0, on/off, yes/no or true/false";
+const SIZE: &str = "a byte count with an optional K, M or G suffix";
+const COUNT: &str = "a whole number";
+
+fn options() -> &'static hakmem_core::config::Options {
+    crate::GLOBAL.options()
+}
+
+fn set_usize(cell: &AtomicUsize, value: Option<usize>) -> bool {
+    value.map(|v| cell.store(v, Relaxed)).is_some()
+}
+
+fn show_bool(out: &mut MessageBuffer, on: bool) {
+    out.push_str(if on { "on" } else { "off" });
+}
+
+/// Every variable hakmem reads.
+pub static VARIABLES: [Variable; 7] = [
+    Variable {
+        name: "STATS",
+        accepts: "1/on/table (a table and the line), line (the line only) or 0/off",
+        set: |v| {
+            let mode = match v {
+                b"line" => Some(STATS_LINE),
+                b"table" => Some(STATS_TABLE),
+                _ => parse_bool(v).map(|on| if on { STATS_TABLE } else { STATS_OFF }),
+            };
+            mode.map(|m| STATS_AT_EXIT.store(m, Relaxed)).is_some()
+        },
+        show: |out| {
+            out.push_str(match STATS_AT_EXIT.load(Relaxed) {
+                STATS_LINE => "line",
+                STATS_TABLE => "table",
+                _ => "off",
+            });
+        },
+    },
+    Variable {
+        name: "VERBOSE",
+        accepts: BOOL,
+        set: |v| parse_bool(v).map(|on| VERBOSE.store(on as u8, Relaxed)).is_some(),
+        show: |out| show_bool(out, VERBOSE.load(Relaxed) != 0),
+    },
+    Variable {
+        name: "BIGCACHE_MAX",
+        accepts: SIZE,
+        set: |v| set_usize(&options().bigcache_bytes, parse_size(v)),
+        show: |out| {
+            out.push_decimal(options().bigcache_bytes.load(Relaxed));
+        },
+    },
+    Variable {
+        name: "SEGMENT_CACHE",
+        accepts: COUNT,
+        set: |v| set_usize(&options().segment_cache, parse_count(v)),
+        show: |out| {
+            out.push_decimal(options().segment_cache.load(Relaxed));
+        },
+    },
+    Variable {
+        name: "PURGE_DIRTY",
+        accepts: SIZE,
+        set: |v| set_usize(&options().purge_dirty_bytes, parse_size(v)),
+        show: |out| {
+            out.push_decimal(options().purge_dirty_bytes.load(Relaxed));
+        },
+    },
+    Variable {
+        name: "PURGE_DELAY",
+        accepts: "milliseconds, a whole number",
+        set: |v| set_usize(&options().purge_delay_ms, parse_count(v)),
+        show: |out| {
+            out.push_decimal(options().purge_delay_ms.load(Relaxed));
+        },
+    },
+    Variable {
+        name: "THP",
+        accepts: BOOL,
+        set: |v| {
+            let mode = parse_bool(v).map(|on| if on { crate::pages::THP_ON } else { crate::pages::THP_OFF });
+            mode.map(|m| crate::pages::THP_MODE.store(m, Relaxed)).is_some()
+        },
+        show: |out| {
+            out.push_str(match crate::pages::THP_MODE.load(Relaxed) {
+                crate::pages::THP_ON => "on",
+                crate::pages::THP_OFF => "off",
+                _ => "default",
+            });
+        },
+    },
+];
+
+/// Each `HAKMEM_` entry of `environ` as (name after the prefix, value).
+fn hakmem_entries(mut visit: impl FnMut(&'static [u8], &'static [u8])) {
     // SAFETY: environ is either null or a null-terminated array of
     // NUL-terminated strings owned by libc; we only read it.
     unsafe {
         let mut entry = environ;
         if entry.is_null() {
-            return None;
+            return;
         }
         while !(*entry).is_null() {
             let s = core::ffi::CStr::from_ptr(*entry).to_bytes();
             if let Some(rest) = s.strip_prefix(b"HAKMEM_") {
-                if rest.len() > name.len() && rest.starts_with(name) && rest[name.len()] == b'=' {
-                    return Some(&rest[name.len() + 1..]);
-                }
+                let eq = rest.iter().position(|&b| b == b'=').unwrap_or(rest.len());
+                let value = rest.get(eq + 1..).unwrap_or(&[]);
+                visit(&rest[..eq], value);
             }
             entry = entry.add(1);
         }
     }
-    None
+}
+
+/// Apply every `HAKMEM_` variable of the environment (the first of a name
+/// that appears twice, as `getenv` would), warning about invalid values
+/// and unknown names.
+fn apply_environment() {
+    let mut seen = 0u32;
+    hakmem_entries(|name, value| {
+        let Some(index) = VARIABLES.iter().position(|v| v.name.as_bytes() == name) else {
+            let mut m = MessageBuffer::new();
+            m.push_str("hakmem: unknown variable HAKMEM_").push_bytes(name).push_str(" ignored (known:");
+            for v in &VARIABLES {
+                m.push_str(" HAKMEM_").push_str(v.name);
+            }
+            crate::write_stderr(m.push_str(")\n").as_bytes());
+            return;
+        };
+        if seen & (1 << index) != 0 {
+            return;
+        }
+        seen |= 1 << index;
+        let variable = &VARIABLES[index];
+        if !(variable.set)(value) {
+            let mut m = MessageBuffer::new();
+            m.push_str("hakmem: invalid HAKMEM_").push_str(variable.name).push_str("=").push_bytes(value);
+            m.push_str(" (expected ").push_str(variable.accepts).push_str("); keeping ");
+            (variable.show)(&mut m);
+            crate::write_stderr(m.push_str("\n").as_bytes());
+        }
+    });
 }
 
 /// `1/true/yes/on` (any case) are true; `0/false/no/off` false.
@@ -78,6 +224,14 @@ pub fn parse_size(value: &[u8]) -> Option<usize> {
     n.checked_mul(1usize << shift)
 }
 
+/// A whole decimal number.
+pub fn parse_count(value: &[u8]) -> Option<usize> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    parse_size(value)
+}
+
 /// Read the options once `environ` exists (calls before libc set it up, as
 /// can happen under LD_PRELOAD, leave them unread to be tried again).
 pub fn ensure_read() {
@@ -91,48 +245,19 @@ pub fn ensure_read() {
     if STATE.compare_exchange(UNREAD, READING, Ordering::AcqRel, Ordering::Acquire).is_err() {
         return; // another thread is reading; its values apply shortly
     }
-    let options = crate::GLOBAL.options();
-    if let Some(v) = lookup(b"STATS").and_then(parse_bool) {
-        STATS_AT_EXIT.store(v, Ordering::Relaxed);
-        if v {
-            crate::keep_stats_fd();
-        }
-    }
-    if let Some(v) = lookup(b"VERBOSE").and_then(parse_bool) {
-        VERBOSE.store(v, Ordering::Relaxed);
-    }
-    if let Some(v) = lookup(b"BIGCACHE_MAX").and_then(parse_size) {
-        options.bigcache_bytes.store(v, Ordering::Relaxed);
-    }
-    if let Some(v) = lookup(b"SEGMENT_CACHE").and_then(parse_size) {
-        options.segment_cache.store(v, Ordering::Relaxed);
-    }
-    if let Some(v) = lookup(b"PURGE_DIRTY").and_then(parse_size) {
-        options.purge_dirty_bytes.store(v, Ordering::Relaxed);
-    }
-    if let Some(v) = lookup(b"THP").and_then(parse_bool) {
-        let mode = if v { crate::pages::THP_ON } else { crate::pages::THP_OFF };
-        crate::pages::THP_MODE.store(mode, Ordering::Relaxed);
-    }
-    if let Some(v) = lookup(b"PURGE_DELAY").and_then(parse_size) {
-        options.purge_delay_ms.store(v, Ordering::Relaxed);
+    apply_environment();
+    if STATS_AT_EXIT.load(Relaxed) != STATS_OFF {
+        crate::keep_stats_fd();
     }
     STATE.store(READ, Ordering::Release);
-    if VERBOSE.load(Ordering::Relaxed) {
-        let mut m = hakmem_core::message::MessageBuffer::new();
-        m.push_str("hakmem ").push_str(hakmem_core::VERSION).push_str(": stats=");
-        m.push_decimal(STATS_AT_EXIT.load(Ordering::Relaxed) as usize);
-        m.push_str(" bigcache_max=").push_decimal(options.bigcache_bytes.load(Ordering::Relaxed));
-        m.push_str(" segment_cache=").push_decimal(options.segment_cache.load(Ordering::Relaxed));
-        m.push_str(" purge_dirty=").push_decimal(options.purge_dirty_bytes.load(Ordering::Relaxed));
-        m.push_str(" purge_delay_ms=").push_decimal(options.purge_delay_ms.load(Ordering::Relaxed));
-        m.push_str(" thp=").push_str(match crate::pages::THP_MODE.load(Ordering::Relaxed) {
-            crate::pages::THP_ON => "on",
-            crate::pages::THP_OFF => "off",
-            _ => "default",
-        });
-        m.push_str("\n");
-        crate::write_stderr(m.as_bytes());
+    if VERBOSE.load(Relaxed) != 0 {
+        let mut m = MessageBuffer::new();
+        m.push_str("hakmem ").push_str(hakmem_core::VERSION).push_str(":");
+        for v in &VARIABLES {
+            m.push_str(" HAKMEM_").push_str(v.name).push_str("=");
+            (v.show)(&mut m);
+        }
+        crate::write_stderr(m.push_str("\n").as_bytes());
     }
 }
 
@@ -151,5 +276,8 @@ mod tests {
         assert_eq!(parse_size(b"G"), None);
         assert_eq!(parse_size(b"1x"), None);
         assert_eq!(parse_size(b"99999999999999999999G"), None);
+        assert_eq!(parse_count(b"10"), Some(10));
+        assert_eq!(parse_count(b"10K"), None);
+        assert_eq!(parse_count(b""), None);
     }
 }

@@ -378,7 +378,7 @@ extern "C" fn on_load() {
 
 extern "C" fn on_exit() {
     env::ensure_read();
-    if env::STATS_AT_EXIT.load(Ordering::Relaxed) {
+    if env::STATS_AT_EXIT.load(Ordering::Relaxed) != env::STATS_OFF {
         print_stats();
     }
 }

@@ -245,6 +245,9 @@ pub fn tail(s: &str, n: usize) -> String {
     out
 }
 
+/// The environment knobs of this harness (see the crate documentation).
+pub const HARNESS_KNOBS: [&str; 3] = ["HAKMEM_LIB_DIR", "HAKMEM_NATIVE_STATIC_LIBS", "HAKMEM_TEST_TIMEOUT_SECS"];
+
 pub fn default_timeout() -> Duration {
     let secs = std::env::var("HAKMEM_TEST_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     Duration::from_secs(secs)
@@ -282,6 +285,11 @@ fn cmdline_of(cmd: &Command) -> String {
 /// Runs `cmd` (stdin from /dev/null, stdout and stderr captured) in its own
 /// process group; kills the whole group and panics after `timeout`.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> RunOutput {
+    // The harness's own knobs are not hakmem's: the program would warn
+    // about unknown HAKMEM_ variables.
+    for knob in HARNESS_KNOBS {
+        cmd.env_remove(knob);
+    }
     let cmdline = cmdline_of(cmd);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let start = Instant::now();
