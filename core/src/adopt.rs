@@ -89,7 +89,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         // SAFETY: per the contract.
         unsafe {
             self.collect(page);
-            if (*page).used == 0 {
+            if (*page).used() == 0 {
                 self.page_free(page);
             }
         }
@@ -129,7 +129,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             self.dirty.released(Segment::dirty_bytes(segment));
             for page in Segment::pages_in_use(segment) {
                 self.collect(page);
-                if (*page).used == 0 {
+                if (*page).used() == 0 {
                     self.page_free(page);
                 } else {
                     self.queue_push_back(page);
@@ -150,7 +150,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 unsafe {
                     let next = (*page).next;
                     self.collect(page);
-                    if (*page).used == 0 {
+                    if (*page).used() == 0 {
                         self.queue_remove(page);
                         self.page_free(page);
                     }

@@ -128,6 +128,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[cold]
     #[inline(never)]
     fn alloc_class_slow(&mut self, class: usize) -> *mut u8 {
+        crate::debug_count!(refills);
         self.hand_over_pending();
         self.drain_delayed();
         self.purge_if_due();
@@ -148,6 +149,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                             self.queues[class].push_front(page);
                         }
                         self.set_current(class, page);
+                        crate::debug_count!(refill_queued_pages);
                         return self.page_pop(page);
                     }
                     let next = (*page).next;
@@ -169,6 +171,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                         self.queue_remove(page);
                         (*page).set_flags(PAGE_FULL);
                         self.full.push_back(page);
+                        crate::debug_count!(pages_retired_full);
                         page = next;
                     }
                     // else: remote frees arrived meanwhile; look again.
@@ -177,6 +180,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             if attempt == 0 && !self.adopt_abandoned() {
                 break;
             }
+            crate::debug_count!(refill_adoptions);
         }
         let page = self.page_alloc(class);
         if page.is_null() {
@@ -184,6 +188,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             self.current_from_queue(class);
             return null_mut();
         }
+        crate::debug_count!(refill_fresh_pages);
         // SAFETY: page was just initialised for this class and is ours.
         unsafe {
             self.queues[class].push_front(page);

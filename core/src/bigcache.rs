@@ -106,6 +106,11 @@ impl HugeCache {
         }
     }
 
+    /// Cached mappings: (count, bytes).
+    pub fn cached(&self) -> (usize, usize) {
+        (self.len, self.cached_bytes)
+    }
+
     fn size_of(slot: &CacheSlot) -> usize {
         // SAFETY: cached segments are live mappings owned by the cache.
         unsafe { (*slot.segment).map_size }

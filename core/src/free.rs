@@ -26,7 +26,7 @@ use crate::memory::Memory;
 use crate::page::{Block, Page, PAGE_ALIGNED, PAGE_UNUSED};
 use crate::provider::PageProvider;
 use crate::remote::push_foreign;
-use crate::segment::{segment_is_known, Segment, HUGE_OWNER};
+use crate::segment::{segment_is_known, Segment, ABANDONED_OWNER, HUGE_OWNER};
 use crate::shared::Shared;
 use core::sync::atomic::Ordering;
 
@@ -101,8 +101,9 @@ impl<P: PageProvider + 'static> Heap<P> {
             if is_start & (index < (*page).fast_capacity as usize) & ((*block).marker != marker) {
                 (*block).marker = marker;
                 self.count_free();
+                crate::debug_count!(frees_local_fast);
                 (*page).push(block, self.list_key);
-                if (*page).used == 0 {
+                if (*page).used() == 0 {
                     self.page_empty(page);
                 }
                 return;
@@ -120,6 +121,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         unsafe {
             let block = checked_block(&self.shared.memory, page, ptr, self.marker_key);
             self.count_free();
+            crate::debug_count!(frees_local_slow);
             self.return_block(page, block);
         }
     }
@@ -142,20 +144,32 @@ unsafe fn free_foreign<P: PageProvider>(
     let memory = &shared.memory;
     // SAFETY: per the contract.
     unsafe {
-        if (*segment).owner.load(Ordering::Acquire) == HUGE_OWNER {
+        let owner = (*segment).owner.load(Ordering::Acquire);
+        if owner == HUGE_OWNER {
+            crate::debug_count!(frees_huge);
             count_free(memory, heap);
             return shared.huge.free(memory, segment, ptr);
         }
         let heap = if heap.is_null() { make_heap() } else { heap };
         count_free(memory, heap);
+        if heap.is_null() {
+            memory.stats.cross_thread_frees.fetch_add(1, Ordering::Relaxed);
+        } else {
+            (*heap).count_cross_thread_free();
+        }
         let page = Segment::page_of(segment, ptr);
         let (list_key, marker_key) = memory.keys();
         let block = checked_block(memory, page, ptr, marker_key);
         // Only small blocks are gathered: the blocks a thread holds back
         // from their owner stay below 64 KiB.
+        if owner == ABANDONED_OWNER {
+            crate::debug_count!(frees_abandoned);
+        }
         if heap.is_null() || (*page).block_size as usize > SMALL_MAX {
+            crate::debug_count!(frees_remote_pushed);
             push_foreign(segment, page, block, block, list_key);
         } else {
+            crate::debug_count!(frees_remote_gathered);
             (*heap).pending.add(segment, page, block, list_key);
         }
     }

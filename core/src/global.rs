@@ -14,6 +14,7 @@
 use crate::config::{Options, HEAP_CHUNK_BYTES};
 use crate::heap::Heap;
 use crate::provider::PageProvider;
+use crate::census::Census;
 use crate::shared::Shared;
 use crate::stats::{Mapping, StatsSnapshot};
 use core::ptr::null_mut;
@@ -198,13 +199,28 @@ impl<P: PageProvider + 'static> Global<P> {
         while !heap.is_null() {
             // SAFETY: heaps are never unmapped; counters are atomics.
             unsafe {
-                let (mallocs, frees) = (*heap).call_counts();
+                let (mallocs, frees, cross_thread_frees) = (*heap).call_counts();
                 snapshot.malloc_calls += mallocs as usize;
                 snapshot.free_calls += frees as usize;
+                snapshot.cross_thread_frees += cross_thread_frees as usize;
                 heap = (*heap).all_next;
             }
         }
+        drop(pool);
+        (snapshot.resident_bytes, snapshot.resident_peak_bytes) = self.shared.memory.provider().resident();
         snapshot
+    }
+
+    /// The counters and a census of what the heaps hold (per class and per
+    /// tier; see `census.rs`), for the statistics table.
+    pub fn census(&self) -> (StatsSnapshot, Census) {
+        let stats = self.stats();
+        let shared: *const Shared<P> = &self.shared;
+        // SAFETY: an owner other than the *_OWNER constants is a heap, and
+        // heaps are never unmapped.
+        let ours = |owner: usize| unsafe { core::ptr::eq((*(owner as *const Heap<P>)).shared, shared) };
+        let census = Census::take(&stats, self.shared.huge.cached(), ours);
+        (stats, census)
     }
 
     /// Take every global lock (before `fork`), so the child never inherits

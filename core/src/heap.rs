@@ -87,6 +87,7 @@ pub struct Heap<P: PageProvider + 'static> {
     pub(crate) marker_key: usize,
     malloc_calls: AtomicU64,
     free_calls: AtomicU64,
+    cross_thread_frees: AtomicU64,
     pub(crate) shared: &'static Shared<P>,
     pub(crate) queues: [List<Page>; CLASS_COUNT],
     pub(crate) full: List<Page>,
@@ -112,6 +113,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             marker_key,
             malloc_calls: AtomicU64::new(0),
             free_calls: AtomicU64::new(0),
+            cross_thread_frees: AtomicU64::new(0),
             shared,
             queues: [const { List::new() }; CLASS_COUNT],
             full: List::new(),
@@ -123,9 +125,11 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
     }
 
-    /// Calls served by this heap so far: (mallocs, frees).
-    pub fn call_counts(&self) -> (u64, u64) {
-        (self.malloc_calls.load(Ordering::Relaxed), self.free_calls.load(Ordering::Relaxed))
+    /// Calls served by this heap so far: (mallocs, frees, frees of other
+    /// heaps' blocks).
+    pub fn call_counts(&self) -> (u64, u64, u64) {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        (load(&self.malloc_calls), load(&self.free_calls), load(&self.cross_thread_frees))
     }
 
     /// Count a malloc (owner only: a relaxed load + store is a plain increment).
@@ -138,6 +142,12 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[inline(always)]
     pub(crate) fn count_free(&self) {
         self.free_calls.store(self.free_calls.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Count a free of another heap's block (owner only).
+    pub(crate) fn count_cross_thread_free(&self) {
+        let count = self.cross_thread_frees.load(Ordering::Relaxed).wrapping_add(1);
+        self.cross_thread_frees.store(count, Ordering::Relaxed);
     }
 
     /// Whether `ptr`'s segment belongs to this heap.
@@ -190,7 +200,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub(crate) unsafe fn queue_remove(&mut self, page: *mut Page) {
         // SAFETY: per the contract.
         unsafe {
-            let class = (*page).class as usize;
+            let class = (*page).class();
             self.queues[class].remove(page);
             self.current_from_queue(class);
         }
@@ -204,7 +214,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub(crate) unsafe fn queue_push_back(&mut self, page: *mut Page) {
         // SAFETY: per the contract.
         unsafe {
-            let class = (*page).class as usize;
+            let class = (*page).class();
             self.queues[class].push_back(page);
             self.current_from_queue(class);
         }
@@ -287,7 +297,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub(crate) unsafe fn page_empty(&mut self, page: *mut Page) {
         // SAFETY: per the contract.
         unsafe {
-            let class = (*page).class as usize;
+            let class = (*page).class();
             let queue = &self.queues[class];
             if queue.is_only(page) {
                 return;
@@ -316,7 +326,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             if (*page).flags.load(Ordering::Relaxed) & PAGE_FULL != 0 {
                 self.page_unfull(page);
             }
-            if (*page).used == 0 {
+            if (*page).used() == 0 {
                 self.page_empty(page);
             }
         }
@@ -434,10 +444,10 @@ impl<P: PageProvider + 'static> Heap<P> {
             while !page.is_null() {
                 // SAFETY: queued pages are ours and live.
                 unsafe {
-                    assert_eq!((*page).class as usize, class);
+                    assert_eq!((*page).class(), class);
                     assert_eq!((*page).flags.load(Ordering::Relaxed) & (PAGE_FULL | PAGE_UNUSED), 0);
                     let free = (*page).count_free(self.list_key) as u16;
-                    assert!((*page).used + free <= (*page).capacity(), "page accounting");
+                    assert!((*page).used() + free <= (*page).capacity(), "page accounting");
                     assert!((*page).capacity() <= (*page).reserved);
                     let fast = if (*page).flags.load(Ordering::Relaxed) == 0 { (*page).capacity() } else { 0 };
                     assert_eq!((*page).fast_capacity, fast, "fast_capacity");

@@ -91,6 +91,7 @@ impl HugeBlocks {
                 reused
             }
             None => {
+                memory.stats.bigcache_misses.fetch_add(1, Ordering::Relaxed);
                 let base = memory.map(map_size, align.max(SEGMENT_SIZE), Mapping::Huge)?.as_ptr();
                 let segment = (base as usize + header_offset) as *mut Segment;
                 // SAFETY: fresh memory; the header fits before the block.
@@ -196,6 +197,11 @@ impl HugeBlocks {
     /// Empty the cache through the batch and flush it. Returns bytes released.
     pub fn trim<P: PageProvider>(&self, memory: &Memory<P>) -> usize {
         self.cache.lock().release_all(memory)
+    }
+
+    /// Cached huge mappings: (count, bytes).
+    pub fn cached(&self) -> (usize, usize) {
+        self.cache.lock().cached()
     }
 
     /// Take the lock (before `fork`).

@@ -24,6 +24,7 @@
 //!  segment_store  empty segments (cache) and abandoned segments
 //!  list        intrusive lists of pages and segments
 //!  remote      cross-thread frees: page remote lists, DelayedFrees, push_foreign
+//!  census      per-class and per-tier use read from page state; the statistics table
 //!  segment     the 2 MiB header, pointer -> metadata, segment map, page bookkeeping
 //!  memory      the provider, counted: map / unmap / purge, keys, options, fatal
 //!  page        page descriptor, local free list, carving
@@ -50,6 +51,7 @@
 mod adopt;
 pub mod alloc;
 pub mod bigcache;
+pub mod census;
 pub mod class;
 pub mod config;
 pub mod free;
@@ -76,6 +78,7 @@ pub use global::Global;
 pub use heap::Heap;
 pub use locked::LockedHeap;
 pub use provider::PageProvider;
+pub use census::{Census, ClassStats};
 pub use stats::StatsSnapshot;
 
 /// The crate version, e.g. "0.1.0".

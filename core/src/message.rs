@@ -70,6 +70,25 @@ impl MessageBuffer {
     }
 }
 
+/// Text emitted one line at a time, each formatted in a [`MessageBuffer`]
+/// (tables and reports longer than one buffer, without allocating).
+pub struct Lines<'a> {
+    emit: &'a mut dyn FnMut(&[u8]),
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(emit: &'a mut dyn FnMut(&[u8])) -> Self {
+        Lines { emit }
+    }
+
+    /// Format one line (the newline is added) and emit it.
+    pub fn line(&mut self, args: core::fmt::Arguments) {
+        let mut m = MessageBuffer::new();
+        let _ = core::fmt::Write::write_fmt(&mut m, args);
+        (self.emit)(m.push_str("\n").as_bytes());
+    }
+}
+
 impl Default for MessageBuffer {
     fn default() -> Self {
         Self::new()

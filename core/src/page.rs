@@ -65,8 +65,9 @@ pub struct Page {
     /// Bytes of the area carved into blocks (atomic: a thread freeing a
     /// block of a page it does not own reads it).
     pub carved_bytes: AtomicU32,
-    /// Blocks handed out and not yet collected back (owner only).
-    pub used: u16,
+    /// Blocks handed out and not yet collected back (owner only; statistics
+    /// read it from other threads with `racy_load`, see `used_seen`).
+    pub(crate) used: u16,
     /// Blocks carved so far while `flags` is 0, else 0 (owner only): a
     /// block index below it is a carved block of a page that takes fast
     /// frees. Kept by `extend` and the flag setters.
@@ -75,8 +76,9 @@ pub struct Page {
     pub reserved: u16,
     /// `PAGE_*` bits; written by the owner, read by any thread.
     pub flags: AtomicU8,
-    /// Size class of the blocks.
-    pub class: u8,
+    /// Size class of the blocks (written by `init`; atomic so that
+    /// statistics may read it from any thread).
+    class: AtomicU8,
 }
 
 static_assertions::const_assert_eq!(core::mem::size_of::<Page>(), 64);
@@ -87,6 +89,36 @@ static_assertions::const_assert!(
 static_assertions::const_assert!(
     (1usize << crate::config::MEDIUM_PAGE_SHIFT) / (crate::config::SMALL_MAX + 1) <= u16::MAX as usize
 );
+
+/// Load a `u16` that another thread may be writing with plain stores: one
+/// aligned hardware load (in inline assembly on x86_64 and aarch64, which
+/// the compiler treats as opaque, so it neither tears nor elides it; a
+/// volatile read elsewhere). For statistics only: the value may be stale.
+///
+/// # Safety
+/// `at` is aligned and points to mapped memory.
+#[inline]
+unsafe fn racy_load_u16(at: *const u16) -> u16 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let value: u16;
+        // SAFETY: per the contract; a 2-byte aligned load is one access.
+        unsafe { core::arch::asm!("mov {0:x}, word ptr [{1}]", out(reg) value, in(reg) at, options(nostack, readonly, preserves_flags)) };
+        value
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let value: u32;
+        // SAFETY: per the contract; a 2-byte aligned load is one access.
+        unsafe { core::arch::asm!("ldrh {0:w}, [{1}]", out(reg) value, in(reg) at, options(nostack, readonly, preserves_flags)) };
+        value as u16
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    // SAFETY: per the contract.
+    unsafe {
+        core::ptr::read_volatile(at)
+    }
+}
 
 /// Decode a stored link.
 #[inline(always)]
@@ -123,7 +155,7 @@ impl Page {
         fast_capacity: 0,
         reserved: 0,
         flags: AtomicU8::new(PAGE_UNUSED),
-        class: 0,
+        class: AtomicU8::new(0),
     };
 
     /// Prepare an unused page to hold blocks of `block_size` bytes in the
@@ -135,7 +167,7 @@ impl Page {
         self.carved_bytes.store(0, Ordering::Relaxed);
         self.reserved = (area_bytes / block_size) as u16;
         self.block_size = block_size as u32;
-        self.class = class as u8;
+        self.class.store(class as u8, Ordering::Relaxed);
         self.thread_free.store(0, Ordering::Relaxed);
         self.next = null_mut();
         self.prev = null_mut();
@@ -193,6 +225,34 @@ impl Page {
         unsafe { (*block).next = encode(self.free, list_key) };
         self.free = block;
         self.used -= 1;
+    }
+
+    /// Blocks handed out and not yet collected back (owner only).
+    #[inline(always)]
+    pub fn used(&self) -> u16 {
+        self.used
+    }
+
+    /// Subtract `count` collected blocks from `used` (owner only).
+    #[inline(always)]
+    pub(crate) fn sub_used(&mut self, count: u16) {
+        self.used -= count;
+    }
+
+    /// `used` as seen from a thread that does not own the page (statistics):
+    /// a single hardware load, which may be a few blocks stale.
+    ///
+    /// # Safety
+    /// `this` is a page descriptor in a mapped segment header.
+    pub unsafe fn used_seen(this: *const Page) -> u16 {
+        // SAFETY: per the contract; see racy_load.
+        unsafe { racy_load_u16(core::ptr::addr_of!((*this).used)) }
+    }
+
+    /// Size class of the blocks.
+    #[inline(always)]
+    pub fn class(&self) -> usize {
+        self.class.load(Ordering::Relaxed) as usize
     }
 
     /// Blocks carved from the area so far.

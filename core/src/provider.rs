@@ -84,4 +84,10 @@ pub unsafe trait PageProvider: Sync {
     fn now_ms(&self) -> u64 {
         0
     }
+
+    /// Resident memory of the process and its peak, in bytes, for
+    /// statistics; the default (0, 0) means unknown.
+    fn resident(&self) -> (usize, usize) {
+        (0, 0)
+    }
 }

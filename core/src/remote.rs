@@ -72,7 +72,7 @@ impl Page {
         // SAFETY: tail is the last remote block; splice the local list behind it.
         unsafe { (*tail).next = encode(self.free, list_key) };
         self.free = first;
-        self.used -= count;
+        self.sub_used(count);
         Some(count)
     }
 
@@ -198,6 +198,7 @@ pub unsafe fn push_foreign(segment: *mut Segment, page: *mut Page, head: *mut Bl
             // SAFETY: a heap owner is the address of its DelayedFrees, and
             // heaps are never unmapped.
             unsafe { (*(owner as *const DelayedFrees)).push(head, tail, list_key) };
+            crate::debug_count!(handovers_delayed);
             return;
         }
         // The owner is abandoning the segment right now; retry.

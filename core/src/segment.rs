@@ -215,6 +215,8 @@ impl Segment {
     /// # Safety
     /// The caller owns `this`, and no page of it is in use.
     pub unsafe fn set_kind(this: *mut Segment, kind: SegmentKind) {
+        // A census may be reading the geometry of this mapped header.
+        let _census = HEADER_CENSUS.lock();
         // SAFETY: per the contract.
         unsafe {
             let (old_shift, new_shift) = ((*this).page_shift as usize, kind.page_shift());
@@ -419,14 +421,76 @@ pub fn segment_is_known(segment: *const Segment) -> bool {
 
 /// Record that a segment header is mapped at `segment`.
 pub fn segment_map_insert(segment: *const Segment) {
+    note_high_bits(segment);
     let (word, bit) = map_slot(segment);
     SEGMENT_MAP[word].fetch_or(bit, Ordering::Release);
 }
 
-/// Record that the segment header at `segment` is about to be unmapped.
+/// Record that the segment header at `segment` is about to be unmapped
+/// (waits for a census reading the headers to finish).
 pub fn segment_map_remove(segment: *const Segment) {
     let (word, bit) = map_slot(segment);
+    let _census = HEADER_CENSUS.lock();
     SEGMENT_MAP[word].fetch_and(!bit, Ordering::Release);
+}
+
+/// Held while a census reads the headers of the segment map, and while a
+/// header leaves the map or a mapped header changes its geometry
+/// (`set_kind`): a census never reads a header being unmapped or rewritten.
+/// Nothing else is locked while it is held.
+static HEADER_CENSUS: spin::Mutex<()> = spin::Mutex::new(());
+
+/// The high address bits (above the map's 47) of the segments in the map,
+/// learned from the first one; `MIXED_HIGH_BITS` once two differ (then a
+/// census cannot rebuild addresses from the map and reads nothing).
+static HIGH_BITS: AtomicUsize = AtomicUsize::new(UNKNOWN_HIGH_BITS);
+const UNKNOWN_HIGH_BITS: usize = 1;
+const MIXED_HIGH_BITS: usize = 2;
+
+fn note_high_bits(segment: *const Segment) {
+    let high = segment as usize & !((1usize << MAP_ADDRESS_BITS) - 1);
+    match HIGH_BITS.compare_exchange(UNKNOWN_HIGH_BITS, high, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => {}
+        Err(seen) if seen == high || seen == MIXED_HIGH_BITS => {}
+        Err(_) => HIGH_BITS.store(MIXED_HIGH_BITS, Ordering::Relaxed),
+    }
+}
+
+/// Call `visit` with every segment header in the map (paged and huge),
+/// with no header unmapped or re-shaped meanwhile. For statistics: the
+/// owners go on allocating and freeing, so what `visit` reads of pages
+/// is a snapshot. Returns false when the addresses cannot be rebuilt
+/// (segments with different high address bits).
+pub fn census(mut visit: impl FnMut(*mut Segment)) -> bool {
+    let _census = HEADER_CENSUS.lock();
+    let high = HIGH_BITS.load(Ordering::Relaxed);
+    if high == MIXED_HIGH_BITS {
+        return false;
+    }
+    let high = if high == UNKNOWN_HIGH_BITS { 0 } else { high };
+    for (word_index, word) in SEGMENT_MAP.iter().enumerate() {
+        let mut bits = word.load(Ordering::Acquire);
+        while bits != 0 {
+            let index = (word_index << 6) | bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            visit((high | (index << SEGMENT_SHIFT)) as *mut Segment);
+        }
+    }
+    true
+}
+
+/// Take the census lock for `fork` (see `Global::lock_all`).
+pub fn census_lock_for_fork() {
+    core::mem::forget(HEADER_CENSUS.lock());
+}
+
+/// Release the lock [`census_lock_for_fork`] took.
+///
+/// # Safety
+/// Only after `census_lock_for_fork` in this thread (or the forked child).
+pub unsafe fn census_unlock_after_fork() {
+    // SAFETY: per the contract, the lock is held and its guard forgotten.
+    unsafe { HEADER_CENSUS.force_unlock() };
 }
 
 #[cfg(test)]

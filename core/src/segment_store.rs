@@ -108,6 +108,7 @@ impl SegmentStore {
         self.purge_expired(memory);
         let cached = self.cache.lock().pop();
         if cached.is_null() {
+            memory.stats.segment_cache_misses.fetch_add(1, Ordering::Relaxed);
             let Some(mapping) = memory.map(SEGMENT_SIZE, SEGMENT_SIZE, Mapping::Segment) else {
                 return null_mut();
             };
@@ -116,6 +117,7 @@ impl SegmentStore {
             unsafe { Segment::write_header(segment, CACHED_OWNER, kind, mapping.as_ptr(), SEGMENT_SIZE) };
             return segment;
         }
+        memory.stats.segment_cache_hits.fetch_add(1, Ordering::Relaxed);
         // SAFETY: a cached segment is empty and, out of the cache, ours.
         unsafe { Segment::set_kind(cached, kind) };
         cached
@@ -284,7 +286,7 @@ impl SegmentStore {
                     if (*page).collect_remote(list_key).is_none() {
                         memory.fatal_at("corrupted remote free list in page ", page as usize);
                     }
-                    if (*page).used == 0 {
+                    if (*page).used() == 0 {
                         Segment::release_page(segment, page, memory);
                     }
                 }

@@ -51,6 +51,7 @@ impl<P: PageProvider> Shared<P> {
     pub fn lock_all(&self) {
         self.segments.lock_all();
         self.huge.lock_all();
+        crate::segment::census_lock_for_fork();
     }
 
     /// # Safety
@@ -58,6 +59,7 @@ impl<P: PageProvider> Shared<P> {
     pub unsafe fn unlock_all(&self) {
         // SAFETY: per the contract.
         unsafe {
+            crate::segment::census_unlock_after_fork();
             self.huge.unlock_all();
             self.segments.unlock_all();
         }

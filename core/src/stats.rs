@@ -86,6 +86,20 @@ counters! {
     huge_bytes,
     /// Bytes of size-class pages holding live blocks.
     page_bytes_in_use,
+    /// Frees of a block by a thread whose heap does not own it.
+    cross_thread_frees,
+    /// Huge allocations that had to map afresh.
+    bigcache_misses,
+    /// Segments taken from the empty-segment cache.
+    segment_cache_hits,
+    /// Segments that had to be mapped afresh.
+    segment_cache_misses,
+    /// Bytes given back to the provider with `unmap` (cumulative).
+    unmapped_bytes,
+    /// Resident memory of the process, as the provider reports it (0: unknown).
+    resident_bytes,
+    /// Most resident memory of the process so far (0: unknown).
+    resident_peak_bytes,
 }
 
 impl Stats {
@@ -109,6 +123,7 @@ impl Stats {
     /// Count an unmapping of `bytes`.
     pub fn unmapped(&self, bytes: usize, what: Mapping) {
         self.bytes_mapped.fetch_sub(bytes, Relaxed);
+        self.unmapped_bytes.fetch_add(bytes, Relaxed);
         match what {
             Mapping::Segment => {
                 self.segments_mapped.fetch_sub(1, Relaxed);
@@ -132,6 +147,94 @@ impl Stats {
         self.pages_in_use.fetch_sub(1, Relaxed);
         self.page_bytes_in_use.fetch_sub(page_bytes, Relaxed);
     }
+}
+
+/// Debug counters (cargo feature `debug-counters`): the stages of the
+/// refill path and of the free pipeline, counted where they happen. Off,
+/// [`debug_count!`] expands to nothing, so the default build's code is
+/// exactly what it is without them. One set per process (all `Global`s).
+macro_rules! debug_counters {
+    ($( $(#[doc = $doc:literal])+ $name:ident, )+) => {
+        pub struct DebugCounters {
+            $( $(#[doc = $doc])+ pub $name: AtomicUsize, )+
+        }
+
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct DebugSnapshot {
+            $( $(#[doc = $doc])+ pub $name: usize, )+
+        }
+
+        impl DebugCounters {
+            pub const fn new() -> Self {
+                DebugCounters { $( $name: AtomicUsize::new(0), )+ }
+            }
+
+            pub fn snapshot(&self) -> DebugSnapshot {
+                DebugSnapshot { $( $name: self.$name.load(Relaxed), )+ }
+            }
+        }
+
+        impl Default for DebugCounters {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl DebugSnapshot {
+            /// (name, value) of every counter, in declaration order.
+            pub fn entries(&self) -> [(&'static str, usize); [$(stringify!($name)),+].len()] {
+                [$((stringify!($name), self.$name)),+]
+            }
+        }
+    };
+}
+
+debug_counters! {
+    /// Refills: a class's current page had no block left.
+    refills,
+    /// Refills served by a page already queued (after collecting its remote frees or carving more).
+    refill_queued_pages,
+    /// Refills that adopted an abandoned segment.
+    refill_adoptions,
+    /// Refills that took a fresh page.
+    refill_fresh_pages,
+    /// Full pages retired to the full queue.
+    pages_retired_full,
+    /// Frees of the heap's own blocks on the fast path.
+    frees_local_fast,
+    /// Frees of the heap's own blocks on the slow path (full pages, aligned blocks).
+    frees_local_slow,
+    /// Frees of other heaps' blocks gathered per page before the hand-over.
+    frees_remote_gathered,
+    /// Frees of other heaps' blocks pushed at once.
+    frees_remote_pushed,
+    /// Hand-overs that went to the owner's delayed list (a full page).
+    handovers_delayed,
+    /// Frees of blocks of segments whose thread exited.
+    frees_abandoned,
+    /// Frees of huge blocks.
+    frees_huge,
+}
+
+/// The process's debug counters (counted only with `debug-counters`).
+pub static DEBUG: DebugCounters = DebugCounters::new();
+
+/// Count one event in [`DEBUG`] (nothing without `debug-counters`).
+#[cfg(feature = "debug-counters")]
+#[macro_export]
+macro_rules! debug_count {
+    ($name:ident) => {
+        $crate::stats::DEBUG.$name.fetch_add(1, core::sync::atomic::Ordering::Relaxed)
+    };
+}
+
+/// Count one event in [`DEBUG`] (nothing without `debug-counters`).
+#[cfg(not(feature = "debug-counters"))]
+#[macro_export]
+macro_rules! debug_count {
+    ($name:ident) => {
+        ()
+    };
 }
 
 impl Default for Stats {
@@ -188,7 +291,8 @@ mod tests {
         let text = core::str::from_utf8(line.as_bytes()).unwrap();
         let expected = "hakmem-stats: malloc_calls=0 free_calls=7 segments_mapped=0 segments_peak=0 huge_mapped=1 \
                         bytes_mapped=6291456 bytes_mapped_peak=6291456 pages_in_use=0 heaps_live=0 bigcache_hits=0 \
-                        purged_bytes=0 huge_bytes=6291456 page_bytes_in_use=0\n";
+                        purged_bytes=0 huge_bytes=6291456 page_bytes_in_use=0 cross_thread_frees=0 bigcache_misses=0 \
+                        segment_cache_hits=0 segment_cache_misses=0 unmapped_bytes=0 resident_bytes=0 resident_peak_bytes=0\n";
         assert_eq!(text, expected);
     }
 }

@@ -855,7 +855,7 @@ fn remote_frees_are_gathered_per_page_and_handed_over_in_batches() {
     // Blocks the owner counts in use once it collected what was handed over.
     let used = |p: *mut u8| unsafe {
         (*page(p)).collect_remote(global.keys_for_tests()).unwrap();
-        (*page(p)).used
+        (*page(p)).used()
     };
     assert_eq!(used(blocks[0]), 200);
     for &p in &blocks[..10] {
@@ -1022,4 +1022,58 @@ fn a_growing_huge_realloc_takes_the_warm_tail_of_its_own_split_in_place() {
         global.trim(hp);
     }
     assert_eq!(global.stats().huge_mapped, 0);
+}
+
+#[test]
+fn a_census_counts_the_blocks_of_each_class() {
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let sizes = [(48usize, 1000usize), (5000, 100), (300_000, 3)];
+    let mut blocks = Vec::new();
+    for &(size, count) in &sizes {
+        for _ in 0..count {
+            blocks.push(heap.malloc(size));
+        }
+    }
+    let (stats, census) = global.census();
+    assert!(census.complete);
+    for &(size, count) in &sizes {
+        let c = &census.classes[crate::class::class_of(size)];
+        // Other tests' abandoned segments may add blocks of the same class.
+        assert!(c.blocks_in_use >= count, "{size} B: {c:?}");
+        assert!(c.pages >= 1 && c.bytes_in_use + c.bytes_free <= c.pages * SEGMENT_SIZE, "{size} B: {c:?}");
+    }
+    for c in &census.classes {
+        assert_eq!(c.bytes_in_use, c.blocks_in_use * c.block_size, "{c:?}");
+    }
+    assert!(census.segments_owned >= 3, "{census:?}");
+    let pages: usize = census.classes.iter().map(|c| c.pages).sum();
+    assert!(pages >= stats.pages_in_use.min(3), "{pages} pages in the census");
+    let owned_before: Vec<usize> = sizes.iter().map(|&(s, _)| census.classes[crate::class::class_of(s)].blocks_in_use).collect();
+    for &p in &blocks {
+        // SAFETY: p is live and ours.
+        unsafe { global.free(p, hp) };
+    }
+    let (_, census) = global.census();
+    for (&(size, count), before) in sizes.iter().zip(owned_before) {
+        let c = &census.classes[crate::class::class_of(size)];
+        assert!(c.blocks_in_use <= before - count, "{size} B: {} in use after freeing {count} of {before}", c.blocks_in_use);
+    }
+}
+
+#[cfg(feature = "debug-counters")]
+#[test]
+fn debug_counters_count_the_free_pipeline_and_refills() {
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let before = crate::stats::DEBUG.snapshot();
+    let p = heap.malloc(64);
+    // SAFETY: p is live and ours.
+    unsafe { global.free(p, hp) };
+    let after = crate::stats::DEBUG.snapshot();
+    assert!(after.refills > before.refills, "a fresh heap's first malloc refills");
+    assert!(after.refill_fresh_pages > before.refill_fresh_pages);
+    assert!(after.frees_local_fast > before.frees_local_fast);
 }

@@ -71,10 +71,32 @@ struct hakmem_stats {
     size_t purged_bytes;     /* bytes returned to the OS with madvise */
     size_t huge_bytes;       /* bytes of huge mappings (live or cached) */
     size_t page_bytes_in_use;/* bytes of size-class pages holding live blocks */
+    size_t cross_thread_frees;   /* frees of a block by a thread that does not own it */
+    size_t bigcache_misses;      /* huge allocations that mapped afresh */
+    size_t segment_cache_hits;   /* segments taken from the empty-segment cache */
+    size_t segment_cache_misses; /* segments mapped afresh */
+    size_t unmapped_bytes;       /* bytes unmapped (cumulative) */
+    size_t resident_bytes;       /* resident memory of the process (0: unknown) */
+    size_t resident_peak_bytes;  /* most resident memory of the process so far (0: unknown) */
 };
 
 /* Fill *out; returns 0 (or EINVAL when out is NULL). */
 int hakmem_stats_get(struct hakmem_stats *out);
+
+/* One size class, from a census of the heaps' pages when asked (blocks
+ * freed by other threads and not yet collected by the owner count as in
+ * use). */
+struct hakmem_class_stats {
+    size_t block_size;    /* bytes of each block */
+    size_t pages;         /* pages of the class in use */
+    size_t blocks_in_use; /* blocks handed out */
+    size_t bytes_in_use;  /* blocks_in_use * block_size */
+    size_t bytes_free;    /* bytes of the free blocks of those pages */
+};
+
+/* Fill out[0..n) with the size classes, smallest first; returns the number
+ * of classes (call with n = 0 to learn it). */
+size_t hakmem_class_stats_get(struct hakmem_class_stats *out, size_t n);
 
 /* The version string, e.g. "hakmem 0.1.0". */
 const char *hakmem_version(void);

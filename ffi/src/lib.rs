@@ -283,10 +283,7 @@ pub unsafe extern "C" fn mallopt(_param: c_int, _value: c_int) -> c_int {
 
 #[no_mangle]
 pub unsafe extern "C" fn malloc_stats() {
-    hk::write_stderr(b"hakmem ");
-    hk::write_stderr(hakmem_core::VERSION.as_bytes());
-    hk::write_stderr(b"\n");
-    hk::print_stats();
+    hk::print_stats_table();
 }
 
 /// glibc's `struct mallinfo2`.
@@ -365,22 +362,56 @@ pub unsafe extern "C" fn malloc_info(options: c_int, stream: *mut c_void) -> c_i
         set_errno(EINVAL);
         return -1;
     }
-    let s = hk::stats();
-    let mut m = hakmem_core::message::MessageBuffer::new();
-    m.push_str("<malloc version=\"hakmem-").push_str(hakmem_core::VERSION).push_str("\">\n");
-    m.push_str("<total type=\"mapped\" size=\"").push_decimal(s.bytes_mapped).push_str("\"/>\n");
-    m.push_str("<total type=\"in-use\" size=\"").push_decimal(s.page_bytes_in_use + s.huge_bytes).push_str("\"/>\n");
-    m.push_str("<total type=\"huge\" count=\"").push_decimal(s.huge_mapped).push_str("\" size=\"").push_decimal(s.huge_bytes).push_str("\"/>\n");
-    m.push_str("<system type=\"max\" size=\"").push_decimal(s.bytes_mapped_peak).push_str("\"/>\n");
-    m.push_str("</malloc>\n");
-    let mut text = [0u8; 513];
-    let bytes = m.as_bytes();
-    text[..bytes.len()].copy_from_slice(bytes);
-    // SAFETY: text is NUL-terminated; stream is a FILE* (C contract).
-    if unsafe { fputs(text.as_ptr() as *const c_char, stream) } < 0 {
+    let mut failed = false;
+    write_malloc_info(&mut |line| {
+        let mut text = [0u8; 513];
+        text[..line.len()].copy_from_slice(line);
+        // SAFETY: text is NUL-terminated; stream is a FILE* (C contract).
+        failed |= unsafe { fputs(text.as_ptr() as *const c_char, stream) } < 0;
+    });
+    if failed {
         return -1;
     }
     0
+}
+
+/// malloc_info's XML in glibc's shape (one `<heap>` for the process): per
+/// size class with free blocks a `<size>` of them; `fast` totals the free
+/// tiny blocks, `rest` the other free blocks, `mmap` the live huge blocks;
+/// `system` and `aspace` the bytes mapped.
+fn write_malloc_info(emit: &mut dyn FnMut(&[u8])) {
+    let (s, census) = hk::GLOBAL.census();
+    let mut out = hakmem_core::message::Lines::new(emit);
+    let (mut fast, mut rest) = ((0, 0), (0, 0));
+    out.line(format_args!("<malloc version=\"1\">"));
+    out.line(format_args!("<heap nr=\"0\">"));
+    out.line(format_args!("<sizes>"));
+    let mut from = 1;
+    for c in &census.classes {
+        let count = c.bytes_free / c.block_size;
+        if count > 0 {
+            out.line(format_args!("  <size from=\"{}\" to=\"{}\" total=\"{}\" count=\"{}\"/>", from, c.block_size, c.bytes_free, count));
+            let sum = if c.block_size <= hakmem_core::config::SMALL_MAX { &mut fast } else { &mut rest };
+            *sum = (sum.0 + count, sum.1 + c.bytes_free);
+        }
+        from = c.block_size + 1;
+    }
+    out.line(format_args!("</sizes>"));
+    for in_heap in [true, false] {
+        out.line(format_args!("<total type=\"fast\" count=\"{}\" size=\"{}\"/>", fast.0, fast.1));
+        out.line(format_args!("<total type=\"rest\" count=\"{}\" size=\"{}\"/>", rest.0, rest.1));
+        if !in_heap {
+            out.line(format_args!("<total type=\"mmap\" count=\"{}\" size=\"{}\"/>", census.huge_live.0, census.huge_live.1));
+        }
+        out.line(format_args!("<system type=\"current\" size=\"{}\"/>", s.bytes_mapped));
+        out.line(format_args!("<system type=\"max\" size=\"{}\"/>", s.bytes_mapped_peak));
+        out.line(format_args!("<aspace type=\"total\" size=\"{}\"/>", s.bytes_mapped));
+        out.line(format_args!("<aspace type=\"mprotect\" size=\"{}\"/>", s.bytes_mapped));
+        if in_heap {
+            out.line(format_args!("</heap>"));
+        }
+    }
+    out.line(format_args!("</malloc>"));
 }
 
 // ---------------------------------------------------------------------------
@@ -395,6 +426,20 @@ pub unsafe extern "C" fn hakmem_stats_get(out: *mut hakmem_core::StatsSnapshot) 
     // SAFETY: out points to a struct hakmem_stats (same layout).
     unsafe { out.write(hk::stats()) };
     0
+}
+
+// Fill out[0..n) with the per-size-class census; returns the number of
+// classes (call with n = 0 to learn it).
+#[no_mangle]
+pub unsafe extern "C" fn hakmem_class_stats_get(out: *mut hakmem_core::ClassStats, n: usize) -> usize {
+    let classes = hk::class_stats();
+    if !out.is_null() {
+        for (i, class) in classes.iter().enumerate().take(n) {
+            // SAFETY: out points to n structs hakmem_class_stats (same layout).
+            unsafe { out.add(i).write(*class) };
+        }
+    }
+    classes.len()
 }
 
 static VERSION_C: &str = concat!("hakmem ", env!("CARGO_PKG_VERSION"), "\0");

@@ -319,11 +319,27 @@ pub fn stats() -> StatsSnapshot {
     GLOBAL.stats()
 }
 
+/// A census of what the heaps hold per size class (see `hakmem_core::census`).
+pub fn class_stats() -> [hakmem_core::ClassStats; hakmem_core::class::CLASS_COUNT] {
+    GLOBAL.census().1.classes
+}
+
 /// Write the `hakmem-stats:` line to stderr.
 pub fn print_stats() {
     let mut line = hakmem_core::message::MessageBuffer::new();
     stats().write_line(&mut line);
     write_fd(STATS_FD.load(Ordering::Relaxed), line.as_bytes());
+}
+
+/// Write the readable statistics table, then the `hakmem-stats:` line,
+/// to stderr.
+pub fn print_stats_table() {
+    let (stats, census) = GLOBAL.census();
+    let fd = STATS_FD.load(Ordering::Relaxed);
+    hakmem_core::census::write_table(&stats, &census, &mut |line| write_fd(fd, line));
+    let mut line = hakmem_core::message::MessageBuffer::new();
+    stats.write_line(&mut line);
+    write_fd(fd, line.as_bytes());
 }
 
 /// Where the exit statistics go: a duplicate of fd 2 taken when
@@ -378,8 +394,10 @@ extern "C" fn on_load() {
 
 extern "C" fn on_exit() {
     env::ensure_read();
-    if env::STATS_AT_EXIT.load(Ordering::Relaxed) != env::STATS_OFF {
-        print_stats();
+    match env::STATS_AT_EXIT.load(Ordering::Relaxed) {
+        env::STATS_LINE => print_stats(),
+        env::STATS_TABLE => print_stats_table(),
+        _ => {}
     }
 }
 

@@ -146,6 +146,10 @@ unsafe impl PageProvider for LinuxPages {
         monotonic_coarse_ms()
     }
 
+    fn resident(&self) -> (usize, usize) {
+        resident_from_proc()
+    }
+
     fn random_seed(&self) -> u64 {
         let mut bytes = [0u8; 8];
         let got = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::NONBLOCK);
@@ -187,4 +191,29 @@ fn monotonic_coarse_ms() -> u64 {
         *__errno_location() = errno;
     }
     (t.tv_sec as u64) * 1000 + (t.tv_nsec as u64) / 1_000_000 + 1
+}
+
+/// `VmRSS` and `VmHWM` of `/proc/self/status` in bytes ((0, 0) when it
+/// cannot be read), read into a stack buffer.
+fn resident_from_proc() -> (usize, usize) {
+    use rustix::fs::{open, Mode, OFlags};
+    let Ok(fd) = open(c"/proc/self/status", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
+        return (0, 0);
+    };
+    let mut buffer = [0u8; 4096];
+    let mut len = 0;
+    while len < buffer.len() {
+        match rustix::io::read(&fd, &mut buffer[len..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    let kib_of = |key: &[u8]| -> usize {
+        let Some(line) = buffer[..len].split(|&b| b == b'\n').find(|l| l.starts_with(key)) else {
+            return 0;
+        };
+        let digits = line[key.len()..].iter().skip_while(|b| !b.is_ascii_digit()).take_while(|b| b.is_ascii_digit());
+        digits.fold(0usize, |n, &d| n.saturating_mul(10).saturating_add((d - b'0') as usize))
+    };
+    (kib_of(b"VmRSS:") << 10, kib_of(b"VmHWM:") << 10)
 }
