@@ -1,7 +1,9 @@
-//! Link flags of libhakmem.so: a stable soname, and `-z nodelete` because a
-//! loaded hakmem registers a pthread-key destructor and fork handlers that
-//! must outlive any dlclose (and blocks it returned may still be freed).
+//! Link flags of libhakmem.so: the soname `libhakmem.so.<major>` (what
+//! `ffi/install` installs it as), and `-z nodelete` because a loaded hakmem
+//! registers a pthread-key destructor and fork handlers that must outlive
+//! any dlclose (and blocks it returned may still be freed).
 fn main() {
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libhakmem.so");
+    let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets CARGO_PKG_VERSION_MAJOR");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libhakmem.so.{major}");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
 }

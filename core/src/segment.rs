@@ -20,7 +20,7 @@
 //! Invariants:
 //! - `used_pages == |{ p in pages[..page_count] : p is in use }|`.
 //! - `dirty & (1 << i) != 0` only for unused pages `i`.
-//! - A segment's address is set in [`SEGMENT_MAP`] exactly while its header
+//! - A segment's address is set in `SEGMENT_MAP` exactly while its header
 //!   is mapped; `free` consults the map before reading any header, so a
 //!   pointer hakmem never returned is recognized without a fault.
 //! - `owner` is the address of the owning heap, or one of the `*_OWNER`

@@ -1,4 +1,4 @@
-//! Counters, declared once: the field list in [`counters!`] below makes the
+//! Counters, declared once: the field list in `counters!` below makes the
 //! global atomics ([`Stats`]), the C-layout copy ([`StatsSnapshot`], the
 //! same as `struct hakmem_stats` in `ffi/include/hakmem.h`, checked by a
 //! test) and the `hakmem-stats:` line.

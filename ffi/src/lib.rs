@@ -8,7 +8,7 @@
 //! exported function is written out below under its C name (`grep -n "fn
 //! malloc"` finds it); the `__libc_*` aliases call the function they alias.
 //! `tests/tests/exports.rs` checks that `libhakmem.so` exports exactly these. `errno`
-//! is written in one place ([`set_errno`]); nothing here allocates, formats
+//! is written in one place (`set_errno`); nothing here allocates, formats
 //! through an allocator, or unwinds (`panic = "abort"` in every profile).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]

@@ -17,13 +17,18 @@
 //! - The heap pointer is stored in TLS *before* `pthread_setspecific`,
 //!   which may itself call calloc (keys past the first 32): that nested
 //!   call finds the heap and proceeds.
-//! - The environment is scanned in place ([`env`]); the provider makes raw
+//! - The environment is scanned in place ([`env`](mod@env)); the provider makes raw
 //!   system calls (no errno, no libc locks).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod env;
 pub mod pages;
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExamples;
 
 pub use hakmem_core::{Heap, StatsSnapshot};
 pub use pages::LinuxPages;
