@@ -423,6 +423,8 @@ pub fn segment_is_known(segment: *const Segment) -> bool {
 pub fn segment_map_insert(segment: *const Segment) {
     note_high_bits(segment);
     let (word, bit) = map_slot(segment);
+    MAP_WORDS_USED.0.fetch_min(word, Ordering::Relaxed);
+    MAP_WORDS_USED.1.fetch_max(word + 1, Ordering::Relaxed);
     SEGMENT_MAP[word].fetch_or(bit, Ordering::Release);
 }
 
@@ -433,6 +435,10 @@ pub fn segment_map_remove(segment: *const Segment) {
     let _census = HEADER_CENSUS.lock();
     SEGMENT_MAP[word].fetch_and(!bit, Ordering::Release);
 }
+
+/// The range of map words that ever held a segment: a census reads only
+/// these (the whole map is 8 MiB, most of it never touched).
+static MAP_WORDS_USED: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(MAP_WORDS), AtomicUsize::new(0));
 
 /// Held while a census reads the headers of the segment map, and while a
 /// header leaves the map or a mapped header changes its geometry
@@ -468,7 +474,8 @@ pub fn census(mut visit: impl FnMut(*mut Segment)) -> bool {
         return false;
     }
     let high = if high == UNKNOWN_HIGH_BITS { 0 } else { high };
-    for (word_index, word) in SEGMENT_MAP.iter().enumerate() {
+    let used = MAP_WORDS_USED.0.load(Ordering::Relaxed)..MAP_WORDS_USED.1.load(Ordering::Relaxed);
+    for (word_index, word) in SEGMENT_MAP.iter().enumerate().take(used.end).skip(used.start) {
         let mut bits = word.load(Ordering::Acquire);
         while bits != 0 {
             let index = (word_index << 6) | bits.trailing_zeros() as usize;
