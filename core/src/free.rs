@@ -147,24 +147,19 @@ unsafe fn free_foreign<P: PageProvider>(
         let owner = (*segment).owner.load(Ordering::Acquire);
         if owner == HUGE_OWNER {
             crate::debug_count!(frees_huge);
-            count_free(memory, heap);
+            count_free(memory, heap, false);
             return shared.huge.free(memory, segment, ptr);
         }
         let heap = if heap.is_null() { make_heap() } else { heap };
-        count_free(memory, heap);
-        if heap.is_null() {
-            memory.stats.cross_thread_frees.fetch_add(1, Ordering::Relaxed);
-        } else {
-            (*heap).count_cross_thread_free();
+        count_free(memory, heap, true);
+        if owner == ABANDONED_OWNER {
+            crate::debug_count!(frees_abandoned);
         }
         let page = Segment::page_of(segment, ptr);
         let (list_key, marker_key) = memory.keys();
         let block = checked_block(memory, page, ptr, marker_key);
         // Only small blocks are gathered: the blocks a thread holds back
         // from their owner stay below 64 KiB.
-        if owner == ABANDONED_OWNER {
-            crate::debug_count!(frees_abandoned);
-        }
         if heap.is_null() || (*page).block_size as usize > SMALL_MAX {
             crate::debug_count!(frees_remote_pushed);
             push_foreign(segment, page, block, block, list_key);
@@ -175,17 +170,24 @@ unsafe fn free_foreign<P: PageProvider>(
     }
 }
 
-/// Count a free in the calling thread's heap, or globally without one.
+/// Count a free, and whether it frees another heap's block, in the calling
+/// thread's heap, or globally without one.
 ///
 /// # Safety
 /// `heap` is null or the calling thread's own heap.
-unsafe fn count_free<P: PageProvider>(memory: &Memory<P>, heap: *mut Heap<P>) {
+unsafe fn count_free<P: PageProvider>(memory: &Memory<P>, heap: *mut Heap<P>, cross_thread: bool) {
     // SAFETY: per the contract.
     unsafe {
         if heap.is_null() {
             memory.stats.free_calls.fetch_add(1, Ordering::Relaxed);
+            if cross_thread {
+                memory.stats.cross_thread_frees.fetch_add(1, Ordering::Relaxed);
+            }
         } else {
             (*heap).count_free();
+            if cross_thread {
+                (*heap).count_cross_thread_free();
+            }
         }
     }
 }

@@ -9,8 +9,9 @@
 //! once; `HAKMEM_VERBOSE=1` prints every effective value.
 
 use core::ffi::c_char;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::Ordering::{self, Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
+use hakmem_core::config::Options;
 use hakmem_core::message::MessageBuffer;
 
 extern "C" {
@@ -25,7 +26,7 @@ pub const STATS_LINE: u8 = 1;
 /// The readable table, then the line.
 pub const STATS_TABLE: u8 = 2;
 /// HAKMEM_VERBOSE: print version and options when they are read.
-pub static VERBOSE: AtomicU8 = AtomicU8::new(0);
+pub static VERBOSE: AtomicBool = AtomicBool::new(false);
 
 const UNREAD: u8 = 0;
 const READING: u8 = 1;
@@ -38,22 +39,44 @@ pub struct Variable {
     pub name: &'static str,
     /// What it accepts, for the warning.
     pub accepts: &'static str,
-    /// Parse and apply a value; false (nothing changed) when it is invalid.
-    set: fn(&[u8]) -> bool,
+    value: Value,
+}
+
+/// Where a variable's value goes.
+enum Value {
+    /// A number option of the core, parsed by the function.
+    Number(fn(&Options) -> &AtomicUsize, fn(&[u8]) -> Option<usize>),
+    /// Anything else: parse and apply a value (false, nothing changed,
+    /// when it is invalid), and append the effective value.
+    Other(fn(&[u8]) -> bool, fn(&mut MessageBuffer)),
+}
+
+impl Variable {
+    /// Parse and apply `value`; false (nothing changed) when it is invalid.
+    fn set(&self, value: &[u8]) -> bool {
+        match self.value {
+            Value::Number(cell, parse) => parse(value).map(|v| cell(options()).store(v, Relaxed)).is_some(),
+            Value::Other(set, _) => set(value),
+        }
+    }
+
     /// Append the effective value.
-    show: fn(&mut MessageBuffer),
+    fn show(&self, out: &mut MessageBuffer) {
+        match self.value {
+            Value::Number(cell, _) => {
+                out.push_decimal(cell(options()).load(Relaxed));
+            }
+            Value::Other(_, show) => show(out),
+        }
+    }
 }
 
 const BOOL: &str = "1/0, on/off, yes/no or true/false";
 const SIZE: &str = "a byte count with an optional K, M or G suffix";
 const COUNT: &str = "a whole number";
 
-fn options() -> &'static hakmem_core::config::Options {
+fn options() -> &'static Options {
     crate::GLOBAL.options()
-}
-
-fn set_usize(cell: &AtomicUsize, value: Option<usize>) -> bool {
-    value.map(|v| cell.store(v, Relaxed)).is_some()
 }
 
 fn show_bool(out: &mut MessageBuffer, on: bool) {
@@ -65,74 +88,56 @@ pub static VARIABLES: [Variable; 7] = [
     Variable {
         name: "STATS",
         accepts: "1/on/table (a table and the line), line (the line only) or 0/off",
-        set: |v| {
-            let mode = match v {
-                b"line" => Some(STATS_LINE),
-                b"table" => Some(STATS_TABLE),
-                _ => parse_bool(v).map(|on| if on { STATS_TABLE } else { STATS_OFF }),
-            };
-            mode.map(|m| STATS_AT_EXIT.store(m, Relaxed)).is_some()
-        },
-        show: |out| {
-            out.push_str(match STATS_AT_EXIT.load(Relaxed) {
-                STATS_LINE => "line",
-                STATS_TABLE => "table",
-                _ => "off",
-            });
-        },
+        value: Value::Other(
+            |v| {
+                let mode = match v {
+                    b"line" => Some(STATS_LINE),
+                    b"table" => Some(STATS_TABLE),
+                    _ => parse_bool(v).map(|on| if on { STATS_TABLE } else { STATS_OFF }),
+                };
+                mode.map(|m| STATS_AT_EXIT.store(m, Relaxed)).is_some()
+            },
+            |out| {
+                out.push_str(match STATS_AT_EXIT.load(Relaxed) {
+                    STATS_LINE => "line",
+                    STATS_TABLE => "table",
+                    _ => "off",
+                });
+            },
+        ),
     },
     Variable {
         name: "VERBOSE",
         accepts: BOOL,
-        set: |v| parse_bool(v).map(|on| VERBOSE.store(on as u8, Relaxed)).is_some(),
-        show: |out| show_bool(out, VERBOSE.load(Relaxed) != 0),
+        value: Value::Other(
+            |v| parse_bool(v).map(|on| VERBOSE.store(on, Relaxed)).is_some(),
+            |out| show_bool(out, VERBOSE.load(Relaxed)),
+        ),
     },
-    Variable {
-        name: "BIGCACHE_MAX",
-        accepts: SIZE,
-        set: |v| set_usize(&options().bigcache_bytes, parse_size(v)),
-        show: |out| {
-            out.push_decimal(options().bigcache_bytes.load(Relaxed));
-        },
-    },
-    Variable {
-        name: "SEGMENT_CACHE",
-        accepts: COUNT,
-        set: |v| set_usize(&options().segment_cache, parse_count(v)),
-        show: |out| {
-            out.push_decimal(options().segment_cache.load(Relaxed));
-        },
-    },
-    Variable {
-        name: "PURGE_DIRTY",
-        accepts: SIZE,
-        set: |v| set_usize(&options().purge_dirty_bytes, parse_size(v)),
-        show: |out| {
-            out.push_decimal(options().purge_dirty_bytes.load(Relaxed));
-        },
-    },
+    Variable { name: "BIGCACHE_MAX", accepts: SIZE, value: Value::Number(|o| &o.bigcache_bytes, parse_size) },
+    Variable { name: "SEGMENT_CACHE", accepts: COUNT, value: Value::Number(|o| &o.segment_cache, parse_count) },
+    Variable { name: "PURGE_DIRTY", accepts: SIZE, value: Value::Number(|o| &o.purge_dirty_bytes, parse_size) },
     Variable {
         name: "PURGE_DELAY",
         accepts: "milliseconds, a whole number",
-        set: |v| set_usize(&options().purge_delay_ms, parse_count(v)),
-        show: |out| {
-            out.push_decimal(options().purge_delay_ms.load(Relaxed));
-        },
+        value: Value::Number(|o| &o.purge_delay_ms, parse_count),
     },
     Variable {
         name: "THP",
         accepts: BOOL,
-        set: |v| {
-            let mode = parse_bool(v).map(|on| if on { crate::pages::THP_ON } else { crate::pages::THP_OFF });
-            mode.map(|m| crate::pages::THP_MODE.store(m, Relaxed)).is_some()
-        },
-        show: |out| {
-            out.push_str(match crate::pages::THP_MODE.load(Relaxed) {
-                crate::pages::THP_ON => "on",
-                crate::pages::THP_OFF => "off",
-                _ => "default",
-            });
-        },
+        value: Value::Other(
+            |v| {
+                let mode = parse_bool(v).map(|on| if on { crate::pages::THP_ON } else { crate::pages::THP_OFF });
+                mode.map(|m| crate::pages::THP_MODE.store(m, Relaxed)).is_some()
+            },
+            |out| {
+                out.push_str(match crate::pages::THP_MODE.load(Relaxed) {
+                    crate::pages::THP_ON => "on",
+                    crate::pages::THP_OFF => "off",
+                    _ => "default",
+                });
+            },
+        ),
     },
 ];
 
@@ -177,11 +182,11 @@ fn apply_environment() {
         }
         seen |= 1 << index;
         let variable = &VARIABLES[index];
-        if !(variable.set)(value) {
+        if !variable.set(value) {
             let mut m = MessageBuffer::new();
             m.push_str("hakmem: invalid HAKMEM_").push_str(variable.name).push_str("=").push_bytes(value);
             m.push_str(" (expected ").push_str(variable.accepts).push_str("); keeping ");
-            (variable.show)(&mut m);
+            variable.show(&mut m);
             crate::write_stderr(m.push_str("\n").as_bytes());
         }
     });
@@ -250,12 +255,12 @@ pub fn ensure_read() {
         crate::keep_stats_fd();
     }
     STATE.store(READ, Ordering::Release);
-    if VERBOSE.load(Relaxed) != 0 {
+    if VERBOSE.load(Relaxed) {
         let mut m = MessageBuffer::new();
         m.push_str("hakmem ").push_str(hakmem_core::VERSION).push_str(":");
         for v in &VARIABLES {
             m.push_str(" HAKMEM_").push_str(v.name).push_str("=");
-            (v.show)(&mut m);
+            v.show(&mut m);
         }
         crate::write_stderr(m.push_str("\n").as_bytes());
     }

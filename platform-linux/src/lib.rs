@@ -331,8 +331,12 @@ pub fn class_stats() -> [hakmem_core::ClassStats; hakmem_core::class::CLASS_COUN
 
 /// Write the `hakmem-stats:` line to stderr.
 pub fn print_stats() {
+    print_stats_line(&stats());
+}
+
+fn print_stats_line(stats: &StatsSnapshot) {
     let mut line = hakmem_core::message::MessageBuffer::new();
-    stats().write_line(&mut line);
+    stats.write_line(&mut line);
     write_fd(STATS_FD.load(Ordering::Relaxed), line.as_bytes());
 }
 
@@ -342,9 +346,7 @@ pub fn print_stats_table() {
     let (stats, census) = GLOBAL.census();
     let fd = STATS_FD.load(Ordering::Relaxed);
     hakmem_core::census::write_table(&stats, &census, &mut |line| write_fd(fd, line));
-    let mut line = hakmem_core::message::MessageBuffer::new();
-    stats.write_line(&mut line);
-    write_fd(fd, line.as_bytes());
+    print_stats_line(&stats);
 }
 
 /// Where the exit statistics go: a duplicate of fd 2 taken when
