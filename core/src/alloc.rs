@@ -77,24 +77,38 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// is empty, and every larger request.
     #[inline(never)]
     pub fn malloc_slow(&mut self, size: usize) -> *mut u8 {
-        self.count_malloc();
         if size > LARGE_MAX {
             return self.huge_alloc(size, MIN_ALIGN).map_or(null_mut(), |(p, _)| p);
         }
-        self.alloc_class(class_of(size))
+        self.count_malloc();
+        let block = self.alloc_class(class_of(size));
+        if self.shared.memory.profile.is_on() {
+            return self.sample_paged(block, size);
+        }
+        block
     }
 
-    /// A huge block; see `HugeBlocks::alloc`.
-    fn huge_alloc(&self, size: usize, align: usize) -> Option<(*mut u8, bool)> {
-        self.shared.huge.alloc(&self.shared.memory, size, align)
+    /// A huge block, counted (and sampled when profiling); see
+    /// `HugeBlocks::alloc`.
+    fn huge_alloc(&mut self, size: usize, align: usize) -> Option<(*mut u8, bool)> {
+        self.count_malloc();
+        let huge = self.shared.huge.alloc(&self.shared.memory, size, align);
+        if let Some((block, _)) = huge {
+            self.sample_huge(block, size);
+        }
+        huge
     }
 
-    /// Pop a block of `class` from the current page, carving more of it when
-    /// it has room (the common refill), or take the refill path.
+    /// Pop a block of `class` from the current page (its queue's head),
+    /// carving more of it when it has room (the common refill), or take
+    /// the refill path.
     fn alloc_class(&mut self, class: usize) -> *mut u8 {
-        let page = self.current[class];
-        // SAFETY: current entries are live pages of this heap or EMPTY_PAGE
-        // (which is never written).
+        // The queue's head, not `current[class]`: the two are the same
+        // page except while profiling, when `current` stays EMPTY_PAGE.
+        let first = self.queues[class].first;
+        let page = if first.is_null() { empty_page() } else { first };
+        // SAFETY: queued pages are live pages of this heap; EMPTY_PAGE is
+        // never written.
         unsafe {
             let block = self.page_pop(page);
             if !block.is_null() {
@@ -217,7 +231,6 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
         let padded = size + align - MIN_ALIGN;
         if padded > LARGE_MAX {
-            self.count_malloc();
             return self.huge_alloc(size, align).map_or(null_mut(), |(p, _)| p);
         }
         let block = self.malloc(padded);
@@ -242,7 +255,6 @@ impl<P: PageProvider + 'static> Heap<P> {
             return null_mut();
         };
         let (p, zeroed) = if total > LARGE_MAX {
-            self.count_malloc();
             self.huge_alloc(total, MIN_ALIGN).unwrap_or((null_mut(), false))
         } else {
             (self.malloc(total), false)
@@ -285,7 +297,9 @@ impl<P: PageProvider + 'static> Heap<P> {
                 None => self.shared.usable_size(ptr),
             }
         };
-        if size <= usable && size >= usable / 2 {
+        // (While profiling, a resized block is a new allocation, sampled
+        // as such, and the old one is forgotten by its free.)
+        if size <= usable && size >= usable / 2 && !self.shared.memory.profile.is_on() {
             return ptr;
         }
         if usable > LARGE_MAX && size > LARGE_MAX {
@@ -293,6 +307,8 @@ impl<P: PageProvider + 'static> Heap<P> {
             // SAFETY: ptr is a live huge block the caller hands over.
             if let Some(moved) = unsafe { self.shared.huge.realloc(&self.shared.memory, ptr, size) } {
                 self.count_malloc();
+                self.shared.memory.profile.forget(ptr as usize);
+                self.sample_huge(moved, size);
                 return moved;
             }
         }

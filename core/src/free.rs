@@ -23,7 +23,7 @@
 use crate::config::SMALL_MAX;
 use crate::heap::Heap;
 use crate::memory::Memory;
-use crate::page::{Block, Page, PAGE_ALIGNED, PAGE_UNUSED};
+use crate::page::{Block, Page, PAGE_ALIGNED, PAGE_SAMPLED, PAGE_UNUSED};
 use crate::provider::PageProvider;
 use crate::remote::push_foreign;
 use crate::segment::{segment_is_known, Segment, ABANDONED_OWNER, HUGE_OWNER};
@@ -217,6 +217,9 @@ unsafe fn checked_block<P: PageProvider>(memory: &Memory<P>, page: *mut Page, pt
             memory.fatal_at("free(): double free of ", ptr as usize);
         }
         (*block).marker = marker;
+        if flags & PAGE_SAMPLED != 0 {
+            memory.profile.forget(block as usize);
+        }
         block
     }
 }

@@ -1,6 +1,6 @@
 //! The embedder's handle: [`Global`] is the [`Shared`] state plus the heap
 //! pool, and the process-wide entry points (heaps for threads, free,
-//! usable size, trim, statistics, fork).
+//! usable size, trim, statistics, the heap profiler, fork).
 //!
 //! ```text
 //!  Global<P>
@@ -15,6 +15,8 @@ use crate::config::{Options, HEAP_CHUNK_BYTES};
 use crate::heap::Heap;
 use crate::provider::PageProvider;
 use crate::census::Census;
+use crate::message::MessageBuffer;
+use crate::profile;
 use crate::shared::Shared;
 use crate::stats::{Mapping, StatsSnapshot};
 use core::ptr::null_mut;
@@ -221,6 +223,59 @@ impl<P: PageProvider + 'static> Global<P> {
         let ours = |owner: usize| unsafe { core::ptr::eq((*(owner as *const Heap<P>)).shared, shared) };
         let census = Census::take(&stats, self.shared.huge.cached(), ours);
         (stats, census)
+    }
+
+    /// Start the heap profiler: from now on about one allocation per `mean`
+    /// bytes allocated is sampled with its call stack (see `profile.rs`).
+    /// Its tables (`profile::TABLE_BYTES` of address space, resident as
+    /// used) come from the provider. False when out of memory; true when
+    /// it runs (or ran already).
+    pub fn profile_start(&self, mean: usize) -> bool {
+        let memory = &self.shared.memory;
+        if memory.profile.is_on() {
+            return true;
+        }
+        let Some(tables) = memory.map(profile::TABLE_BYTES.next_multiple_of(P::PAGE_SIZE), P::PAGE_SIZE, Mapping::Metadata) else {
+            return false;
+        };
+        if !P::MAPS_ZEROED {
+            // SAFETY: a fresh mapping of at least TABLE_BYTES.
+            unsafe { core::ptr::write_bytes(tables.as_ptr(), 0, profile::TABLE_BYTES) };
+        }
+        // SAFETY: zeroed, page aligned, ours for ever (never unmapped).
+        if !unsafe { memory.profile.start(tables.as_ptr(), mean) } {
+            // Another thread started it first: give this mapping back.
+            // SAFETY: mapped above and not used.
+            unsafe { memory.unmap(tables, profile::TABLE_BYTES.next_multiple_of(P::PAGE_SIZE), Mapping::Metadata) };
+        }
+        true
+    }
+
+    /// The heap profiler's records (whether it is on, what it dropped,
+    /// live samples).
+    pub fn profile(&self) -> &profile::Profile {
+        &self.shared.memory.profile
+    }
+
+    /// Write a dump of the live sampled allocations to `out` in pieces;
+    /// `frame_name` names a frame (the folded format). False when the
+    /// profiler is off or no scratch memory could be mapped.
+    pub fn profile_dump(&self, format: profile::DumpFormat, frame_name: &mut dyn FnMut(usize, &mut MessageBuffer), out: &mut dyn FnMut(&[u8])) -> bool {
+        let memory = &self.shared.memory;
+        if !memory.profile.is_on() {
+            return false;
+        }
+        let bytes = profile::SCRATCH_BYTES.next_multiple_of(P::PAGE_SIZE);
+        let Some(scratch) = memory.map(bytes, P::PAGE_SIZE, Mapping::Metadata) else {
+            return false;
+        };
+        // SAFETY: a fresh mapping of `bytes`, page (so u64) aligned, ours
+        // until unmapped below; any bit pattern is a valid u64.
+        let words = unsafe { core::slice::from_raw_parts_mut(scratch.as_ptr() as *mut u64, bytes / 8) };
+        let written = memory.profile.dump(format, words, frame_name, out);
+        // SAFETY: mapped above; `words` is not used after this.
+        unsafe { memory.unmap(scratch, bytes, Mapping::Metadata) };
+        written
     }
 
     /// Take every global lock (before `fork`), so the child never inherits

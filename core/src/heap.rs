@@ -17,7 +17,7 @@
 //! A heap is used by one thread at a time (its owner); only `delayed` and
 //! the counters are touched by other threads. Invariants:
 //! - `current[c] == queues[c].first`, or `&EMPTY_PAGE` when the queue is
-//!   empty, and `direct[s] == current[c]` for every small size slot `s` of
+//!   empty or the heap is profiling (sampling.rs), and `direct[s] == current[c]` for every small size slot `s` of
 //!   class `c` (`small_slots_of`).
 //! - A page is in `queues[page.class]` iff its flags lack `PAGE_FULL`, in
 //!   `full` iff they have it, and in neither only while being moved or freed.
@@ -31,6 +31,7 @@ use crate::config::{SEGMENT_MASK, SEGMENT_SHIFT, SMALL_MAX};
 use crate::list::List;
 use crate::page::{Block, Page, PAGE_FULL};
 use crate::provider::PageProvider;
+use crate::profile::Sampler;
 use crate::purge::DirtyPages;
 use crate::remote::{push_foreign, DelayedFrees, PendingFrees};
 use crate::segment::Segment;
@@ -49,6 +50,9 @@ static EMPTY_PAGE: EmptyPage = EmptyPage(Page::UNUSED);
 pub(crate) fn empty_page() -> *mut Page {
     &EMPTY_PAGE.0 as *const Page as *mut Page
 }
+
+/// Heaps made so far: a part of each one's sampling seed.
+static HEAPS_MADE: AtomicU64 = AtomicU64::new(0);
 
 /// Segments a heap remembers for its local frees: 64 MiB of consecutive
 /// segments without two in one slot.
@@ -95,6 +99,8 @@ pub struct Heap<P: PageProvider + 'static> {
     pub(crate) dirty: DirtyPages,
     /// This thread's frees into other heaps' pages, not yet handed over.
     pub(crate) pending: PendingFrees,
+    /// The heap profiler's byte countdown (sampling.rs).
+    pub(crate) sampler: Sampler,
     /// Links in the global heap pool.
     pub(crate) pool_next: *mut Heap<P>,
     pub(crate) all_next: *mut Heap<P>,
@@ -120,6 +126,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             segments: [const { List::new() }; PAGED_KINDS],
             dirty: DirtyPages::new(),
             pending: PendingFrees::new(),
+            sampler: Sampler::new(list_key as u64 ^ HEAPS_MADE.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             pool_next: null_mut(),
             all_next: null_mut(),
         }
@@ -178,7 +185,10 @@ impl<P: PageProvider + 'static> Heap<P> {
     }
 
     /// Make `page` (or `EMPTY_PAGE`) the current page of `class`.
+    /// While profiling, EMPTY_PAGE whatever `page` is: every malloc then
+    /// takes the slow path, which samples (sampling.rs).
     pub(crate) fn set_current(&mut self, class: usize, page: *mut Page) {
+        let page = if self.sampler.profiling { empty_page() } else { page };
         self.current[class] = page;
         if class_size(class) <= SMALL_MAX {
             for slot in small_slots_of(class) {
@@ -435,7 +445,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
         for class in 0..CLASS_COUNT {
             let queue = &self.queues[class];
-            let expected = if queue.first.is_null() { empty_page() } else { queue.first };
+            let expected = if queue.first.is_null() || self.sampler.profiling { empty_page() } else { queue.first };
             assert_eq!(self.current[class], expected, "current[{class}] is not the queue head");
             if class_size(class) <= SMALL_MAX {
                 assert!(small_slots_of(class).all(|slot| self.direct[slot] == expected), "direct of class {class}");

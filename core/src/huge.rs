@@ -184,6 +184,7 @@ impl HugeBlocks {
                 memory.fatal_at("free(): double free of huge block ", ptr as usize);
             }
         }
+        memory.profile.forget(ptr as usize);
         self.cache_insert(memory, segment, memory.now_ms());
     }
 

@@ -14,6 +14,7 @@
 //!  locked      LockedHeap: one heap behind a spin lock (kernels)
 //!  global      Global<P>: Shared + heap pool; heap_acquire/release, free, trim, stats, fork
 //!  alloc       malloc fast path -> refill; aligned, calloc, realloc        \
+//!  sampling    the heap profiler's countdown and sampled blocks             |
 //!  free        free fast path -> checked_block -> local or remote push      | impl Heap,
 //!  adopt       thread exit (abandon), adoption, trim                        | one path each
 //!  heap        the Heap struct, page queues, page life cycle, drain        /
@@ -27,6 +28,7 @@
 //!  census      per-class and per-tier use read from page state; the statistics table
 //!  segment     the 2 MiB header, pointer -> metadata, segment map, page bookkeeping
 //!  memory      the provider, counted: map / unmap / purge, keys, options, fatal
+//!  profile     the heap profiler's sample and stack tables, dumps
 //!  page        page descriptor, local free list, carving
 //!  stats  class  config  message  provider           leaves
 //! ```
@@ -63,9 +65,11 @@ pub mod locked;
 pub mod memory;
 pub mod message;
 pub mod page;
+pub mod profile;
 pub mod provider;
 pub mod purge;
 pub mod remote;
+mod sampling;
 pub mod segment;
 pub mod segment_store;
 pub mod shared;

@@ -1,13 +1,15 @@
 //! The provider as the rest of the core sees it: every map, unmap and purge
 //! goes through [`Memory`], which counts it, so the counters cannot miss
 //! one. Also here: the options, the free-list keys, the clock and fatal
-//! errors, everything the other modules need from "outside".
+//! errors, the profiler's records, everything the other modules need
+//! from "outside".
 //!
 //! Invariant: `stats.bytes_mapped` is the sum of the sizes of the live
 //! mappings made through [`Memory::map`] (and resized by `remap`).
 
 use crate::config::Options;
 use crate::message::MessageBuffer;
+use crate::profile::Profile;
 use crate::provider::PageProvider;
 use crate::stats::{Mapping, Stats};
 use core::ptr::NonNull;
@@ -19,11 +21,13 @@ pub struct Memory<P: PageProvider> {
     keys: spin::Once<(usize, usize)>,
     pub stats: Stats,
     pub options: Options,
+    /// The heap profiler's records (off until started).
+    pub profile: Profile,
 }
 
 impl<P: PageProvider> Memory<P> {
     pub const fn new(provider: P) -> Self {
-        Memory { provider, keys: spin::Once::new(), stats: Stats::new(), options: Options::new() }
+        Memory { provider, keys: spin::Once::new(), stats: Stats::new(), options: Options::new(), profile: Profile::new() }
     }
 
     pub fn provider(&self) -> &P {

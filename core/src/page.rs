@@ -38,6 +38,9 @@ pub const PAGE_FULL: u8 = 1;
 pub const PAGE_ALIGNED: u8 = 2;
 /// Page flag: not in use; no block of it is live.
 pub const PAGE_UNUSED: u8 = 4;
+/// Page flag: a block of it was sampled by the heap profiler (its frees
+/// take the slow path, which forgets the sample).
+pub const PAGE_SAMPLED: u8 = 8;
 
 const RECIPROCAL_SHIFT: u32 = 42;
 /// See `Page::block_index_exact`: the fraction bound of a block start.

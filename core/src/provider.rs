@@ -85,6 +85,17 @@ pub unsafe trait PageProvider: Sync {
         0
     }
 
+    /// The calling thread's call stack for the heap profiler: return
+    /// addresses, innermost first, written to `frames`; returns how many.
+    /// Leaves out the provider's own frames and the `skip` innermost frames
+    /// of its callers (the allocator's). Must not allocate through the
+    /// allocator or take a lock the allocator may hold. The default has no
+    /// stacks (0): samples are then recorded with an empty stack.
+    fn backtrace(&self, frames: &mut [usize], skip: usize) -> usize {
+        let _ = (frames, skip);
+        0
+    }
+
     /// Resident memory of the process and its peak, in bytes, for
     /// statistics; the default (0, 0) means unknown.
     fn resident(&self) -> (usize, usize) {

@@ -131,4 +131,24 @@ unsafe impl PageProvider for TestProvider {
     fn random_seed(&self) -> u64 {
         0x1234_5678_9abc_def0
     }
+
+    /// The calling thread's stack as set by [`set_test_stack`].
+    fn backtrace(&self, frames: &mut [usize], _skip: usize) -> usize {
+        TEST_STACK.with(|stack| {
+            let stack = stack.borrow();
+            let n = stack.len().min(frames.len());
+            frames[..n].copy_from_slice(&stack[..n]);
+            n
+        })
+    }
+}
+
+std::thread_local! {
+    static TEST_STACK: core::cell::RefCell<std::vec::Vec<usize>> = const { core::cell::RefCell::new(std::vec::Vec::new()) };
+}
+
+/// Make `frames` (innermost first) the stack [`TestProvider`] reports for
+/// the calling thread's allocations.
+pub fn set_test_stack(frames: &[usize]) {
+    TEST_STACK.with(|stack| *stack.borrow_mut() = frames.to_vec());
 }

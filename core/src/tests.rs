@@ -1077,3 +1077,122 @@ fn debug_counters_count_the_free_pipeline_and_refills() {
     assert!(after.refill_fresh_pages > before.refill_fresh_pages);
     assert!(after.frees_local_fast > before.frees_local_fast);
 }
+
+/// Estimated live bytes per stack from a heap_v2 dump, scaled as jeprof
+/// scales it (each entry by its mean size).
+fn heap_v2_estimates(dump: &str, mean: f64) -> std::collections::HashMap<std::string::String, f64> {
+    let mut lines = dump.lines();
+    assert_eq!(lines.next(), Some(std::format!("heap_v2/{}", mean as usize).as_str()));
+    let mut estimates = std::collections::HashMap::new();
+    let mut stack = None;
+    for line in lines {
+        if let Some(frames) = line.strip_prefix("@ ") {
+            stack = Some(frames.to_owned());
+        } else if let (Some(counts), Some(stack)) = (line.trim().strip_prefix("t*: "), stack.take()) {
+            let fields: Vec<f64> = counts.split(|c: char| !c.is_ascii_digit()).filter(|f| !f.is_empty()).map(|f| f.parse().unwrap()).collect();
+            let (n, bytes) = (fields[0], fields[1]);
+            *estimates.entry(stack).or_insert(0.0) += bytes / (1.0 - (-(bytes / n) / mean).exp());
+        }
+    }
+    estimates
+}
+
+#[test]
+fn the_heap_profiler_estimates_live_bytes_per_stack_and_forgets_freed_blocks() {
+    use crate::profile::DumpFormat;
+    use crate::testing::set_test_stack;
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let mut none = |_: usize, _: &mut crate::message::MessageBuffer| {};
+    assert!(!global.profile_dump(DumpFormat::HeapV2, &mut none, &mut |_| panic!("no dump while off")));
+    let mean = 16 << 10;
+    assert!(global.profile_start(mean));
+    assert!(global.profile().is_on());
+    const A: &[usize] = &[0xa1, 0xa2, 0x1000];
+    const B: &[usize] = &[0xb1, 0x1000];
+    const C: &[usize] = &[0xc1, 0x1000];
+    let (mut live_a, mut live_b, mut freed_c) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bytes_a, mut bytes_b) = (0usize, 0usize);
+    let mut rng = 7u64;
+    while bytes_a < 24 << 20 || bytes_b < 8 << 20 {
+        let r = splitmix64(&mut rng);
+        let size = match r % 100 {
+            0 => 2 << 20,  // huge
+            1..=3 => 200 << 10, // large
+            _ => 16 + (r >> 8) as usize % 4000,
+        };
+        match (r >> 40) % 4 {
+            0 if bytes_b < 8 << 20 => {
+                set_test_stack(B);
+                let p = if r & 1 == 0 { heap.malloc(size) } else { heap.malloc_aligned(size, 64) };
+                assert!(!p.is_null());
+                live_b.push(p);
+                bytes_b += size;
+            }
+            1 => {
+                set_test_stack(C);
+                freed_c.push(heap.malloc(size));
+            }
+            _ if bytes_a < 24 << 20 => {
+                set_test_stack(A);
+                let mut p = heap.malloc(size / 2 + 1);
+                if r & 2 == 0 {
+                    // SAFETY: p is live and ours.
+                    p = unsafe { heap.realloc(p, size) };
+                } else {
+                    // The half-size block stays live too.
+                    live_a.push(p);
+                    bytes_a += size / 2 + 1;
+                    p = heap.calloc(1, size);
+                }
+                assert!(!p.is_null());
+                live_a.push(p);
+                bytes_a += size;
+            }
+            _ => {}
+        }
+    }
+    heap.check_invariants();
+    // Half of C's blocks are freed by another thread (the remote path),
+    // the rest here.
+    let (remote, local): (Vec<_>, Vec<_>) = freed_c.iter().map(|&p| p as usize).partition(|p| p % 32 == 0);
+    std::thread::spawn(move || {
+        let other = global.heap_acquire();
+        for p in remote {
+            // SAFETY: p is live; `other` is this thread's heap.
+            unsafe { global.free(p as *mut u8, other) };
+        }
+    })
+    .join()
+    .unwrap();
+    for p in local {
+        // SAFETY: p is live and ours.
+        unsafe { global.free(p as *mut u8, hp) };
+    }
+    let mut dump = Vec::new();
+    assert!(global.profile_dump(DumpFormat::HeapV2, &mut none, &mut |bytes| dump.extend_from_slice(bytes)));
+    let dump = std::string::String::from_utf8(dump).unwrap();
+    let estimates = heap_v2_estimates(&dump, mean as f64);
+    let a = estimates.get("0xa1 0xa2 0x1000").copied().unwrap_or(0.0);
+    let b = estimates.get("0xb1 0x1000").copied().unwrap_or(0.0);
+    assert!((a / bytes_a as f64 - 1.0).abs() < 0.15, "stack A: {a:.0} estimated, {bytes_a} live\n{dump}");
+    assert!((b / bytes_b as f64 - 1.0).abs() < 0.15, "stack B: {b:.0} estimated, {bytes_b} live\n{dump}");
+    assert!(!dump.contains("0xc1"), "every block of stack C was freed:\n{dump}");
+    let mut folded = Vec::new();
+    let mut hex = |frame: usize, m: &mut crate::message::MessageBuffer| {
+        m.push_hex(frame);
+    };
+    assert!(global.profile_dump(DumpFormat::Folded, &mut hex, &mut |bytes| folded.extend_from_slice(bytes)));
+    let folded = std::string::String::from_utf8(folded).unwrap();
+    let folded_a: f64 = folded.lines().find_map(|l| l.strip_prefix("0x1000;0xa2;0xa1 ")).expect(&folded).parse().unwrap();
+    assert!((folded_a / a - 1.0).abs() < 0.01, "folded {folded_a} and heap_v2 {a} estimates differ\n{folded}");
+    assert_eq!(folded.lines().count(), 2, "{folded}");
+    for p in live_a.into_iter().chain(live_b) {
+        // SAFETY: p is live and ours.
+        unsafe { global.free(p, hp) };
+    }
+    heap.check_invariants();
+    assert_eq!(global.profile().live(), (0, 0), "every sample is forgotten once its block is freed");
+    assert_eq!(global.profile().dropped(), 0);
+}

@@ -98,6 +98,15 @@ struct hakmem_class_stats {
  * of classes (call with n = 0 to learn it). */
 size_t hakmem_class_stats_get(struct hakmem_class_stats *out, size_t n);
 
+/* Heap profiler (HAKMEM_PROF=1; HAKMEM_PROF_SAMPLE sets the mean bytes
+ * between samples, 512K by default). Write the sampled live allocations to
+ * `path`, in the text heap-profile format jeprof and pprof read (with the
+ * process's mappings, so it symbolises offline), and their folded stacks
+ * to `path`.folded (flame graph tools). Returns 0, or -1 with errno:
+ * EINVAL when profiling is off or the path is null, empty or too long;
+ * otherwise the error of creating or writing the files. */
+int hakmem_prof_dump(const char *path);
+
 /* The version string, e.g. "hakmem 0.1.0". */
 const char *hakmem_version(void);
 

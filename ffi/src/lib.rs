@@ -442,6 +442,26 @@ pub unsafe extern "C" fn hakmem_class_stats_get(out: *mut hakmem_core::ClassStat
     classes.len()
 }
 
+// Write the heap profile of the live sampled allocations to `path` and its
+// folded stacks to `path.folded`: 0, or -1 with errno (EINVAL: profiling
+// off, or a null, empty or too long path; else the error of open/write).
+#[no_mangle]
+pub unsafe extern "C" fn hakmem_prof_dump(path: *const c_char) -> c_int {
+    if path.is_null() {
+        set_errno(EINVAL);
+        return -1;
+    }
+    // SAFETY: a non-null path is a NUL-terminated string (C contract).
+    let path = unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes();
+    match hk::profile::dump_to(path) {
+        Ok(()) => 0,
+        Err(error) => {
+            set_errno(error.raw_os_error());
+            -1
+        }
+    }
+}
+
 static VERSION_C: &str = concat!("hakmem ", env!("CARGO_PKG_VERSION"), "\0");
 
 #[no_mangle]

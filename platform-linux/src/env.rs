@@ -84,7 +84,7 @@ fn show_bool(out: &mut MessageBuffer, on: bool) {
 }
 
 /// Every variable hakmem reads.
-pub static VARIABLES: [Variable; 7] = [
+pub static VARIABLES: [Variable; 10] = [
     Variable {
         name: "STATS",
         accepts: "1/on/table (a table and the line), line (the line only) or 0/off",
@@ -136,6 +136,34 @@ pub static VARIABLES: [Variable; 7] = [
                     crate::pages::THP_OFF => "off",
                     _ => "default",
                 });
+            },
+        ),
+    },
+    Variable {
+        name: "PROF",
+        accepts: BOOL,
+        value: Value::Other(
+            |v| parse_bool(v).map(|on| crate::profile::ENABLED.store(on, Relaxed)).is_some(),
+            |out| show_bool(out, crate::profile::ENABLED.load(Relaxed)),
+        ),
+    },
+    Variable {
+        name: "PROF_SAMPLE",
+        accepts: "mean bytes between samples (at least 1), with an optional K, M or G suffix",
+        value: Value::Other(
+            |v| parse_size(v).filter(|&n| n > 0).map(|n| crate::profile::MEAN_BYTES.store(n, Relaxed)).is_some(),
+            |out| {
+                out.push_decimal(crate::profile::MEAN_BYTES.load(Relaxed));
+            },
+        ),
+    },
+    Variable {
+        name: "PROF_DUMP",
+        accepts: "a path prefix (the profile is written to <prefix>.<pid>.heap at exit)",
+        value: Value::Other(
+            |v| crate::profile::Prefix::new(v).map(|p| crate::profile::DUMP_PREFIX.call_once(|| p)).is_some(),
+            |out| {
+                out.push_bytes(crate::profile::DUMP_PREFIX.get().map_or(&b"(none)"[..], |p| p.as_bytes()));
             },
         ),
     },
@@ -255,6 +283,7 @@ pub fn ensure_read() {
         crate::keep_stats_fd();
     }
     STATE.store(READ, Ordering::Release);
+    crate::profile::start();
     if VERBOSE.load(Relaxed) {
         let mut m = MessageBuffer::new();
         m.push_str("hakmem ").push_str(hakmem_core::VERSION).push_str(":");

@@ -7,7 +7,7 @@
 //!                                                              '-> GLOBAL: Global<LinuxPages>
 //!  thread exit: pthread key destructor -> Global::heap_release (abandon)
 //!  fork: pthread_atfork -> Global::lock_all / unlock_all
-//!  exit: .fini_array -> HAKMEM_STATS line
+//!  exit: .fini_array -> HAKMEM_STATS line, HAKMEM_PROF_DUMP profile
 //! ```
 //!
 //! Reentrancy rules kept here:
@@ -24,6 +24,7 @@
 
 pub mod env;
 pub mod pages;
+pub mod profile;
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]
@@ -329,6 +330,15 @@ pub fn class_stats() -> [hakmem_core::ClassStats; hakmem_core::class::CLASS_COUN
     GLOBAL.census().1.classes
 }
 
+/// Write a heap profile of the live sampled allocations to `path` (the
+/// text format `jeprof` and `pprof` read, with the process's mappings) and
+/// their folded stacks to `path.folded` (flame graph tools). Fails with
+/// `InvalidInput` unless profiling is on (`HAKMEM_PROF=1`).
+pub fn prof_dump(path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    profile::dump_to(path.as_ref().as_os_str().as_bytes()).map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))
+}
+
 /// Write the `hakmem-stats:` line to stderr.
 pub fn print_stats() {
     print_stats_line(&stats());
@@ -406,6 +416,7 @@ extern "C" fn on_exit() {
         env::STATS_TABLE => print_stats_table(),
         _ => {}
     }
+    profile::dump_at_exit();
 }
 
 #[used]

@@ -150,6 +150,12 @@ unsafe impl PageProvider for LinuxPages {
         resident_from_proc()
     }
 
+    #[inline(never)]
+    fn backtrace(&self, frames: &mut [usize], skip: usize) -> usize {
+        // This frame too.
+        crate::profile::stack(frames, skip + 1)
+    }
+
     fn random_seed(&self) -> u64 {
         let mut bytes = [0u8; 8];
         let got = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::NONBLOCK);
