@@ -152,8 +152,9 @@ unsafe impl PageProvider for LinuxPages {
 
     #[inline(never)]
     fn backtrace(&self, frames: &mut [usize], skip: usize) -> usize {
-        // This frame too.
-        crate::profile::stack(frames, skip + 1)
+        // This frame too (it stays a frame: the result is used after the
+        // call, so the call is not a tail call).
+        core::hint::black_box(crate::profile::stack(frames, skip + 1))
     }
 
     fn random_seed(&self) -> u64 {

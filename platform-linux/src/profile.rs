@@ -335,3 +335,31 @@ fn frame_name(frame: usize, out: &mut MessageBuffer) {
     }
     out.push_hex(frame);
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_dump_fails_with_invalid_input_while_profiling_is_off_and_writes_nothing() {
+        let path = std::env::temp_dir().join(format!("hakmem-prof-off-{}.heap", std::process::id()));
+        let error = crate::prof_dump(&path).expect_err("profiling is off in this test process");
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn stacks_start_at_the_caller_and_are_bounded() {
+        #[inline(never)]
+        fn caller(frames: &mut [usize]) -> usize {
+            // Used after the call, so that the call is not a tail call.
+            core::hint::black_box(super::stack(frames, 0))
+        }
+        let mut frames = [0usize; 4];
+        let depth = caller(&mut frames);
+        assert_eq!(depth, 4, "a test thread has more than 4 frames");
+        // The first frame is a return address inside `caller`.
+        let start = caller as *const () as usize;
+        assert!(frames[0] > start && frames[0] < start + 4096, "{:x?} from caller at {start:#x}", frames);
+        let mut one = [0usize; 1];
+        assert_eq!(super::stack(&mut one, 1000), 0, "skipping past the end of the stack gives nothing");
+    }
+}
