@@ -83,18 +83,23 @@ impl<P: PageProvider + 'static> Heap<P> {
         self.count_malloc();
         let block = self.alloc_class(class_of(size));
         if self.shared.memory.profile.is_on() {
-            return self.sample_paged(block, size);
+            // Not a tail call: this frame stays on the stack, where the
+            // sampler counts the frames it leaves out (sampling.rs).
+            return core::hint::black_box(self.sample_paged(block, size));
         }
         block
     }
 
     /// A huge block, counted (and sampled when profiling); see
-    /// `HugeBlocks::alloc`.
+    /// `HugeBlocks::alloc`. Out of line: a frame of its own, which the
+    /// sampler leaves out of the stack.
+    #[inline(never)]
     fn huge_alloc(&mut self, size: usize, align: usize) -> Option<(*mut u8, bool)> {
         self.count_malloc();
         let huge = self.shared.huge.alloc(&self.shared.memory, size, align);
         if let Some((block, _)) = huge {
-            self.sample_huge(block, size);
+            // Not in tail position: this frame stays, and is left out.
+            self.sample_huge(block, size, 1);
         }
         huge
     }
@@ -308,7 +313,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             if let Some(moved) = unsafe { self.shared.huge.realloc(&self.shared.memory, ptr, size) } {
                 self.count_malloc();
                 self.shared.memory.profile.forget(ptr as usize);
-                self.sample_huge(moved, size);
+                self.sample_huge(moved, size, 0);
                 return moved;
             }
         }

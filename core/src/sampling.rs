@@ -35,32 +35,38 @@ impl<P: PageProvider + 'static> Heap<P> {
                 self.set_current(class, empty_page());
             }
         }
-        if !block.is_null() && self.take_sample(block, size) {
+        // The stack starts at malloc_slow's caller: this frame and
+        // malloc_slow's are left out.
+        if !block.is_null() && self.take_sample(block, size, 2) {
             // SAFETY: the block was just allocated from a page of this heap.
             unsafe { (*Segment::page_of_block(block)).set_flags(PAGE_SAMPLED) };
         }
         block
     }
 
-    /// A huge block just allocated: sample it if profiling and its turn has come.
-    pub(crate) fn sample_huge(&mut self, block: *mut u8, size: usize) {
+    /// A huge block just allocated: sample it if profiling and its turn
+    /// has come, leaving the `skip` innermost frames of the caller's out
+    /// of its stack.
+    #[inline(always)]
+    pub(crate) fn sample_huge(&mut self, block: *mut u8, size: usize, skip: usize) {
         if self.shared.memory.profile.is_on() {
-            self.take_sample(block, size);
+            self.take_sample(block, size, skip);
         }
     }
 
     /// Count `size` bytes toward the next sample; when this block is the
-    /// sample, record it with its stack. True when recorded.
+    /// sample, record it with its stack, which leaves out this frame and
+    /// the `skip` frames above it (the allocator's; each caller keeps its
+    /// frame, not calling this in tail position). True when recorded.
     #[inline(never)]
-    fn take_sample(&mut self, block: *mut u8, size: usize) -> bool {
+    fn take_sample(&mut self, block: *mut u8, size: usize, skip: usize) -> bool {
         let profile = &self.shared.memory.profile;
         if !self.sampler.count(size, profile.mean()) || self.sampler.busy {
             return false;
         }
         self.sampler.busy = true;
         let mut frames = [0usize; MAX_FRAMES];
-        // Skip this function's frame: the stack starts at its caller.
-        let depth = self.shared.memory.provider().backtrace(&mut frames, 1);
+        let depth = self.shared.memory.provider().backtrace(&mut frames, 1 + skip);
         self.sampler.busy = false;
         profile.record(block as usize, size, &frames[..depth.min(MAX_FRAMES)])
     }

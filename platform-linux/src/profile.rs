@@ -15,8 +15,9 @@
 //! `dl_iterate_phdr` and `.eh_frame_hdr`, which allocates nothing (the
 //! core still guards against a nested malloc; see `sampling.rs`). When
 //! hakmem is a shared object of its own (preloaded or linked dynamically),
-//! the leading frames inside it are left out; linked statically, its few
-//! innermost frames stay (jeprof drops those up to `malloc` by name).
+//! the leading frames inside it are left out; linked statically, the core
+//! leaves out its own frames by count (`sampling.rs`) and the stack starts
+//! at the entry frame (`malloc`, `__rust_alloc`).
 
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::sync::atomic::Ordering::Relaxed;
