@@ -235,7 +235,8 @@ impl<P: PageProvider + 'static> Global<P> {
         if memory.profile.is_on() {
             return true;
         }
-        let Some(tables) = memory.map(profile::TABLE_BYTES.next_multiple_of(P::PAGE_SIZE), P::PAGE_SIZE, Mapping::Metadata) else {
+        let bytes = profile::TABLE_BYTES.next_multiple_of(P::PAGE_SIZE);
+        let Some(tables) = memory.map(bytes, P::PAGE_SIZE, Mapping::Metadata) else {
             return false;
         };
         if !P::MAPS_ZEROED {
@@ -246,7 +247,7 @@ impl<P: PageProvider + 'static> Global<P> {
         if !unsafe { memory.profile.start(tables.as_ptr(), mean) } {
             // Another thread started it first: give this mapping back.
             // SAFETY: mapped above and not used.
-            unsafe { memory.unmap(tables, profile::TABLE_BYTES.next_multiple_of(P::PAGE_SIZE), Mapping::Metadata) };
+            unsafe { memory.unmap(tables, bytes, Mapping::Metadata) };
         }
         true
     }

@@ -17,8 +17,9 @@
 //! A heap is used by one thread at a time (its owner); only `delayed` and
 //! the counters are touched by other threads. Invariants:
 //! - `current[c] == queues[c].first`, or `&EMPTY_PAGE` when the queue is
-//!   empty or the heap is profiling (sampling.rs), and `direct[s] == current[c]` for every small size slot `s` of
-//!   class `c` (`small_slots_of`).
+//!   empty or the heap is profiling (sampling.rs), and
+//!   `direct[s] == current[c]` for every small size slot `s` of class `c`
+//!   (`small_slots_of`).
 //! - A page is in `queues[page.class]` iff its flags lack `PAGE_FULL`, in
 //!   `full` iff they have it, and in neither only while being moved or freed.
 //! - Every segment whose `owner` is this heap is in `segments[kind]`, and
