@@ -96,7 +96,10 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[inline(never)]
     fn huge_alloc(&mut self, size: usize, align: usize) -> Option<(*mut u8, bool)> {
         self.count_malloc();
-        let huge = self.shared.huge.alloc(&self.shared.memory, size, align);
+        let shared = self.shared;
+        let huge = shared.huge.alloc(&shared.memory, size, align);
+        // Out of memory: the caches may hold what the request needs.
+        let huge = huge.or_else(|| if shared.release_caches() > 0 { shared.huge.alloc(&shared.memory, size, align) } else { None });
         if let Some((block, _)) = huge {
             // Not in tail position: this frame stays, and is left out.
             self.sample_huge(block, size, 1);
@@ -201,7 +204,13 @@ impl<P: PageProvider + 'static> Heap<P> {
             }
             crate::debug_count!(refill_adoptions);
         }
-        let page = self.page_alloc(class);
+        let mut page = self.page_alloc(class);
+        if page.is_null() {
+            // Out of memory: this heap's empty pages of other classes may
+            // hold what a new page needs (in a fixed arena, they do).
+            self.trim();
+            page = self.page_alloc(class);
+        }
         if page.is_null() {
             // Out of memory: the walk may have moved the queue's head.
             self.current_from_queue(class);

@@ -147,8 +147,9 @@ impl HugeCache {
     }
 
     /// Cut a warm mapping taken for a request of `head_size` bytes at the
-    /// first 2 MiB boundary past it; the tail becomes a cached mapping of
-    /// its own (a header is written at its start).
+    /// first segment boundary past it; the tail becomes a cached mapping of
+    /// its own (a header is written at its start), unless it lies outside
+    /// the segment map's window (then the mapping stays whole).
     ///
     /// # Safety
     /// `segment` was just taken from the cache (`Reuse::Split`) and the
@@ -160,7 +161,9 @@ impl HugeCache {
             let end = segment as usize + (*segment).map_size;
             let cut = segment as usize + head_size.next_multiple_of(SEGMENT_SIZE);
             let tail = cut as *mut Segment;
-            Segment::write_header(tail, HUGE_OWNER, SegmentKind::Huge, tail as *mut u8, end - cut);
+            if !Segment::write_header(tail, HUGE_OWNER, SegmentKind::Huge, tail as *mut u8, end - cut) {
+                return; // the tail lies past the segment map's window: keep the mapping whole
+            }
             (*tail).used_pages = 1;
             (*tail).huge_state.store(HUGE_CACHED, Ordering::Relaxed);
             (*segment).map_size = cut - segment as usize;

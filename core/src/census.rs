@@ -60,9 +60,6 @@ pub struct Census {
     pub huge_cached: (usize, usize),
     /// The debug counters (zero without the `debug-counters` feature).
     pub debug: crate::stats::DebugSnapshot,
-    /// False when the segment map could not be walked (segments with
-    /// different high address bits): then only the counters are known.
-    pub complete: bool,
 }
 
 impl Census {
@@ -80,9 +77,8 @@ impl Census {
             huge_live: (stats.huge_mapped.saturating_sub(huge_cached.0), stats.huge_bytes.saturating_sub(huge_cached.1)),
             huge_cached,
             debug: crate::stats::DEBUG.snapshot(),
-            complete: false,
         };
-        census.complete = crate::segment::census(|segment| {
+        crate::segment::census(|segment| {
             // SAFETY: the census lock keeps the header mapped and its
             // geometry fixed; owner and page flags are atomics, and the
             // pages are read with `used_seen` and `class` only.
@@ -152,9 +148,6 @@ pub fn write_table(stats: &StatsSnapshot, census: &Census, emit: &mut dyn FnMut(
     row(&mut out, [&"class", &"block", &"pages", &"blocks in use", &"bytes in use", &"bytes free"]);
     for (class, c) in census.classes.iter().enumerate().filter(|(_, c)| c.pages > 0) {
         row(&mut out, [&class, &c.block_size, &c.pages, &c.blocks_in_use, &c.bytes_in_use, &c.bytes_free]);
-    }
-    if !census.complete {
-        out.line(format_args!("    (per-class census unavailable: segments span different address halves)"));
     }
     row(&mut out, [&"tier", &"max block", &"pages", &"blocks in use", &"bytes in use", &"bytes free"]);
     for (tier, (name, largest)) in TIERS.into_iter().enumerate() {

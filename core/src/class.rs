@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! class  0..=3    16, 32, 48, 64                    (16-byte steps)
-//! class  4..=59   4 classes per doubling: 80 96 112 128 | 160 192 224 256 | ... | 1 MiB
+//! class  4..      4 classes per doubling: 80 96 112 128 | 160 192 224 256 | ... | LARGE_MAX
 //!                 size(c) = 2^e + k * 2^(e-2),  e = 6 + (c-4)/4,  k = (c-4)%4 + 1
 //! ```
 //! Waste bound: a request of `n > 64` bytes gets a block of at most
@@ -10,9 +10,10 @@
 //! `n <= 64` wastes less than 16 bytes. Every class size is a multiple of
 //! 16, so every block is 16-byte aligned.
 //!
-//! Tiers: classes up to [`SMALL_MAX`] (1 KiB, the "tiny" tier) live in 64 KiB
-//! pages, up to [`MEDIUM_MAX`] (64 KiB, the "mid" pool) in 512 KiB pages, up
-//! to [`LARGE_MAX`] (1 MiB) in whole-segment pages; larger requests are huge.
+//! Tiers: classes up to [`SMALL_MAX`] (1 KiB, the "tiny" tier) live in small
+//! pages (64 KiB), up to [`MEDIUM_MAX`] (64 KiB, the "mid" pool) in medium
+//! pages (512 KiB), up to [`LARGE_MAX`] (1 MiB) in whole-segment pages;
+//! larger requests are huge. (Sizes of the default geometry: config.rs.)
 
 use crate::config::{
     LARGE_MAX, LARGE_PAGE_SHIFT, MEDIUM_MAX, MEDIUM_PAGE_SHIFT, MIN_ALIGN, SMALL_MAX,
@@ -20,8 +21,8 @@ use crate::config::{
 };
 use static_assertions::const_assert;
 
-/// Number of size classes.
-pub const CLASS_COUNT: usize = 60;
+/// Number of size classes: up to `LARGE_MAX` (60 in the default geometry).
+pub const CLASS_COUNT: usize = class_by_formula(LARGE_MAX) + 1;
 
 /// The three kinds of segment that hold size classes, plus huge mappings.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

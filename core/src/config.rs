@@ -7,29 +7,70 @@
 use core::sync::atomic::AtomicUsize;
 use static_assertions::const_assert;
 
-/// A segment ("SuperSlab") is 2 MiB and 2 MiB-aligned: masking any interior
+// The geometry: segment and page sizes and the tier bounds, a compile-time
+// choice of the embedder (the `small-segments` feature).
+//
+//                      default (hosts)        small-segments (1-64 MiB arenas)
+//  segment             2 MiB                  256 KiB
+//  tiny  <= SMALL_MAX  1 KiB in 64 KiB pages  1 KiB in 16 KiB pages
+//  mid   <= MEDIUM_MAX 64 KiB in 512 KiB      8 KiB in 64 KiB pages
+//  large <= LARGE_MAX  1 MiB, whole segment   128 KiB, whole segment
+//  segment map window  2^47 bytes (8 MiB)     2^36 bytes (32 KiB)
+//
+// A size class's page is the least memory it takes: in an arena of a few
+// MiB, 2 MiB large pages would leave room for a handful of classes.
+
+/// A segment ("SuperSlab") is `SEGMENT_SIZE`-aligned: masking any interior
 /// pointer with `SEGMENT_MASK` gives the segment header.
-pub const SEGMENT_SHIFT: usize = 21;
-pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT; // 2 MiB
+#[cfg(not(feature = "small-segments"))]
+pub const SEGMENT_SHIFT: usize = 21; // 2 MiB
+#[cfg(feature = "small-segments")]
+pub const SEGMENT_SHIFT: usize = 18; // 256 KiB
+pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
 pub const SEGMENT_MASK: usize = SEGMENT_SIZE - 1;
 
 /// Bytes at the start of every segment reserved for its header. Page 0
-/// starts after it. A whole OS page so that purging never touches the header.
-pub const SEGMENT_HEADER_BYTES: usize = 8 << 10; // 8 KiB
+/// starts after it. Whole OS pages so that purging never touches the header.
+#[cfg(not(feature = "small-segments"))]
+pub const SEGMENT_HEADER_BYTES: usize = 8 << 10;
+#[cfg(feature = "small-segments")]
+pub const SEGMENT_HEADER_BYTES: usize = 4 << 10;
 
 /// Page geometry of the three segment kinds that hold size classes.
-pub const SMALL_PAGE_SHIFT: usize = 16; // 64 KiB pages, 32 per segment
-pub const MEDIUM_PAGE_SHIFT: usize = 19; // 512 KiB pages, 4 per segment
+#[cfg(not(feature = "small-segments"))]
+mod pages {
+    pub const SMALL_PAGE_SHIFT: usize = 16; // 64 KiB pages, 32 per segment
+    pub const MEDIUM_PAGE_SHIFT: usize = 19; // 512 KiB pages, 4 per segment
+    pub const MEDIUM_MAX: usize = 64 << 10;
+    pub const LARGE_MAX: usize = 1 << 20;
+    pub const HEAP_CHUNK_BYTES: usize = 256 << 10;
+    pub const MAP_WINDOW_BITS: usize = 47;
+}
+#[cfg(feature = "small-segments")]
+mod pages {
+    pub const SMALL_PAGE_SHIFT: usize = 14; // 16 KiB pages, 16 per segment
+    pub const MEDIUM_PAGE_SHIFT: usize = 16; // 64 KiB pages, 4 per segment
+    pub const MEDIUM_MAX: usize = 8 << 10;
+    pub const LARGE_MAX: usize = 128 << 10;
+    pub const HEAP_CHUNK_BYTES: usize = 32 << 10;
+    pub const MAP_WINDOW_BITS: usize = 36;
+}
+pub use pages::{MEDIUM_PAGE_SHIFT, SMALL_PAGE_SHIFT};
 pub const LARGE_PAGE_SHIFT: usize = SEGMENT_SHIFT; // one page per segment
-pub const MAX_PAGES_PER_SEGMENT: usize = SEGMENT_SIZE >> SMALL_PAGE_SHIFT; // 32
+pub const MAX_PAGES_PER_SEGMENT: usize = SEGMENT_SIZE >> SMALL_PAGE_SHIFT;
 
 /// Largest block served from small pages (the "tiny" tier).
 pub const SMALL_MAX: usize = 1024;
 /// Largest block served from medium pages (the "mid" pool).
-pub const MEDIUM_MAX: usize = 64 << 10; // 64 KiB
+pub const MEDIUM_MAX: usize = pages::MEDIUM_MAX;
 /// Largest block served from large pages; above this a block is "huge" and
 /// gets a mapping of its own.
-pub const LARGE_MAX: usize = 1 << 20; // 1 MiB
+pub const LARGE_MAX: usize = pages::LARGE_MAX;
+
+/// The segment map covers one aligned window of `2^MAP_WINDOW_BITS` bytes
+/// of address space (the one the first segment lies in), one bit per
+/// segment; memory the provider returns outside it is not used.
+pub const MAP_WINDOW_BITS: usize = pages::MAP_WINDOW_BITS;
 
 /// Every block is at least this aligned (glibc's MALLOC_ALIGNMENT on x86_64).
 pub const MIN_ALIGN: usize = 16;
@@ -85,7 +126,7 @@ pub const DEFAULT_PURGE_DELAY_MS: usize = 10;
 pub const DEFAULT_PURGE_DIRTY_BYTES: usize = 64 << 20;
 
 /// Heaps are carved from chunks of this size obtained from the provider.
-pub const HEAP_CHUNK_BYTES: usize = 256 << 10;
+pub const HEAP_CHUNK_BYTES: usize = pages::HEAP_CHUNK_BYTES;
 
 /// Tunables an embedder may set before (or while) allocating; each starts
 /// at its `DEFAULT_*` constant. Read with relaxed loads on slow paths only.
@@ -124,3 +165,4 @@ const_assert!(LARGE_MAX <= SEGMENT_SIZE - SEGMENT_HEADER_BYTES);
 const_assert!(MIN_BLOCK >= 2 * core::mem::size_of::<usize>());
 const_assert!(SEGMENT_HEADER_BYTES.is_multiple_of(MIN_ALIGN));
 const_assert!(MAX_PAGES_PER_SEGMENT <= 32); // Segment::dirty is a u32 bitmask
+const_assert!(MAP_WINDOW_BITS > SEGMENT_SHIFT + 6 && MAP_WINDOW_BITS < usize::BITS as usize);

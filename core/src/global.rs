@@ -188,8 +188,7 @@ impl<P: PageProvider + 'static> Global<P> {
                 }
             }
         }
-        released += self.shared.segments.release_cached(memory);
-        released += self.shared.huge.trim(memory);
+        released += self.shared.release_caches();
         released > 0
     }
 

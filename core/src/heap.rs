@@ -259,6 +259,9 @@ impl<P: PageProvider + 'static> Heap<P> {
         unsafe {
             if segment.is_null() || (*segment).used_pages == (*segment).page_count {
                 segment = self.shared.segments.alloc(&self.shared.memory, kind_of_class(class));
+                if segment.is_null() && self.shared.release_caches() > 0 {
+                    segment = self.shared.segments.alloc(&self.shared.memory, kind_of_class(class));
+                }
                 if segment.is_null() {
                     return null_mut();
                 }

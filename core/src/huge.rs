@@ -92,11 +92,16 @@ impl HugeBlocks {
             }
             None => {
                 memory.stats.bigcache_misses.fetch_add(1, Ordering::Relaxed);
-                let base = memory.map(map_size, align.max(SEGMENT_SIZE), Mapping::Huge)?.as_ptr();
+                let mapping = memory.map(map_size, align.max(SEGMENT_SIZE), Mapping::Huge)?;
+                let base = mapping.as_ptr();
                 let segment = (base as usize + header_offset) as *mut Segment;
                 // SAFETY: fresh memory; the header fits before the block.
+                // A mapping outside the segment map's window goes back unused.
                 unsafe {
-                    Segment::write_header(segment, HUGE_OWNER, SegmentKind::Huge, base, map_size);
+                    if !Segment::write_header(segment, HUGE_OWNER, SegmentKind::Huge, base, map_size) {
+                        memory.unmap(mapping, map_size, Mapping::Huge);
+                        return None;
+                    }
                     (*segment).used_pages = 1;
                 }
                 (segment, P::MAPS_ZEROED)
@@ -154,13 +159,16 @@ impl HugeBlocks {
             let (base, old_size) = ((*segment).map_base, (*segment).map_size);
             segment_map_remove(segment);
             let Some(moved) = memory.remap_huge(NonNull::new_unchecked(base), old_size, map_size, SEGMENT_SIZE) else {
-                segment_map_insert(segment);
+                // Back where it was, so inside the window.
+                let _ = segment_map_insert(segment);
                 return None;
             };
             let segment = moved.as_ptr() as *mut Segment;
             (*segment).map_base = moved.as_ptr();
             (*segment).map_size = map_size;
-            segment_map_insert(segment);
+            if !segment_map_insert(segment) {
+                memory.fatal_at("the provider moved a huge block outside the segment map's window to ", segment as usize);
+            }
             Some(segment)
         }
     }

@@ -11,7 +11,8 @@
 //!
 //! Map of the modules; each uses only those below it:
 //! ```text
-//!  locked      LockedHeap: one heap behind a spin lock (kernels)
+//!  locked      LockedHeap, PerCpuHeaps: heaps behind spin locks (kernels)
+//!  arena       Arena: a provider over embedder memory (fixed or growable)
 //!  global      Global<P>: Shared + heap pool; heap_acquire/release, free, trim, stats, fork
 //!  alloc       malloc fast path -> refill; aligned, calloc, realloc        \
 //!  sampling    the heap profiler's countdown and sampled blocks             |
@@ -52,6 +53,7 @@
 
 mod adopt;
 pub mod alloc;
+pub mod arena;
 pub mod bigcache;
 pub mod census;
 pub mod class;
@@ -77,10 +79,11 @@ pub mod stats;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use arena::{Arena, ArenaHost, ArenaUse};
 pub use config::Options;
 pub use global::Global;
 pub use heap::Heap;
-pub use locked::LockedHeap;
+pub use locked::{Interrupts, LockedHeap, LockedHeaps, NoInterrupts, PerCpuHeaps};
 pub use provider::PageProvider;
 pub use census::{Census, ClassStats};
 pub use stats::StatsSnapshot;

@@ -27,7 +27,7 @@
 //!   constants below (never 0, so a thread without a heap never matches).
 
 use crate::class::{class_size, SegmentKind};
-use crate::config::{MAX_PAGES_PER_SEGMENT, SEGMENT_HEADER_BYTES, SEGMENT_MASK, SEGMENT_SHIFT, SEGMENT_SIZE};
+use crate::config::{MAP_WINDOW_BITS, MAX_PAGES_PER_SEGMENT, SEGMENT_HEADER_BYTES, SEGMENT_MASK, SEGMENT_SHIFT, SEGMENT_SIZE};
 use crate::memory::Memory;
 use crate::page::{Page, PAGE_UNUSED};
 use crate::provider::PageProvider;
@@ -89,12 +89,14 @@ const_assert!(core::mem::size_of::<Segment>() <= SEGMENT_HEADER_BYTES);
 impl Segment {
     /// Write a fresh header of `kind` at `at`, for the mapping
     /// `map_base..map_base + map_size`, with no page in use, and enter it
-    /// in the segment map.
+    /// in the segment map. False when `at` lies outside the map's window:
+    /// the caller must then not use the segment.
     ///
     /// # Safety
-    /// `at` is 2 MiB aligned, inside that mapping, and its first
+    /// `at` is segment aligned, inside that mapping, and its first
     /// `SEGMENT_HEADER_BYTES` are ours to write.
-    pub unsafe fn write_header(at: *mut Segment, owner: usize, kind: SegmentKind, map_base: *mut u8, map_size: usize) {
+    #[must_use]
+    pub unsafe fn write_header(at: *mut Segment, owner: usize, kind: SegmentKind, map_base: *mut u8, map_size: usize) -> bool {
         let page_shift = kind.page_shift();
         // SAFETY: per the contract.
         unsafe {
@@ -117,7 +119,7 @@ impl Segment {
                 pages: [const { Page::UNUSED }; MAX_PAGES_PER_SEGMENT],
             });
         }
-        segment_map_insert(at);
+        segment_map_insert(at)
     }
 
     /// The segment header for `ptr` (which need not be valid).
@@ -395,20 +397,29 @@ impl Segment {
 }
 
 // ---------------------------------------------------------------------------
-// The segment map: one bit per 2 MiB of a 47-bit address space (8 MiB of
-// zero-initialised static memory, touched only where segments live).
-// Higher address bits are ignored: a kernel's higher-half addresses map onto
-// the same bits, which is exact as long as it does not also manage the lower
-// half's addresses.
+// The segment map: one bit per segment of one aligned window of
+// 2^MAP_WINDOW_BITS bytes (8 MiB of zero-initialised static memory for the
+// default 47-bit window, touched only where segments live). The window is
+// the one the first segment lies in (`WINDOW`): the low half of a process's
+// address space, or a kernel's higher half, or any canonical range (57-bit
+// addresses included). An address outside the window is never known, so
+// a pointer from the other half is reported, not aliased onto this one; a
+// mapping the provider returns outside the window is not used.
 
-const MAP_ADDRESS_BITS: usize = 47;
-const MAP_WORDS: usize = 1 << (MAP_ADDRESS_BITS - SEGMENT_SHIFT - 6);
+const MAP_WORDS: usize = 1 << (MAP_WINDOW_BITS - SEGMENT_SHIFT - 6);
 
 static SEGMENT_MAP: [AtomicU64; MAP_WORDS] = [const { AtomicU64::new(0) }; MAP_WORDS];
 
+/// The window's base address (its high bits), set by the first insert;
+/// `NO_WINDOW` before (no address has those bits, and the map is empty).
+static WINDOW: AtomicUsize = AtomicUsize::new(NO_WINDOW);
+const NO_WINDOW: usize = 1;
+const WINDOW_MASK: usize = (1 << MAP_WINDOW_BITS) - 1;
+
+/// The map word and bit of a segment in the window.
 #[inline(always)]
 fn map_slot(segment: *const Segment) -> (usize, u64) {
-    let index = (segment as usize >> SEGMENT_SHIFT) & ((1 << (MAP_ADDRESS_BITS - SEGMENT_SHIFT)) - 1);
+    let index = (segment as usize & WINDOW_MASK) >> SEGMENT_SHIFT;
     (index >> 6, 1u64 << (index & 63))
 }
 
@@ -416,16 +427,24 @@ fn map_slot(segment: *const Segment) -> (usize, u64) {
 #[inline(always)]
 pub fn segment_is_known(segment: *const Segment) -> bool {
     let (word, bit) = map_slot(segment);
-    SEGMENT_MAP[word].load(Ordering::Relaxed) & bit != 0
+    (segment as usize & !WINDOW_MASK) == WINDOW.load(Ordering::Relaxed) && SEGMENT_MAP[word].load(Ordering::Relaxed) & bit != 0
 }
 
-/// Record that a segment header is mapped at `segment`.
-pub fn segment_map_insert(segment: *const Segment) {
-    note_high_bits(segment);
+/// Record that a segment header is mapped at `segment`. False when it lies
+/// outside the map's window (the caller must not use it).
+#[must_use]
+pub fn segment_map_insert(segment: *const Segment) -> bool {
+    let high = segment as usize & !WINDOW_MASK;
+    if let Err(window) = WINDOW.compare_exchange(NO_WINDOW, high, Ordering::Relaxed, Ordering::Relaxed) {
+        if window != high {
+            return false;
+        }
+    }
     let (word, bit) = map_slot(segment);
     MAP_WORDS_USED.0.fetch_min(word, Ordering::Relaxed);
     MAP_WORDS_USED.1.fetch_max(word + 1, Ordering::Relaxed);
     SEGMENT_MAP[word].fetch_or(bit, Ordering::Release);
+    true
 }
 
 /// Record that the segment header at `segment` is about to be unmapped
@@ -446,44 +465,22 @@ static MAP_WORDS_USED: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(MAP_WORDS)
 /// Nothing else is locked while it is held.
 static HEADER_CENSUS: spin::Mutex<()> = spin::Mutex::new(());
 
-/// The high address bits (above the map's 47) of the segments in the map,
-/// learned from the first one; `MIXED_HIGH_BITS` once two differ (then a
-/// census cannot rebuild addresses from the map and reads nothing).
-static HIGH_BITS: AtomicUsize = AtomicUsize::new(UNKNOWN_HIGH_BITS);
-const UNKNOWN_HIGH_BITS: usize = 1;
-const MIXED_HIGH_BITS: usize = 2;
-
-fn note_high_bits(segment: *const Segment) {
-    let high = segment as usize & !((1usize << MAP_ADDRESS_BITS) - 1);
-    match HIGH_BITS.compare_exchange(UNKNOWN_HIGH_BITS, high, Ordering::Relaxed, Ordering::Relaxed) {
-        Ok(_) => {}
-        Err(seen) if seen == high || seen == MIXED_HIGH_BITS => {}
-        Err(_) => HIGH_BITS.store(MIXED_HIGH_BITS, Ordering::Relaxed),
-    }
-}
-
 /// Call `visit` with every segment header in the map (paged and huge),
 /// with no header unmapped or re-shaped meanwhile. For statistics: the
 /// owners go on allocating and freeing, so what `visit` reads of pages
-/// is a snapshot. Returns false when the addresses cannot be rebuilt
-/// (segments with different high address bits).
-pub fn census(mut visit: impl FnMut(*mut Segment)) -> bool {
+/// is a snapshot.
+pub fn census(mut visit: impl FnMut(*mut Segment)) {
     let _census = HEADER_CENSUS.lock();
-    let high = HIGH_BITS.load(Ordering::Relaxed);
-    if high == MIXED_HIGH_BITS {
-        return false;
-    }
-    let high = if high == UNKNOWN_HIGH_BITS { 0 } else { high };
+    let window = WINDOW.load(Ordering::Relaxed);
     let used = MAP_WORDS_USED.0.load(Ordering::Relaxed)..MAP_WORDS_USED.1.load(Ordering::Relaxed);
     for (word_index, word) in SEGMENT_MAP.iter().enumerate().take(used.end).skip(used.start) {
         let mut bits = word.load(Ordering::Acquire);
         while bits != 0 {
             let index = (word_index << 6) | bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            visit((high | (index << SEGMENT_SHIFT)) as *mut Segment);
+            visit((window | (index << SEGMENT_SHIFT)) as *mut Segment);
         }
     }
-    true
 }
 
 /// Take the census lock for `fork` (see `Global::lock_all`).
@@ -500,7 +497,7 @@ pub unsafe fn census_unlock_after_fork() {
     unsafe { HEADER_CENSUS.force_unlock() };
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "small-segments")))] // page numbers of the default geometry
 #[allow(clippy::undocumented_unsafe_blocks)] // test code exercising the contracts
 mod tests {
     use super::*;
@@ -510,7 +507,7 @@ mod tests {
         let mut header = std::boxed::Box::new(core::mem::MaybeUninit::<Segment>::uninit());
         let segment = header.as_mut_ptr();
         unsafe {
-            Segment::write_header(segment, CACHED_OWNER, SegmentKind::Small, null_mut(), SEGMENT_SIZE);
+            assert!(Segment::write_header(segment, CACHED_OWNER, SegmentKind::Small, null_mut(), SEGMENT_SIZE));
             // Small pages 3 and 17 (64 KiB each) dirty, at 5 and 9 ms.
             (*segment).dirty = (1 << 3) | (1 << 17);
             (*segment).dirty_ms[3] = 5;

@@ -113,8 +113,14 @@ impl SegmentStore {
                 return null_mut();
             };
             let segment = mapping.as_ptr() as *mut Segment;
-            // SAFETY: a fresh 2 MiB-aligned mapping of one segment.
-            unsafe { Segment::write_header(segment, CACHED_OWNER, kind, mapping.as_ptr(), SEGMENT_SIZE) };
+            // SAFETY: a fresh segment-aligned mapping of one segment; one
+            // outside the segment map's window goes back unused.
+            unsafe {
+                if !Segment::write_header(segment, CACHED_OWNER, kind, mapping.as_ptr(), SEGMENT_SIZE) {
+                    memory.unmap(mapping, SEGMENT_SIZE, Mapping::Segment);
+                    return null_mut();
+                }
+            }
             return segment;
         }
         memory.stats.segment_cache_hits.fetch_add(1, Ordering::Relaxed);

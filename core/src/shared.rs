@@ -47,6 +47,14 @@ impl<P: PageProvider> Shared<P> {
         unsafe { Segment::usable_size(segment, ptr) }
     }
 
+    /// Give the provider back what the shared caches hold (empty segments,
+    /// freed huge mappings). Called by `trim`, and when a mapping failed:
+    /// in a fixed arena the caches may hold the memory a request needs.
+    /// Returns bytes released.
+    pub fn release_caches(&self) -> usize {
+        self.segments.release_cached(&self.memory) + self.huge.trim(&self.memory)
+    }
+
     /// Take every lock, in the lock order (before `fork`).
     pub fn lock_all(&self) {
         self.segments.lock_all();
