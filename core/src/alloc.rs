@@ -12,13 +12,14 @@
 //!                         of the class: collect remote frees, carve more,
 //!                         keep it queued (the first KEPT_FULL_PAGES full
 //!                         ones) or retire it to the full queue; adopt an
-//!                         abandoned segment; else a fresh page
+//!                         abandoned segment; else a fresh page; out of
+//!                         memory: a block of a larger class
 //! ```
 //!
 //! The fast path ([`Heap::malloc`]) is a table lookup, one load and test,
 //! the link check and four stores; everything else is `#[cold]`.
 
-use crate::class::{class_of, class_size, mid_class_of, small_slot};
+use crate::class::{class_of, class_size, mid_class_of, small_slot, CLASS_COUNT};
 use crate::config::{KEPT_FULL_PAGES, LARGE_MAX, MAX_REQUEST, MEDIUM_MAX, MIN_ALIGN, SEGMENT_HEADER_BYTES, SMALL_MAX};
 use crate::heap::{empty_page, Heap};
 use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
@@ -129,6 +130,34 @@ impl<P: PageProvider + 'static> Heap<P> {
         self.alloc_class_slow(class)
     }
 
+    /// Out of memory for `class`: a free block of a larger class whose
+    /// blocks are at least as aligned (their size has as many trailing zero
+    /// bits), from pages this heap already has: in a full arena, the room
+    /// left in other classes' pages still serves. A block belongs to its
+    /// page, so nothing else changes; the caller gets more usable bytes.
+    /// Null when there is none.
+    #[cold]
+    fn alloc_from_larger_class(&mut self, class: usize) -> *mut u8 {
+        let align = class_size(class).trailing_zeros();
+        for larger in (class + 1..CLASS_COUNT).filter(|&c| class_size(c).trailing_zeros() >= align) {
+            let mut page = self.queues[larger].first;
+            while !page.is_null() {
+                // SAFETY: pages in our queues are live pages of our segments.
+                unsafe {
+                    self.collect(page);
+                    if (*page).free.is_null() {
+                        (*page).extend(self.list_key);
+                    }
+                    if !(*page).free.is_null() {
+                        return self.page_pop(page);
+                    }
+                    page = (*page).next;
+                }
+            }
+        }
+        null_mut()
+    }
+
     /// Pop from `page`'s free list (null when it is empty); aborts when the
     /// list is corrupt.
     ///
@@ -214,7 +243,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         if page.is_null() {
             // Out of memory: the walk may have moved the queue's head.
             self.current_from_queue(class);
-            return null_mut();
+            return self.alloc_from_larger_class(class);
         }
         crate::debug_count!(refill_fresh_pages);
         // SAFETY: page was just initialised for this class and is ours.

@@ -27,7 +27,7 @@
 //!  list        intrusive lists of pages and segments
 //!  remote      cross-thread frees: page remote lists, DelayedFrees, push_foreign
 //!  census      per-class and per-tier use read from page state; the statistics table
-//!  segment     the 2 MiB header, pointer -> metadata, segment map, page bookkeeping
+//!  segment     the segment header, pointer -> metadata, segment map, page bookkeeping
 //!  memory      the provider, counted: map / unmap / purge, keys, options, fatal
 //!  profile     the heap profiler's sample and stack tables, dumps
 //!  page        page descriptor, local free list, carving
@@ -39,7 +39,8 @@
 //! above that in mappings of their own.
 //!
 //! Global invariants:
-//! - Every block lies inside a 2 MiB-aligned segment header's first 2 MiB:
+//! - Every block lies inside the first `SEGMENT_SIZE` bytes (2 MiB; 256 KiB
+//!   with the `small-segments` geometry) of a segment-aligned header:
 //!   `(ptr - 1) & !SEGMENT_MASK` is its metadata ([`segment::Segment::of_ptr`] is
 //!   the only code that maps pointers to metadata).
 //! - A segment is owned by at most one heap; only that heap's thread touches

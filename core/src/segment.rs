@@ -1,4 +1,5 @@
-//! Segments ("SuperSlabs"): 2 MiB-aligned spans whose header describes
+//! Segments ("SuperSlabs"): `SEGMENT_SIZE`-aligned spans (2 MiB, or 256 KiB
+//! with the `small-segments` geometry; sizes below are the default's) whose header describes
 //! every page inside. This module is the only pointer -> metadata code, and
 //! the only code that changes a segment's page bookkeeping (`used_pages`,
 //! `dirty`): pages are taken and released here.
@@ -139,7 +140,8 @@ impl Segment {
     #[inline(always)]
     pub unsafe fn page_of(this: *mut Segment, ptr: *const u8) -> *mut Page {
         // SAFETY: the caller guarantees the header is live and ptr lies in
-        // its first 2 MiB; page_shift >= 16, so the index is below 32 (the
+        // its first SEGMENT_SIZE bytes; SEGMENT_SIZE >> page_shift is at most
+        // MAX_PAGES_PER_SEGMENT, so the index is in bounds (the
         // length of `pages`): no bounds check is needed.
         unsafe { Segment::page_at(this, ptr, (*this).page_shift as usize) }
     }

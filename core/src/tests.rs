@@ -1258,3 +1258,57 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
     let used = GLOBAL.provider().usage();
     assert!(used.in_use <= crate::config::HEAP_CHUNK_BYTES, "{used:?}");
 }
+
+/// A full fixed arena still serves a small request from the room left in
+/// a larger class's page (at least as aligned), and every such block frees
+/// normally.
+#[test]
+fn out_of_arena_a_request_is_served_from_a_larger_class_page() {
+    use crate::config::{HEAP_CHUNK_BYTES, SEGMENT_SIZE};
+    use crate::{Arena, ArenaHost};
+    struct Host;
+    // SAFETY: never grows.
+    unsafe impl ArenaHost for Host {
+        fn fatal(&self, message: &[u8]) -> ! {
+            std::panic!("{}", std::string::String::from_utf8_lossy(message))
+        }
+    }
+    // Room for the heap's chunk and exactly one segment.
+    let layout = std::alloc::Layout::from_size_align(2 * SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
+    // SAFETY: a non-zero layout; leaked, the arena's for good.
+    let base = unsafe { std::alloc::alloc(layout) };
+    let global: &'static Global<Arena<Host>> = Box::leak(Box::new(Global::new(Arena::new(Host))));
+    // SAFETY: the range lies in the leaked allocation above.
+    unsafe { global.provider().add_range(base.add(SEGMENT_SIZE - HEAP_CHUNK_BYTES), HEAP_CHUNK_BYTES + SEGMENT_SIZE) };
+    let hp = global.heap_acquire();
+    // SAFETY: the heap is this thread's.
+    let heap = unsafe { &mut *hp };
+    let big = heap.malloc(1000);
+    assert!(!big.is_null());
+    let mut small = Vec::new();
+    loop {
+        let p = heap.malloc(16);
+        if p.is_null() {
+            break;
+        }
+        fill(p, 16, small.len() as u8);
+        small.push(p);
+    }
+    // SAFETY: live blocks of this heap.
+    let usable: Vec<usize> = small.iter().map(|&p| unsafe { global.usable_size(p) }).collect();
+    let from_larger = usable.iter().filter(|&&u| u == 1024).count();
+    // The 1 KiB block took the segment's first page (shortened by the header).
+    let big_page_blocks = ((1 << crate::config::SMALL_PAGE_SHIFT) - crate::config::SEGMENT_HEADER_BYTES) / 1024;
+    assert_eq!(from_larger, big_page_blocks - 1, "the 1 KiB page's other blocks served 16 B requests");
+    assert!(usable.iter().all(|&u| u == 16 || u == 1024));
+    assert!(small.iter().all(|&p| (p as usize).is_multiple_of(16)));
+    for (i, &p) in small.iter().enumerate() {
+        verify(p, 16, i as u8);
+        // SAFETY: as above.
+        unsafe { global.free(p, hp) };
+    }
+    // SAFETY: as above.
+    unsafe { global.free(big, hp) };
+    heap.check_invariants();
+    assert!(!heap.malloc(16).is_null(), "serves again after the frees");
+}

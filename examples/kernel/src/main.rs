@@ -134,6 +134,7 @@ macro_rules! check {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     println!("FAIL: panic: {info}");
+    println!("arena at the panic: {:?}", GLOBAL.provider().usage());
     boot::exit(0x11)
 }
 
