@@ -144,11 +144,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             while !page.is_null() {
                 // SAFETY: pages in our queues are live pages of our segments.
                 unsafe {
-                    self.collect(page);
-                    if (*page).free.is_null() {
-                        (*page).extend(self.list_key);
-                    }
-                    if !(*page).free.is_null() {
+                    if self.make_room(page) {
                         return self.page_pop(page);
                     }
                     page = (*page).next;
@@ -156,6 +152,22 @@ impl<P: PageProvider + 'static> Heap<P> {
             }
         }
         null_mut()
+    }
+
+    /// Give a queued page free blocks if it can have them: collect its
+    /// remote frees, then carve more of it. True when it has a free block.
+    ///
+    /// # Safety
+    /// `page` is a live page in one of this heap's queues.
+    unsafe fn make_room(&mut self, page: *mut Page) -> bool {
+        // SAFETY: per the contract.
+        unsafe {
+            self.collect(page);
+            if (*page).free.is_null() {
+                (*page).extend(self.list_key);
+            }
+            !(*page).free.is_null()
+        }
     }
 
     /// Pop from `page`'s free list (null when it is empty); aborts when the
@@ -190,11 +202,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             while !page.is_null() && page != first_kept {
                 // SAFETY: pages in our queues are live pages of our segments.
                 unsafe {
-                    self.collect(page);
-                    if (*page).free.is_null() {
-                        (*page).extend(self.list_key);
-                    }
-                    if !(*page).free.is_null() {
+                    if self.make_room(page) {
                         if self.queues[class].first != page {
                             self.queues[class].remove(page);
                             self.queues[class].push_front(page);

@@ -101,11 +101,18 @@ impl<P: PageProvider + 'static, const N: usize, I: Interrupts> LockedHeaps<P, N,
         })
     }
 
-    /// Run `f` on the caller's slot, locked, with interrupts disabled.
+    /// Run `f` on the caller's slot, locked, with interrupts disabled
+    /// (the CPU id is read with them disabled too).
     #[inline(always)]
     fn with_slot<R>(&self, f: impl FnOnce(&mut HeapSlot<P>) -> R) -> R {
+        self.masked(|| f(&mut self.slots[(self.cpu_id)() % N].lock()))
+    }
+
+    /// Run `f` with interrupts disabled.
+    #[inline(always)]
+    fn masked<R>(&self, f: impl FnOnce() -> R) -> R {
         let saved = self.interrupts.disable();
-        let result = f(&mut self.slots[(self.cpu_id)() % N].lock());
+        let result = f();
         self.interrupts.restore(saved);
         result
     }
@@ -113,17 +120,25 @@ impl<P: PageProvider + 'static, const N: usize, I: Interrupts> LockedHeaps<P, N,
     /// Give back what can be given back: every heap's empty pages, then
     /// the shared caches. True when something was released.
     pub fn trim(&self) -> bool {
-        let mut released = false;
+        let mut released = 0;
         // With several heaps, the first pass hands each heap's gathered
         // remote frees to their owners; the second collects them there.
         let passes = if N > 1 { 2 } else { 1 };
         for slot in self.slots.iter().cycle().take(passes * N) {
-            let saved = self.interrupts.disable();
-            // SAFETY: the lock makes us the heap's only user (or it is null).
-            released |= unsafe { self.global.trim(slot.lock().0) };
-            self.interrupts.restore(saved);
+            self.masked(|| {
+                let slot = slot.lock();
+                let heap = slot.0;
+                if !heap.is_null() {
+                    // SAFETY: the lock (held until the end of this closure)
+                    // makes us the heap's only user.
+                    released += unsafe { (*heap).trim() };
+                }
+            });
         }
-        released
+        // Then the shared caches, once, with what the heaps gave back.
+        // SAFETY: a null heap: only the shared parts are trimmed.
+        let shared = self.masked(|| unsafe { self.global.trim(null_mut()) });
+        released > 0 || shared
     }
 
     pub fn global(&self) -> &'static Global<P> {
