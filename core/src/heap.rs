@@ -42,14 +42,16 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 /// A page that never has a free block: `current[c]` (and `direct`) point
 /// here when class `c` has no page, so the fast path needs no null test.
-struct EmptyPage(Page);
+/// In a cell, since the fast path's pop takes the page by `&mut` (and a
+/// static's plain memory must not be reached through one).
+struct EmptyPage(core::cell::UnsafeCell<Page>);
 // SAFETY: EMPTY_PAGE is never written: its free list is null, so neither
 // fast path nor slow path modifies it (slow paths only touch queued pages).
 unsafe impl Sync for EmptyPage {}
-static EMPTY_PAGE: EmptyPage = EmptyPage(Page::UNUSED);
+static EMPTY_PAGE: EmptyPage = EmptyPage(core::cell::UnsafeCell::new(Page::UNUSED));
 
 pub(crate) fn empty_page() -> *mut Page {
-    &EMPTY_PAGE.0 as *const Page as *mut Page
+    EMPTY_PAGE.0.get()
 }
 
 /// Heaps made so far: a part of each one's sampling seed.
@@ -356,10 +358,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub(crate) fn drain_delayed(&mut self) {
         let me = self as *mut Self as usize;
         let list_key = self.list_key;
-        let delayed: *const DelayedFrees = &self.delayed;
-        // SAFETY: `delayed` is a field of self that `each` below never
-        // touches (only pages and queues), and drain only uses its head.
-        unsafe { &*delayed }.drain(list_key, |block| {
+        for block in self.delayed.take(list_key) {
             // SAFETY: the blocks were freed into pages by remote threads.
             unsafe {
                 let segment = Segment::of_ptr(block as *const u8);
@@ -371,7 +370,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                     push_foreign(segment, page, block, block, list_key);
                 }
             }
-        });
+        }
     }
 
     // ------------------------------------------------------------------

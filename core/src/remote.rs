@@ -156,20 +156,34 @@ impl DelayedFrees {
         }
     }
 
-    /// Take every block pushed so far and call `each` on it (owner only).
-    pub fn drain(&self, list_key: usize, mut each: impl FnMut(*mut Block)) {
-        if self.head.load(Ordering::Relaxed) == 0 {
-            return;
+    /// Take every block pushed so far (owner only). The blocks come as an
+    /// iterator that borrows nothing, so the owner may change its heap,
+    /// this list included, while it walks them.
+    pub fn take(&self, list_key: usize) -> TakenFrees {
+        let stored = if self.head.load(Ordering::Relaxed) == 0 { 0 } else { self.head.swap(0, Ordering::Acquire) };
+        TakenFrees { stored, list_key }
+    }
+}
+
+/// The blocks one [`DelayedFrees::take`] took, in push order reversed.
+pub struct TakenFrees {
+    stored: usize,
+    list_key: usize,
+}
+
+impl Iterator for TakenFrees {
+    type Item = *mut Block;
+
+    fn next(&mut self) -> Option<*mut Block> {
+        if self.stored == 0 {
+            return None;
         }
-        let mut stored = self.head.swap(0, Ordering::Acquire);
-        while stored != 0 {
-            let block = decode(stored, list_key);
-            // SAFETY: pushed blocks were handed over by their freeing
-            // threads (Release on push, Acquire above); read the link
-            // before `each` reuses the block.
-            stored = unsafe { (*block).next };
-            each(block);
-        }
+        let block = decode(self.stored, self.list_key);
+        // SAFETY: pushed blocks were handed over by their freeing threads
+        // (Release on push, Acquire in take); the link is read before the
+        // caller reuses the block.
+        self.stored = unsafe { (*block).next };
+        Some(block)
     }
 }
 
