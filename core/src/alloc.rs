@@ -280,7 +280,9 @@ impl<P: PageProvider + 'static> Heap<P> {
         if size <= LARGE_MAX && align <= SEGMENT_HEADER_BYTES && class_size(class_of(size)).is_multiple_of(align) {
             return self.malloc(size);
         }
-        let padded = size + align - MIN_ALIGN;
+        // A zero size still needs one byte after the aligned start: padding
+        // 0 bytes would round the start up past the end of a 16-byte block.
+        let padded = size.max(1) + align - MIN_ALIGN;
         if padded > LARGE_MAX {
             return self.huge_alloc(size, align).map_or(null_mut(), |(p, _)| p);
         }

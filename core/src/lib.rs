@@ -32,6 +32,7 @@
 //!  profile     the heap profiler's sample and stack tables, dumps
 //!  page        page descriptor, local free list, carving
 //!  stats  class  config  message  provider           leaves
+//!  testing  shadow   test providers, the shadow-model interpreter (feature `testing`)
 //! ```
 //!
 //! Tiers (see [`class`]): tiny blocks up to 1 KiB in 64 KiB pages, mid up to
@@ -75,6 +76,8 @@ pub mod remote;
 mod sampling;
 pub mod segment;
 pub mod segment_store;
+#[cfg(any(test, feature = "testing"))]
+pub mod shadow;
 pub mod shared;
 pub mod stats;
 #[cfg(any(test, feature = "testing"))]

@@ -13,6 +13,8 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 /// every map fails (negative: never fail).
 pub struct TestProvider {
     pub maps_left: AtomicIsize,
+    /// Maps refused so far (a null from the core is allowed only after one).
+    pub refused: AtomicUsize,
     pub live_maps: AtomicUsize,
     pub live_bytes: AtomicUsize,
     pub purged_bytes: AtomicUsize,
@@ -31,12 +33,23 @@ impl TestProvider {
     pub const fn failing_after(maps: isize) -> Self {
         TestProvider {
             maps_left: AtomicIsize::new(maps),
+            refused: AtomicUsize::new(0),
             live_maps: AtomicUsize::new(0),
             live_bytes: AtomicUsize::new(0),
             purged_bytes: AtomicUsize::new(0),
             clock_ms: core::sync::atomic::AtomicU64::new(0),
             allocations: std::sync::Mutex::new(std::vec::Vec::new()),
         }
+    }
+
+    /// From now on, `maps` more maps succeed, then every map fails.
+    pub fn fail_after(&self, maps: isize) {
+        self.maps_left.store(maps, Ordering::SeqCst);
+    }
+
+    /// Every map succeeds again.
+    pub fn recover(&self) {
+        self.maps_left.store(-1, Ordering::SeqCst);
     }
 
     fn layout(size: usize, align: usize) -> Layout {
@@ -65,10 +78,11 @@ unsafe impl PageProvider for TestProvider {
     const CAN_SPLIT: bool = true;
 
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        if self.maps_left.load(Ordering::SeqCst) == 0 {
+        // Take one map from the allowance (negative: unlimited), or refuse.
+        if self.maps_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| (left != 0).then(|| left - 1)).is_err() {
+            self.refused.fetch_add(1, Ordering::SeqCst);
             return None;
         }
-        self.maps_left.fetch_sub(1, Ordering::SeqCst);
         // SAFETY: size is non-zero (the core maps at least a page).
         let p = unsafe { alloc_zeroed(Self::layout(size, align)) };
         let p = NonNull::new(p)?;
