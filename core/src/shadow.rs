@@ -399,6 +399,20 @@ pub fn run_single(global: &'static Global<TestProvider>, data: &[u8]) {
     assert_nothing_left(global);
 }
 
+/// Run one input of the fuzz target (and of its regression files): the
+/// first byte chooses one thread or a ring of 2-3 threads, the rest are the
+/// operations, split evenly between the threads.
+pub fn run_input(global: &'static Global<TestProvider>, data: &[u8]) {
+    let Some((&mode, operations)) = data.split_first() else { return };
+    let threads = (mode % 4).max(1) as usize;
+    if threads == 1 {
+        return run_single(global, operations);
+    }
+    let share = operations.len().div_ceil(threads);
+    let streams: Vec<Vec<u8>> = (0..threads).map(|t| operations.iter().skip(t * share).take(share).copied().collect()).collect();
+    run_threads(global, &streams);
+}
+
 /// Run one byte string per thread, each thread handing blocks over to the
 /// next (a ring of channels), then check that nothing was left.
 pub fn run_threads(global: &'static Global<TestProvider>, streams: &[Vec<u8>]) {

@@ -79,7 +79,14 @@ unsafe impl PageProvider for TestProvider {
 
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         // Take one map from the allowance (negative: unlimited), or refuse.
-        if self.maps_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| (left != 0).then(|| left - 1)).is_err() {
+        let mut left = self.maps_left.load(Ordering::SeqCst);
+        while left != 0 {
+            match self.maps_left.compare_exchange_weak(left, left - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(now) => left = now,
+            }
+        }
+        if left == 0 {
             self.refused.fetch_add(1, Ordering::SeqCst);
             return None;
         }

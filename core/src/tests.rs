@@ -78,7 +78,7 @@ fn operations(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// Operations per seeded run: smaller under Miri, whose interpreter is slow.
-const SHADOW_BYTES: usize = if cfg!(miri) { 1_500 } else { 60_000 };
+const SHADOW_BYTES: usize = if cfg!(miri) { 300 } else { 60_000 };
 
 #[test]
 fn shadow_model_random_operations() {
@@ -110,7 +110,7 @@ fn zero_bytes_aligned_above_the_minimum_stay_inside_their_block() {
     let heap = heap(global);
     let mut ranges = Vec::new();
     for align in [32usize, 64, 128, 1024, 4096] {
-        for _ in 0..200 {
+        for _ in 0..if cfg!(miri) { 8 } else { 200 } {
             for p in [heap.malloc_aligned(0, align), heap.malloc(1)] {
                 assert!(!p.is_null());
                 let usable = unsafe { global.usable_size(p) };
@@ -124,6 +124,23 @@ fn zero_bytes_aligned_above_the_minimum_stay_inside_their_block() {
         assert!(pair[0].1 <= pair[1].0, "blocks {:#x?} and {:#x?} overlap", pair[0], pair[1]);
     }
     heap.check_invariants();
+}
+
+#[test]
+fn fuzz_regressions_replay() {
+    // Every input the fuzzer (or a property test) once failed on, run on a
+    // fresh allocator (tests/fuzz/regressions; the README says how to add one).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fuzz/regressions");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/fuzz/regressions") {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let global = new_global(TestProvider::new());
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::shadow::run_input(global, &data)));
+        assert!(run.is_ok(), "regression input {} fails again", path.display());
+        replayed += 1;
+    }
+    assert!(replayed >= 2, "regression inputs missing from {}", dir.display());
 }
 
 #[test]

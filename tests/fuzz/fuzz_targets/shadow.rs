@@ -1,0 +1,13 @@
+//! libFuzzer drives the shadow-model interpreter (`shadow::run_input`: the
+//! first byte chooses one thread or a ring of threads handing blocks to
+//! each other, the rest are operations). Every input starts and ends with
+//! nothing allocated, so one allocator serves them all.
+#![no_main]
+
+use hakmem_core::testing::TestProvider;
+use hakmem_core::{shadow, Global};
+use libfuzzer_sys::fuzz_target;
+
+static GLOBAL: Global<TestProvider> = Global::new(TestProvider::new());
+
+fuzz_target!(|data: &[u8]| shadow::run_input(&GLOBAL, data));
