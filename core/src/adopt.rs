@@ -28,6 +28,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// still holding live blocks go to the abandoned list, where a later
     /// thread adopts them.
     pub(crate) fn abandon(&mut self) {
+        self.flush_quarantine();
         self.hand_over_pending();
         self.drain_delayed();
         for class in 0..CLASS_COUNT {
@@ -141,6 +142,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// Return what this heap can: collect remote frees, free every empty
     /// page, purge unused pages. Returns bytes purged.
     pub(crate) fn trim(&mut self) -> usize {
+        self.flush_quarantine();
         self.hand_over_pending();
         self.drain_delayed();
         for class in 0..CLASS_COUNT {

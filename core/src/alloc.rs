@@ -25,6 +25,7 @@ use crate::heap::{empty_page, Heap};
 use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
 use crate::provider::PageProvider;
 use crate::segment::Segment;
+use crate::strict::STRICT_TAIL;
 use core::ptr::null_mut;
 
 impl<P: PageProvider + 'static> Heap<P> {
@@ -78,6 +79,9 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// is empty, and every larger request.
     #[inline(never)]
     pub fn malloc_slow(&mut self, size: usize) -> *mut u8 {
+        if self.strict {
+            return self.malloc_strict(size);
+        }
         if size > LARGE_MAX {
             return self.huge_alloc(size, MIN_ALIGN).map_or(null_mut(), |(p, _)| p);
         }
@@ -95,7 +99,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// `HugeBlocks::alloc`. Out of line: a frame of its own, which the
     /// sampler leaves out of the stack.
     #[inline(never)]
-    fn huge_alloc(&mut self, size: usize, align: usize) -> Option<(*mut u8, bool)> {
+    pub(crate) fn huge_alloc(&mut self, size: usize, align: usize) -> Option<(*mut u8, bool)> {
         self.count_malloc();
         let shared = self.shared;
         let huge = shared.huge.alloc(&shared.memory, size, align);
@@ -111,7 +115,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// Pop a block of `class` from the current page (its queue's head),
     /// carving more of it when it has room (the common refill), or take
     /// the refill path.
-    fn alloc_class(&mut self, class: usize) -> *mut u8 {
+    pub(crate) fn alloc_class(&mut self, class: usize) -> *mut u8 {
         // The queue's head, not `current[class]`: the two are the same
         // page except while profiling, when `current` stays EMPTY_PAGE.
         let first = self.queues[class].first;
@@ -277,13 +281,15 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
         // Blocks of a class whose size is a multiple of `align` are aligned
         // already when the page start is (pages start at 8 KiB multiples).
-        if size <= LARGE_MAX && align <= SEGMENT_HEADER_BYTES && class_size(class_of(size)).is_multiple_of(align) {
+        // (Not in strict mode, whose blocks are of the class of size + STRICT_TAIL.)
+        if size <= LARGE_MAX && align <= SEGMENT_HEADER_BYTES && !self.strict && class_size(class_of(size)).is_multiple_of(align) {
             return self.malloc(size);
         }
         // A zero size still needs one byte after the aligned start: padding
         // 0 bytes would round the start up past the end of a 16-byte block.
         let padded = size.max(1) + align - MIN_ALIGN;
-        if padded > LARGE_MAX {
+        let paged_max = if self.strict { LARGE_MAX - STRICT_TAIL } else { LARGE_MAX };
+        if padded > paged_max {
             return self.huge_alloc(size, align).map_or(null_mut(), |(p, _)| p);
         }
         let block = self.malloc(padded);
@@ -291,11 +297,15 @@ impl<P: PageProvider + 'static> Heap<P> {
             return block;
         }
         let aligned = (block as usize + align - 1) & !(align - 1);
-        if aligned != block as usize {
-            // SAFETY: block is a live block of a page of this heap.
-            unsafe {
+        // SAFETY: block is a live block of a page of this heap, holding
+        // `padded` bytes (and the strict tail after them when strict).
+        unsafe {
+            if aligned != block as usize {
                 let page = Segment::page_of_block(block);
                 (*page).set_flags(PAGE_ALIGNED);
+            }
+            if self.strict {
+                self.reseal_strict(block, aligned as *mut u8, size);
             }
         }
         aligned as *mut u8
@@ -352,7 +362,8 @@ impl<P: PageProvider + 'static> Heap<P> {
         };
         // (While profiling, a resized block is a new allocation, sampled
         // as such, and the old one is forgotten by its free.)
-        if size <= usable && size >= usable / 2 && !self.shared.memory.profile.is_on() {
+        // (Strict blocks always move: their canary follows the size.)
+        if size <= usable && size >= usable / 2 && !self.shared.memory.profile.is_on() && !self.strict {
             return ptr;
         }
         if usable > LARGE_MAX && size > LARGE_MAX {

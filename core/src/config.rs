@@ -4,7 +4,7 @@
 //! Everything the allocator's geometry depends on lives here so that the
 //! compile-time checks below see it in one place.
 
-use core::sync::atomic::AtomicUsize;
+use core::sync::atomic::{AtomicBool, AtomicUsize};
 use static_assertions::const_assert;
 
 // The geometry: segment and page sizes and the tier bounds, a compile-time
@@ -139,6 +139,9 @@ pub struct Options {
     pub purge_dirty_bytes: AtomicUsize,
     /// Milliseconds freed pages stay resident before they are purged.
     pub purge_delay_ms: AtomicUsize,
+    /// Strict mode (strict.rs) for heaps acquired from now on: set it
+    /// before the first allocation.
+    pub strict: AtomicBool,
 }
 
 impl Options {
@@ -148,6 +151,7 @@ impl Options {
             bigcache_bytes: AtomicUsize::new(DEFAULT_BIGCACHE_BYTES),
             purge_dirty_bytes: AtomicUsize::new(DEFAULT_PURGE_DIRTY_BYTES),
             purge_delay_ms: AtomicUsize::new(DEFAULT_PURGE_DELAY_MS),
+            strict: AtomicBool::new(false),
         }
     }
 }

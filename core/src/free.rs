@@ -23,7 +23,7 @@
 use crate::config::SMALL_MAX;
 use crate::heap::Heap;
 use crate::memory::Memory;
-use crate::page::{Block, Page, PAGE_ALIGNED, PAGE_SAMPLED, PAGE_UNUSED};
+use crate::page::{Block, Page, PAGE_ALIGNED, PAGE_SAMPLED, PAGE_STRICT, PAGE_UNUSED};
 use crate::provider::PageProvider;
 use crate::remote::push_foreign;
 use crate::segment::{segment_is_known, Segment, ABANDONED_OWNER, HUGE_OWNER};
@@ -122,6 +122,9 @@ impl<P: PageProvider + 'static> Heap<P> {
             let block = checked_block(&self.shared.memory, page, ptr, self.marker_key);
             self.count_free();
             crate::debug_count!(frees_local_slow);
+            if (*page).flags.load(Ordering::Relaxed) & PAGE_STRICT != 0 {
+                return self.quarantine(page, block);
+            }
             self.return_block(page, block);
         }
     }
@@ -156,8 +159,33 @@ unsafe fn free_foreign<P: PageProvider>(
             crate::debug_count!(frees_abandoned);
         }
         let page = Segment::page_of(segment, ptr);
-        let (list_key, marker_key) = memory.keys();
-        let block = checked_block(memory, page, ptr, marker_key);
+        let block = checked_block(memory, page, ptr, memory.keys().1);
+        if !heap.is_null() && (*page).flags.load(Ordering::Relaxed) & PAGE_STRICT != 0 {
+            return (*heap).quarantine(page, block);
+        }
+        release_checked(shared, heap, segment, page, block);
+    }
+}
+
+/// Give a block that passed `checked_block` back: to its page when `heap`
+/// owns the segment, else to the page's owner.
+///
+/// # Safety
+/// `heap` is null or the calling thread's own heap; `block` is a block of
+/// `page` in `segment`, checked and marked free, still counted in use.
+pub(crate) unsafe fn release_checked<P: PageProvider>(
+    shared: &'static Shared<P>,
+    heap: *mut Heap<P>,
+    segment: *mut Segment,
+    page: *mut Page,
+    block: *mut Block,
+) {
+    // SAFETY: per the contract.
+    unsafe {
+        if !heap.is_null() && (*segment).owner.load(Ordering::Relaxed) == heap as usize {
+            return (*heap).return_block(page, block);
+        }
+        let list_key = shared.memory.keys().0;
         // Only small blocks are gathered: the blocks a thread holds back
         // from their owner stay below 64 KiB.
         if heap.is_null() || (*page).block_size as usize > SMALL_MAX {
@@ -204,22 +232,35 @@ unsafe fn checked_block<P: PageProvider>(memory: &Memory<P>, page: *mut Page, pt
     // inside the mapped segment, so its marker word is readable.
     unsafe {
         let flags = (*page).flags.load(Ordering::Acquire);
+        // A strict page's reports name the size class too.
+        let fail = |what: &str| -> ! {
+            if flags & PAGE_STRICT != 0 {
+                memory.fatal_in_class(what, ptr as usize, (*page).block_size as usize)
+            }
+            memory.fatal_at(what, ptr as usize)
+        };
         let block = (*page).block_of(ptr);
         if flags & PAGE_UNUSED != 0 || !(*page).block_is_carved(block) {
-            memory.fatal_at(INVALID, ptr as usize);
+            fail(INVALID);
         }
         if block != ptr && flags & PAGE_ALIGNED == 0 {
-            memory.fatal_at("free(): invalid pointer (inside a block) ", ptr as usize);
+            fail("free(): invalid pointer (inside a block) ");
         }
         let block = block as *mut Block;
         let marker = block as usize ^ marker_key;
         if (*block).marker == marker {
-            memory.fatal_at("free(): double free of ", ptr as usize);
+            fail("free(): double free of ");
+        }
+        if flags & (PAGE_SAMPLED | PAGE_STRICT) != 0 {
+            if flags & PAGE_STRICT != 0 {
+                // Before the marker overwrites a 16-byte block's tail.
+                crate::strict::check_on_free(memory, block as *const u8, (*page).block_size as usize);
+            }
+            if flags & PAGE_SAMPLED != 0 {
+                memory.profile.forget(block as usize);
+            }
         }
         (*block).marker = marker;
-        if flags & PAGE_SAMPLED != 0 {
-            memory.profile.forget(block as usize);
-        }
         block
     }
 }

@@ -17,7 +17,7 @@
 //! A heap is used by one thread at a time (its owner); only `delayed` and
 //! the counters are touched by other threads. Invariants:
 //! - `current[c] == queues[c].first`, or `&EMPTY_PAGE` when the queue is
-//!   empty or the heap is profiling (sampling.rs), and
+//!   empty or the heap is profiling (sampling.rs) or strict (strict.rs), and
 //!   `direct[s] == current[c]` for every small size slot `s` of class `c`
 //!   (`small_slots_of`).
 //! - A page is in `queues[page.class]` iff its flags lack `PAGE_FULL`, in
@@ -30,13 +30,14 @@
 use crate::class::{class_size, kind_of_class, small_slots_of, CLASS_COUNT, PAGED_KINDS, SMALL_SLOTS};
 use crate::config::{SEGMENT_MASK, SEGMENT_SHIFT, SMALL_MAX};
 use crate::list::List;
-use crate::page::{Block, Page, PAGE_FULL};
+use crate::page::{Block, Page, PAGE_FULL, PAGE_STRICT};
 use crate::provider::PageProvider;
 use crate::profile::Sampler;
 use crate::purge::DirtyPages;
 use crate::remote::{push_foreign, DelayedFrees, PendingFrees};
 use crate::segment::Segment;
 use crate::shared::Shared;
+use crate::strict::Quarantine;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -104,6 +105,10 @@ pub struct Heap<P: PageProvider + 'static> {
     pub(crate) pending: PendingFrees,
     /// The heap profiler's byte countdown (sampling.rs).
     pub(crate) sampler: Sampler,
+    /// Strict mode (strict.rs): every malloc takes the slow path, pages
+    /// get `PAGE_STRICT`, and their freed blocks wait in the quarantine.
+    pub(crate) strict: bool,
+    pub(crate) strict_quarantine: Quarantine,
     /// Links in the global heap pool.
     pub(crate) pool_next: *mut Heap<P>,
     pub(crate) all_next: *mut Heap<P>,
@@ -130,8 +135,21 @@ impl<P: PageProvider + 'static> Heap<P> {
             dirty: DirtyPages::new(),
             pending: PendingFrees::new(),
             sampler: Sampler::new(list_key as u64 ^ HEAPS_MADE.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            strict: shared.memory.options.strict.load(Ordering::Relaxed),
+            strict_quarantine: Quarantine::new(),
             pool_next: null_mut(),
             all_next: null_mut(),
+        }
+    }
+
+    /// Follow `Options::strict` (a pooled heap acquired again).
+    pub(crate) fn follow_strict_option(&mut self) {
+        let strict = self.shared.memory.options.strict.load(Ordering::Relaxed);
+        if strict != self.strict {
+            self.strict = strict;
+            for class in 0..CLASS_COUNT {
+                self.current_from_queue(class);
+            }
         }
     }
 
@@ -188,10 +206,11 @@ impl<P: PageProvider + 'static> Heap<P> {
     }
 
     /// Make `page` (or `EMPTY_PAGE`) the current page of `class`.
-    /// While profiling, EMPTY_PAGE whatever `page` is: every malloc then
-    /// takes the slow path, which samples (sampling.rs).
+    /// While profiling or strict, EMPTY_PAGE whatever `page` is: every
+    /// malloc then takes the slow path, which samples (sampling.rs) or
+    /// checks (strict.rs).
     pub(crate) fn set_current(&mut self, class: usize, page: *mut Page) {
-        let page = if self.sampler.profiling { empty_page() } else { page };
+        let page = if self.sampler.profiling || self.strict { empty_page() } else { page };
         self.current[class] = page;
         if class_size(class) <= SMALL_MAX {
             for slot in small_slots_of(class) {
@@ -273,6 +292,9 @@ impl<P: PageProvider + 'static> Heap<P> {
                 self.dirty.released(Segment::dirty_bytes(segment));
             }
             let (page, was_dirty) = Segment::take_page(segment, class, &self.shared.memory);
+            if self.strict {
+                (*page).set_flags(PAGE_STRICT);
+            }
             if was_dirty {
                 self.dirty.reused(1 << (*segment).page_shift);
             }
@@ -448,7 +470,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
         for class in 0..CLASS_COUNT {
             let queue = &self.queues[class];
-            let expected = if queue.first.is_null() || self.sampler.profiling { empty_page() } else { queue.first };
+            let expected = if queue.first.is_null() || self.sampler.profiling || self.strict { empty_page() } else { queue.first };
             assert_eq!(self.current[class], expected, "current[{class}] is not the queue head");
             if class_size(class) <= SMALL_MAX {
                 assert!(small_slots_of(class).all(|slot| self.direct[slot] == expected), "direct of class {class}");

@@ -16,6 +16,7 @@
 //!  global      Global<P>: Shared + heap pool; heap_acquire/release, free, trim, stats, fork
 //!  alloc       malloc fast path -> refill; aligned, calloc, realloc        \
 //!  sampling    the heap profiler's countdown and sampled blocks             |
+//!  strict      strict mode: canaries, poison, quarantine                    |
 //!  free        free fast path -> checked_block -> local or remote push      | impl Heap,
 //!  adopt       thread exit (abandon), adoption, trim                        | one path each
 //!  heap        the Heap struct, page queues, page life cycle, drain        /
@@ -80,6 +81,7 @@ pub mod segment_store;
 pub mod shadow;
 pub mod shared;
 pub mod stats;
+pub mod strict;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -58,6 +58,15 @@ impl<P: PageProvider> Memory<P> {
         self.provider.fatal(m.as_bytes())
     }
 
+    /// Abort with `hakmem: <what><address> (size class <block_size> bytes)`.
+    #[cold]
+    pub fn fatal_in_class(&self, what: &str, address: usize, block_size: usize) -> ! {
+        let mut m = MessageBuffer::new();
+        m.push_str("hakmem: ").push_str(what).push_hex(address);
+        m.push_str(" (size class ").push_decimal(block_size).push_str(" bytes)\n");
+        self.provider.fatal(m.as_bytes())
+    }
+
     /// Map `bytes` aligned to `align` and count it as `what`.
     pub fn map(&self, bytes: usize, align: usize, what: Mapping) -> Option<NonNull<u8>> {
         let memory = self.provider.map(bytes, align)?;

@@ -41,6 +41,9 @@ pub const PAGE_UNUSED: u8 = 4;
 /// Page flag: a block of it was sampled by the heap profiler (its frees
 /// take the slow path, which forgets the sample).
 pub const PAGE_SAMPLED: u8 = 8;
+/// Page flag: its blocks have strict mode's layout (strict.rs): canary
+/// and size after the requested bytes; poisoned when freed.
+pub const PAGE_STRICT: u8 = 16;
 
 const RECIPROCAL_SHIFT: u32 = 42;
 /// See `Page::block_index_exact`: the fraction bound of a block start.

@@ -184,7 +184,11 @@ impl Segment {
             }
             let page = Segment::page_of(this, ptr);
             let block = (*page).block_of(ptr);
-            block as usize + (*page).block_size as usize - ptr as usize
+            let block_size = (*page).block_size as usize;
+            if (*page).flags.load(Ordering::Relaxed) & crate::page::PAGE_STRICT != 0 {
+                return crate::strict::usable_size(block, block_size, ptr);
+            }
+            block as usize + block_size - ptr as usize
         }
     }
 

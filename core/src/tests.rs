@@ -1347,3 +1347,140 @@ fn out_of_arena_a_request_is_served_from_a_larger_class_page() {
     heap.check_invariants();
     assert!(!heap.malloc(16).is_null(), "serves again after the frees");
 }
+
+/// A fresh allocator in strict mode (strict.rs).
+fn strict_global() -> &'static Global<TestProvider> {
+    let global = new_global(TestProvider::new());
+    global.options().strict.store(true, Ordering::Relaxed);
+    global
+}
+
+/// The message `f` panics with (the test provider's `fatal` panics).
+fn report_of(f: impl FnOnce()) -> std::string::String {
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("no report");
+    *panic.downcast::<std::string::String>().expect("a report")
+}
+
+#[test]
+fn strict_mode_runs_the_shadow_model() {
+    // Every property of the model holds in strict mode too (usable size is
+    // the requested size there), on one thread and on a ring of threads.
+    let streams: Vec<_> = (0..if cfg!(miri) { 1 } else { 3 }).map(|t| operations(100 + t, SHADOW_BYTES / 2)).collect();
+    crate::shadow::run_single(strict_global(), &operations(7, SHADOW_BYTES));
+    crate::shadow::run_threads(strict_global(), &streams);
+}
+
+#[test]
+fn strict_mode_usable_size_is_the_requested_size_and_every_malloc_is_slow() {
+    let global = strict_global();
+    let heap = heap(global);
+    for size in [0, 1, 8, 20, 100, 1000, 5000, 70_000] {
+        assert!(heap.malloc_fast(size).is_null(), "a strict heap has no fast path");
+        let p = heap.malloc(size);
+        assert_eq!(unsafe { global.usable_size(p) }, size);
+        unsafe { global.free(p, heap) };
+    }
+    let p = heap.malloc_aligned(100, 256);
+    assert_eq!((p as usize % 256, unsafe { global.usable_size(p) }), (0, 100));
+    heap.check_invariants();
+}
+
+#[test]
+fn strict_mode_reports_a_one_byte_overflow_inside_the_rounding() {
+    for (size, align) in [(20, 16), (100, 64), (1000, 16), (5000, 16), (3, 512)] {
+        let global = strict_global();
+        let heap = heap(global);
+        let p = heap.malloc_aligned(size, align);
+        unsafe { *p.add(size) = 0 };
+        let report = report_of(|| unsafe { global.free(p, heap) });
+        assert!(report.starts_with("hakmem: heap overflow: written past the requested size of 0x"), "{report}");
+        assert!(report.contains("(size class "), "{report}");
+    }
+}
+
+#[test]
+fn strict_mode_realloc_checks_the_canary() {
+    let global = strict_global();
+    let heap = heap(global);
+    let p = heap.malloc(40);
+    unsafe { *p.add(41) = 7 };
+    let report = report_of(|| unsafe {
+        heap.realloc(p, 400);
+    });
+    assert!(report.contains("heap overflow"), "{report}");
+}
+
+#[test]
+fn strict_mode_reports_a_write_into_a_quarantined_block() {
+    let global = strict_global();
+    let heap = heap(global);
+    let p = heap.malloc(48);
+    unsafe { global.free(p, heap) };
+    unsafe { *p.add(40) = 1 };
+    // Other frees push it out of the quarantine, checked.
+    let report = report_of(|| {
+        for _ in 0..crate::strict::QUARANTINE_BLOCKS {
+            let q = heap.malloc(48);
+            unsafe { global.free(q, heap) };
+        }
+    });
+    assert!(report.starts_with(&format!("hakmem: write after free of {p:p} (size class 64 bytes)")), "{report}");
+}
+
+#[test]
+fn strict_mode_reports_a_write_after_free_when_the_block_is_handed_out_again() {
+    let global = strict_global();
+    let heap = heap(global);
+    let p = heap.malloc(100);
+    unsafe { global.free(p, heap) };
+    // Frees of another class push it out of the quarantine, onto its page.
+    for _ in 0..crate::strict::QUARANTINE_BLOCKS {
+        let q = heap.malloc(3000);
+        unsafe { global.free(q, heap) };
+    }
+    unsafe { *p.add(60) = 1 };
+    let report = report_of(|| {
+        for _ in 0..4 {
+            heap.malloc(100);
+        }
+    });
+    assert!(report.starts_with(&format!("hakmem: write after free of {p:p}")), "{report}");
+}
+
+#[test]
+fn strict_mode_delays_reuse_and_trim_empties_the_quarantine() {
+    let global = strict_global();
+    let heap = heap(global);
+    let first = heap.malloc(64);
+    unsafe { global.free(first, heap) };
+    let reused = (0..crate::strict::QUARANTINE_BLOCKS - 1).any(|_| {
+        let q = heap.malloc(64);
+        unsafe { global.free(q, heap) };
+        q == first
+    });
+    assert!(!reused, "a quarantined block was handed out again");
+    unsafe { global.trim(heap) };
+    let stats = global.stats();
+    assert_eq!((stats.pages_in_use, stats.segments_mapped), (0, 0), "{stats:?}");
+}
+
+#[test]
+fn strict_mode_reports_a_corrupted_free_list_link() {
+    let global = strict_global();
+    let heap = heap(global);
+    let (a, b) = (heap.malloc(200), heap.malloc(200));
+    unsafe { global.free(a, heap) };
+    for _ in 0..crate::strict::QUARANTINE_BLOCKS {
+        let q = heap.malloc(3000);
+        unsafe { global.free(q, heap) };
+    }
+    // `a` is on its page's free list now: point its link into the middle
+    // of block `b` (inside the segment, so the default check lets it by).
+    let key = global.keys_for_tests();
+    unsafe { *(a as *mut usize) = (b as usize + 8) ^ key };
+    let report = report_of(|| {
+        heap.malloc(200);
+    });
+    assert!(report.starts_with("hakmem: corrupted free list (write after free?) at "), "{report}");
+    assert!(report.contains(" (size class "), "{report}");
+}

@@ -84,7 +84,7 @@ fn show_bool(out: &mut MessageBuffer, on: bool) {
 }
 
 /// Every variable hakmem reads.
-pub static VARIABLES: [Variable; 10] = [
+pub static VARIABLES: [Variable; 11] = [
     Variable {
         name: "STATS",
         accepts: "1/on/table (a table and the line), line (the line only) or 0/off",
@@ -137,6 +137,14 @@ pub static VARIABLES: [Variable; 10] = [
                     _ => "default",
                 });
             },
+        ),
+    },
+    Variable {
+        name: "STRICT",
+        accepts: BOOL,
+        value: Value::Other(
+            |v| parse_bool(v).map(|on| options().strict.store(on, Relaxed)).is_some(),
+            |out| show_bool(out, options().strict.load(Relaxed)),
         ),
     },
     Variable {

@@ -7,7 +7,7 @@ use hakmem_tests::*;
 use std::process::Command;
 
 /// (variable, a valid value, how verbose shows it, an invalid value, the default shown).
-const VARIABLES: [(&str, &str, &str, &str, &str); 10] = [
+const VARIABLES: [(&str, &str, &str, &str, &str); 11] = [
     ("HAKMEM_STATS", "line", "line", "banana", "off"),
     ("HAKMEM_VERBOSE", "yes", "on", "2", "off"),
     ("HAKMEM_BIGCACHE_MAX", "8M", "8388608", "8MB", "268435456"),
@@ -15,6 +15,7 @@ const VARIABLES: [(&str, &str, &str, &str, &str); 10] = [
     ("HAKMEM_PURGE_DIRTY", "1G", "1073741824", "", "67108864"),
     ("HAKMEM_PURGE_DELAY", "250", "250", "abc", "10"),
     ("HAKMEM_THP", "off", "off", "maybe", "default"),
+    ("HAKMEM_STRICT", "1", "on", "very", "off"),
     ("HAKMEM_PROF", "on", "on", "sometimes", "off"),
     ("HAKMEM_PROF_SAMPLE", "64K", "65536", "0", "524288"),
     ("HAKMEM_PROF_DUMP", "/nonexistent/hakmem-prof", "/nonexistent/hakmem-prof", "", "(none)"),

@@ -1,0 +1,302 @@
+//! Strict mode (`Options::strict`, `HAKMEM_STRICT=1`): checks beyond the
+//! default ones, for users who trade speed for them. Default mode pays
+//! nothing on its fast paths: a strict heap installs no page for them
+//! (every malloc takes `malloc_slow`, as when profiling), and its pages
+//! carry `PAGE_STRICT`, so every free of their blocks takes the checked
+//! slow path.
+//!
+//! ```text
+//!  block of a strict page, live:   [ requested bytes | canary ... | end (u32) ]
+//!  freed (quarantine, free list):  [ next | marker | signature | poison ...    ]
+//!
+//!  malloc   class of size + STRICT_TAIL; the block handed out: the free
+//!           list's next link must be a carved block of the page; a block
+//!           freed before must still be poisoned; then sealed (canary, end)
+//!  free     checked_block (as always), the canary intact (no overflow past
+//!           the requested size, even inside the class's rounding), then
+//!           poisoned and quarantined; the oldest block leaves the
+//!           quarantine (poison checked: no write after free) for its page
+//! ```
+//!
+//! `end` is the offset from the block start to the end of the requested
+//! bytes (an aligned block starts inside its block); `usable_size` of a
+//! strict block is the requested size. The signature is
+//! `block ^ SIGNATURE_KEY(marker key)`, so a block never freed (fresh carve,
+//! old data) is not mistaken for a poisoned one. 16-byte blocks hold only
+//! the allocator's two words when free: their links are validated, their
+//! contents are not.
+//!
+//! Every report is one line: the problem, the address, the size class.
+
+use crate::config::{LARGE_MAX, MIN_ALIGN};
+use crate::heap::Heap;
+use crate::memory::Memory;
+use crate::page::{Block, Page, PAGE_STRICT};
+use crate::provider::PageProvider;
+use crate::segment::Segment;
+use core::ptr::null_mut;
+use core::sync::atomic::Ordering;
+
+/// Bytes a strict block keeps after the requested size: at least four
+/// canary bytes, then the `end` word.
+pub const STRICT_TAIL: usize = 8;
+const END_BYTES: usize = 4;
+const CANARY: u8 = 0xCB;
+const POISON: u8 = 0xDF;
+/// Bytes of a freed block the allocator keeps: link, marker, signature.
+const FREED_HEADER: usize = 3 * core::mem::size_of::<usize>();
+/// Most blocks, and bytes, a heap's quarantine holds before the oldest
+/// block goes back to its page.
+pub const QUARANTINE_BLOCKS: usize = 128;
+pub const QUARANTINE_BYTES: usize = 1 << 20;
+
+/// The signature of a freed strict block. With the block size in it, a
+/// page carved again for another class does not find its old blocks'
+/// signatures at its new block starts.
+fn signature(block: *const u8, block_size: usize, marker_key: usize) -> usize {
+    block as usize ^ marker_key.rotate_left(17) ^ block_size.rotate_left(40)
+}
+
+/// Write the canary and `end` into a strict block whose program bytes
+/// end `end` bytes after its start.
+///
+/// # Safety
+/// `block` is a live block of `block_size` bytes, `end + STRICT_TAIL <= block_size`.
+unsafe fn seal(block: *mut u8, block_size: usize, end: usize) {
+    debug_assert!(end + STRICT_TAIL <= block_size);
+    // SAFETY: per the contract, everything written lies in the block.
+    unsafe {
+        core::ptr::write_bytes(block.add(end), CANARY, block_size - END_BYTES - end);
+        block.add(block_size - END_BYTES).cast::<u32>().write_unaligned(end as u32);
+    }
+}
+
+/// The `end` of a strict block, or `None` when the word is out of range
+/// (overwritten).
+///
+/// # Safety
+/// `block` is a block of `block_size` bytes of a strict page.
+unsafe fn end_of(block: *const u8, block_size: usize) -> Option<usize> {
+    // SAFETY: per the contract.
+    let end = unsafe { block.add(block_size - END_BYTES).cast::<u32>().read_unaligned() } as usize;
+    (end + STRICT_TAIL <= block_size).then_some(end)
+}
+
+/// Whether the canary after `end` is intact.
+///
+/// # Safety
+/// As for [`end_of`].
+unsafe fn canary_intact(block: *const u8, block_size: usize) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        match end_of(block, block_size) {
+            Some(end) => (end..block_size - END_BYTES).all(|i| *block.add(i) == CANARY),
+            None => false,
+        }
+    }
+}
+
+/// Poison a freed strict block (its link and marker words are the
+/// allocator's) and sign it.
+///
+/// # Safety
+/// `block` is a block of `block_size` bytes being freed.
+unsafe fn poison(block: *mut u8, block_size: usize, marker_key: usize) {
+    if block_size < FREED_HEADER {
+        return;
+    }
+    // SAFETY: per the contract.
+    unsafe {
+        block.add(2 * core::mem::size_of::<usize>()).cast::<usize>().write(signature(block, block_size, marker_key));
+        core::ptr::write_bytes(block.add(FREED_HEADER), POISON, block_size - FREED_HEADER);
+    }
+}
+
+/// Whether `block` was poisoned by a free (its signature is there).
+///
+/// # Safety
+/// `block` is a block of `block_size` bytes.
+unsafe fn was_freed(block: *const u8, block_size: usize, marker_key: usize) -> bool {
+    // SAFETY: per the contract.
+    block_size >= FREED_HEADER
+        && unsafe { block.add(2 * core::mem::size_of::<usize>()).cast::<usize>().read() } == signature(block, block_size, marker_key)
+}
+
+/// Whether a poisoned block is still all poison.
+///
+/// # Safety
+/// As for [`was_freed`].
+unsafe fn poison_intact(block: *const u8, block_size: usize) -> bool {
+    // SAFETY: per the contract.
+    (FREED_HEADER..block_size).all(|i| unsafe { *block.add(i) } == POISON)
+}
+
+/// Usable bytes from `ptr` in a block of a strict page: up to the end of
+/// the requested bytes (0 when its `end` word was overwritten: the block's
+/// free reports the overflow).
+///
+/// # Safety
+/// `block` is the live block of a strict page holding `ptr`.
+pub unsafe fn usable_size(block: *const u8, block_size: usize, ptr: *const u8) -> usize {
+    // SAFETY: per the contract.
+    let end = unsafe { end_of(block, block_size) }.unwrap_or(0);
+    (block as usize + end).saturating_sub(ptr as usize)
+}
+
+/// The free-time check of a strict block (in `checked_block`, before the
+/// block is marked free): nothing written past the requested bytes.
+///
+/// # Safety
+/// `block` is a block of a strict page, being freed.
+pub unsafe fn check_on_free<P: PageProvider>(memory: &Memory<P>, block: *const u8, block_size: usize) {
+    // SAFETY: per the contract.
+    if !unsafe { canary_intact(block, block_size) } {
+        memory.fatal_in_class("heap overflow: written past the requested size of ", block as usize, block_size);
+    }
+}
+
+/// Freed strict blocks waiting before they go back to their pages
+/// (oldest first, a ring). Owner only.
+pub struct Quarantine {
+    blocks: [*mut Block; QUARANTINE_BLOCKS],
+    first: usize,
+    len: usize,
+    bytes: usize,
+}
+
+impl Quarantine {
+    pub const fn new() -> Self {
+        Quarantine { blocks: [null_mut(); QUARANTINE_BLOCKS], first: 0, len: 0, bytes: 0 }
+    }
+
+    fn push(&mut self, block: *mut Block, bytes: usize) {
+        self.blocks[(self.first + self.len) % QUARANTINE_BLOCKS] = block;
+        self.len += 1;
+        self.bytes += bytes;
+    }
+
+    /// The oldest block when the quarantine is over its bounds (or `all`).
+    fn pop_over(&mut self, all: bool) -> Option<*mut Block> {
+        if self.len == 0 || !(all || self.len == QUARANTINE_BLOCKS || self.bytes > QUARANTINE_BYTES) {
+            return None;
+        }
+        let block = self.blocks[self.first];
+        self.first = (self.first + 1) % QUARANTINE_BLOCKS;
+        self.len -= 1;
+        // SAFETY: quarantined blocks are live paged blocks (their pages keep
+        // them counted in use).
+        self.bytes -= unsafe { (*Segment::page_of_block(block as *mut u8)).block_size } as usize;
+        Some(block)
+    }
+}
+
+impl Default for Quarantine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: PageProvider + 'static> Heap<P> {
+    /// malloc in a strict heap (from `malloc_slow`, sizes up to `LARGE_MAX`).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn malloc_strict(&mut self, size: usize) -> *mut u8 {
+        let padded = size + STRICT_TAIL;
+        if padded > LARGE_MAX {
+            return self.huge_alloc(size, MIN_ALIGN).map_or(null_mut(), |(p, _)| p);
+        }
+        self.count_malloc();
+        let block = self.alloc_class(crate::class::class_of(padded));
+        if block.is_null() {
+            return block;
+        }
+        // SAFETY: the block was just handed out by a page of this heap.
+        unsafe { self.hand_out_strict(block, size) };
+        block
+    }
+
+    /// Check a block a strict page just handed out and seal it for
+    /// `size` bytes at its start.
+    ///
+    /// # Safety
+    /// `block` is a block this heap just popped.
+    unsafe fn hand_out_strict(&mut self, block: *mut u8, size: usize) {
+        // SAFETY: per the contract; the page is ours.
+        unsafe {
+            let page = Segment::page_of_block(block);
+            if (*page).flags.load(Ordering::Relaxed) & PAGE_STRICT == 0 {
+                return; // a page made before strict mode was on
+            }
+            let block_size = (*page).block_size as usize;
+            let next = (*page).free as *const u8;
+            if !next.is_null() && (!core::ptr::eq((*page).block_of(next), next) || !(*page).block_is_carved(next)) {
+                self.shared.memory.fatal_in_class("corrupted free list (write after free?) at ", next as usize, block_size);
+            }
+            if was_freed(block, block_size, self.marker_key) {
+                if !poison_intact(block, block_size) {
+                    self.shared.memory.fatal_in_class("write after free of ", block as usize, block_size);
+                }
+                block.add(2 * core::mem::size_of::<usize>()).cast::<usize>().write(0);
+            }
+            seal(block, block_size, size);
+        }
+    }
+
+    /// Seal a strict block again after `malloc_aligned` moved its start to
+    /// `aligned` (`size` bytes from there).
+    ///
+    /// # Safety
+    /// `block` is a live block of this heap holding `aligned..aligned + size`
+    /// and `STRICT_TAIL` bytes after it.
+    pub(crate) unsafe fn reseal_strict(&mut self, block: *mut u8, aligned: *mut u8, size: usize) {
+        // SAFETY: per the contract.
+        unsafe {
+            let page = Segment::page_of_block(block);
+            if (*page).flags.load(Ordering::Relaxed) & PAGE_STRICT != 0 {
+                seal(block, (*page).block_size as usize, aligned as usize - block as usize + size);
+            }
+        }
+    }
+
+    /// Free a checked block of a strict page (its canary checked by
+    /// `checked_block`): poison it and quarantine it; the block that
+    /// leaves the quarantine goes back to its page.
+    ///
+    /// # Safety
+    /// `block` was just checked and marked free by this heap's thread.
+    pub(crate) unsafe fn quarantine(&mut self, page: *mut Page, block: *mut Block) {
+        // SAFETY: per the contract.
+        unsafe {
+            let block_size = (*page).block_size as usize;
+            poison(block as *mut u8, block_size, self.marker_key);
+            self.strict_quarantine.push(block, block_size);
+        }
+        while let Some(oldest) = self.strict_quarantine.pop_over(false) {
+            // SAFETY: quarantined blocks are checked and marked free.
+            unsafe { self.release_quarantined(oldest) };
+        }
+    }
+
+    /// Send every quarantined block back (thread exit, trim).
+    pub(crate) fn flush_quarantine(&mut self) {
+        while let Some(oldest) = self.strict_quarantine.pop_over(true) {
+            // SAFETY: quarantined blocks are checked and marked free.
+            unsafe { self.release_quarantined(oldest) };
+        }
+    }
+
+    /// # Safety
+    /// `block` left this heap's quarantine.
+    unsafe fn release_quarantined(&mut self, block: *mut Block) {
+        // SAFETY: per the contract: a live paged block, poisoned.
+        unsafe {
+            let segment = Segment::of_ptr(block as *const u8);
+            let page = Segment::page_of(segment, block as *const u8);
+            let block_size = (*page).block_size as usize;
+            if was_freed(block as *const u8, block_size, self.marker_key) && !poison_intact(block as *const u8, block_size) {
+                self.shared.memory.fatal_in_class("write after free of ", block as usize, block_size);
+            }
+            crate::free::release_checked(self.shared, self, segment, page, block);
+        }
+    }
+}
