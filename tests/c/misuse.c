@@ -10,6 +10,14 @@
  *   free_interior_pointer     free(malloc(64) + 16)
  *   free_sized_too_big        free_sized(malloc(100), 100000)
  *   double_free_cross_thread  first free in thread A, second in thread B
+ * Caught in strict mode (HAKMEM_STRICT=1) only; default mode survives them:
+ *   overflow_one_byte         malloc(20), byte 20 written, freed
+ *   overflow_aligned          posix_memalign(64, 100), byte 100 written, freed
+ *   overflow_then_realloc     malloc(40), byte 40 written, realloc to 400
+ *   write_after_free          malloc(48) freed, byte 40 written, 200 more frees
+ *   write_after_free_reused   malloc(100) freed, pushed out of the quarantine
+ *                             by 200 frees of another size, byte 60 written,
+ *                             then malloc(100) until it comes back
  *
  * Each misuse case prints "misuse: <case>: reached the bad call" (flushed)
  * right before the bad call and "misuse: <case>: survived" if the process is
@@ -80,6 +88,48 @@ static void double_free_cross_thread(void) {
     pthread_join(b, NULL);
     sem_post(&a_done_forever);
     pthread_join(a, NULL);
+}
+
+/* Strict-mode cases: the bad write, then calls that reach the check. */
+static void write_byte(char *p, size_t at) {
+    reached();
+    ((volatile char *)opaque_ptr(p))[at] = 'x';
+}
+static void churn(size_t n, int times) {
+    for (int i = 0; i < times; i++) free(opaque_ptr(malloc(n)));
+}
+static void strict_case(const char *c) {
+    if (!strcmp(c, "overflow_one_byte")) {
+        char *p = malloc(20);
+        memset(p, 1, 20);
+        write_byte(p, 20);
+        free(p);
+    } else if (!strcmp(c, "overflow_aligned")) {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, 100)) exit(2);
+        memset(p, 1, 100);
+        write_byte(p, 100);
+        free(p);
+    } else if (!strcmp(c, "overflow_then_realloc")) {
+        char *p = malloc(40);
+        memset(p, 1, 40);
+        write_byte(p, 40);
+        p = realloc(p, 400);
+        free(p);
+    } else if (!strcmp(c, "write_after_free")) {
+        char *p = malloc(48);
+        memset(p, 1, 48);
+        free(p);
+        write_byte(p, 40);
+        churn(48, 200);
+    } else {
+        char *p = malloc(100);
+        memset(p, 1, 100);
+        free(p);
+        churn(3000, 200);
+        write_byte(p, 60);
+        for (int i = 0; i < 4; i++) opaque_ptr(malloc(100));
+    }
 }
 
 static void *ok_thread(void *arg) {
@@ -158,6 +208,10 @@ int main(int argc, char **argv) {
         fs(opaque_ptr(p), 100000);
     } else if (!strcmp(cur, "double_free_cross_thread")) {
         double_free_cross_thread();
+    } else if (!strcmp(cur, "overflow_one_byte") || !strcmp(cur, "overflow_aligned") ||
+               !strcmp(cur, "overflow_then_realloc") || !strcmp(cur, "write_after_free") ||
+               !strcmp(cur, "write_after_free_reused")) {
+        strict_case(cur);
     } else {
         fprintf(stderr, "misuse: unknown case %s\n", cur);
         return 2;

@@ -15,15 +15,28 @@ fn exe() -> &'static std::path::Path {
 }
 
 fn run_case(case: &str) -> RunOutput {
+    run_case_in(case, false)
+}
+
+/// Run a case in default mode, or with `HAKMEM_STRICT=1`.
+fn run_case_in(case: &str, strict: bool) -> RunOutput {
     let mut cmd = Command::new(exe());
-    without_hakmem(&mut cmd).env("HAKMEM_STATS", "1").arg(case);
+    without_hakmem(&mut cmd).env("HAKMEM_STATS", "1").env_remove("HAKMEM_STRICT").arg(case);
+    if strict {
+        cmd.env("HAKMEM_STRICT", "1");
+    }
     run(&mut cmd)
 }
 
 /// `must_contain`: a word the `hakmem: ` line must contain (case-insensitive).
 fn expect_abort(case: &str, must_contain: Option<&str>) {
-    let out = run_case(case);
-    let what = format!("misuse case {case}");
+    expect_abort_in(case, must_contain, false);
+}
+
+/// As `expect_abort`; returns the `hakmem: ` line.
+fn expect_abort_in(case: &str, must_contain: Option<&str>, strict: bool) -> String {
+    let out = run_case_in(case, strict);
+    let what = format!("misuse case {case} (strict {strict})");
     assert!(
         out.stdout_str().contains(&format!("misuse: {case}: reached the bad call")),
         "{what}: the program did not reach the bad call\n{}",
@@ -46,6 +59,63 @@ fn expect_abort(case: &str, must_contain: Option<&str>) {
             "{what}: the message should name the problem ({word:?}): {line:?}\n{}",
             out.describe()
         );
+    }
+    line.to_string()
+}
+
+/// A strict-only case: default mode survives it (what the table in the
+/// README says), strict mode aborts naming the problem and the size class.
+fn expect_strict_only(case: &str, word: &str) {
+    let out = run_case_in(case, false);
+    assert!(
+        out.status.success() && out.stdout_str().contains(&format!("misuse: {case}: survived")),
+        "misuse case {case}: default mode was expected to survive it\n{}",
+        out.describe()
+    );
+    let line = expect_abort_in(case, Some(word), true);
+    assert!(line.contains(" (size class "), "misuse case {case}: strict reports name the size class: {line:?}");
+}
+
+#[test]
+fn strict_overflow_one_byte() {
+    expect_strict_only("overflow_one_byte", "heap overflow");
+}
+
+#[test]
+fn strict_overflow_aligned() {
+    expect_strict_only("overflow_aligned", "heap overflow");
+}
+
+#[test]
+fn strict_overflow_then_realloc() {
+    expect_strict_only("overflow_then_realloc", "heap overflow");
+}
+
+#[test]
+fn strict_write_after_free() {
+    expect_strict_only("write_after_free", "write after free");
+}
+
+#[test]
+fn strict_write_after_free_reused() {
+    expect_strict_only("write_after_free_reused", "write after free");
+}
+
+#[test]
+fn strict_mode_catches_every_default_case() {
+    // The same reports in strict mode; a paged block's names its size class.
+    for (case, word, paged) in [
+        ("double_free_small", "double free", true),
+        ("double_free_mid", "double free", true),
+        ("double_free_large", "double free", true),
+        ("double_free_huge", "double free", false),
+        ("double_free_cross_thread", "double free", true),
+        ("free_stack_pointer", "invalid", false),
+        ("free_interior_pointer", "invalid", true),
+        ("free_sized_too_big", "", false),
+    ] {
+        let line = expect_abort_in(case, Some(word), true);
+        assert!(!paged || line.contains(" (size class "), "strict {case}: {line:?}");
     }
 }
 

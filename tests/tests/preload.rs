@@ -51,15 +51,18 @@ fn python() -> PathBuf {
     p
 }
 
-fn python_script(pythonmalloc: Option<&str>) {
+fn python_script(pythonmalloc: Option<&str>, strict: bool) {
     let py = python();
     let script = scripts_dir().join("alloc_heavy.py");
-    let what = format!("python3 alloc_heavy.py (PYTHONMALLOC={})", pythonmalloc.unwrap_or("default"));
+    let what = format!("python3 alloc_heavy.py (PYTHONMALLOC={}, strict {strict})", pythonmalloc.unwrap_or("default"));
     let (glibc, _) = compare(&what, 1, || {
         let mut c = Command::new(&py);
-        c.arg(&script).env_remove("PYTHONMALLOC");
+        c.arg(&script).env_remove("PYTHONMALLOC").env_remove("HAKMEM_STRICT");
         if let Some(m) = pythonmalloc {
             c.env("PYTHONMALLOC", m);
+        }
+        if strict {
+            c.env("HAKMEM_STRICT", "1");
         }
         c
     });
@@ -69,13 +72,20 @@ fn python_script(pythonmalloc: Option<&str>) {
 
 #[test]
 fn python_alloc_heavy_pymalloc() {
-    python_script(None);
+    python_script(None, false);
 }
 
 /// PYTHONMALLOC=malloc sends every Python allocation (not only > 512 B) to malloc.
 #[test]
 fn python_alloc_heavy_pythonmalloc_malloc() {
-    python_script(Some("malloc"));
+    python_script(Some("malloc"), false);
+}
+
+/// Strict mode (canaries, poison, quarantine) raises no false report on a
+/// real program that sends every allocation to malloc, and keeps its output.
+#[test]
+fn python_alloc_heavy_pythonmalloc_malloc_strict() {
+    python_script(Some("malloc"), true);
 }
 
 /// ~20 MB of pseudo-random lines.
