@@ -28,6 +28,14 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// still holding live blocks go to the abandoned list, where a later
     /// thread adopts them.
     pub(crate) fn abandon(&mut self) {
+        self.dequeue_all_pages();
+        self.drain_delayed_dequeued();
+        self.hand_over_segments();
+    }
+
+    /// Abandon, first step: every page out of its queue (empty ones back to
+    /// their segments), every `DELAYED` bit cleared.
+    pub(crate) fn dequeue_all_pages(&mut self) {
         self.flush_quarantine();
         self.hand_over_pending();
         self.drain_delayed();
@@ -54,11 +62,28 @@ impl<P: PageProvider + 'static> Heap<P> {
                 self.release_dequeued(page);
             }
         }
-        // Blocks that were on their way to us while we cleared DELAYED.
-        self.drain_delayed();
-        // Hand every segment to the store unpurged: empty ones to its cache,
-        // the others to be adopted. The threads that follow reuse their
-        // memory warm; the store purges what it holds past the delay.
+    }
+
+    /// Abandon, second step: blocks that were on their way to us while we
+    /// cleared DELAYED go back to their pages, which are in no queue now
+    /// (return_block would requeue them: a thread exiting while others
+    /// freed its blocks crashed there).
+    pub(crate) fn drain_delayed_dequeued(&mut self) {
+        self.drain_delayed_to(|heap, page, block| {
+            // SAFETY: `page` is ours, dequeued above, and counts `block` in use.
+            unsafe {
+                (*page).push(block, heap.list_key);
+                if (*page).used() == 0 {
+                    heap.page_free(page);
+                }
+            }
+        });
+    }
+
+    /// Abandon, last step: hand every segment to the store unpurged: empty
+    /// ones to its cache, the others to be adopted. The threads that follow
+    /// reuse their memory warm; the store purges what it holds past the delay.
+    pub(crate) fn hand_over_segments(&mut self) {
         self.dirty.hand_over();
         self.forget_local_segments();
         let (shared, memory, me) = (self.shared, &self.shared.memory, self as *mut Self as usize);
@@ -79,7 +104,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             }
         }
         // Anything that still arrives is routed to the abandoned pages.
-        self.drain_delayed();
+        self.drain_delayed_dequeued();
     }
 
     /// Collect a dequeued page; free it if empty, else leave it dequeued.

@@ -378,6 +378,16 @@ impl<P: PageProvider + 'static> Heap<P> {
 
     /// Process blocks other threads freed into our full pages.
     pub(crate) fn drain_delayed(&mut self) {
+        self.drain_delayed_to(|heap, page, block| {
+            // SAFETY: our pages are queued (return_block's contract) whenever
+            // this runs; abandon, which dequeues them, drains its own way.
+            unsafe { heap.return_block(page, block) }
+        });
+    }
+
+    /// Process blocks other threads freed into our full pages: `give_back`
+    /// each one of a page we own, hand the others to their new owners.
+    pub(crate) fn drain_delayed_to(&mut self, give_back: impl Fn(&mut Self, *mut Page, *mut Block)) {
         let me = self as *mut Self as usize;
         let list_key = self.list_key;
         for block in self.delayed.take(list_key) {
@@ -386,7 +396,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 let segment = Segment::of_ptr(block as *const u8);
                 let page = Segment::page_of(segment, block as *const u8);
                 if (*segment).owner.load(Ordering::Acquire) == me {
-                    self.return_block(page, block);
+                    give_back(self, page, block);
                 } else {
                     // The segment changed hands (heap reused after abandon).
                     push_foreign(segment, page, block, block, list_key);

@@ -1484,3 +1484,35 @@ fn strict_mode_reports_a_corrupted_free_list_link() {
     assert!(report.starts_with("hakmem: corrupted free list (write after free?) at "), "{report}");
     assert!(report.contains(" (size class "), "{report}");
 }
+
+#[test]
+fn a_remote_free_racing_thread_exit_lands_on_a_dequeued_page() {
+    // The race xfree_bulk hit (SIGSEGV in page_empty, about one run in
+    // eight): a thread saw its block's page full (DELAYED) and pushed the
+    // block onto the owner's delayed list after the exiting owner had
+    // dequeued its pages. Here the steps of abandon are run one by one,
+    // and the racing free comes between the first two.
+    let global = new_global(TestProvider::new());
+    let owner = heap(global);
+    let blocks: Vec<*mut u8> = (0..8).map(|_| owner.malloc(48)).collect();
+    let page = unsafe { Segment::page_of_block(blocks[0]) };
+    for &p in &blocks[1..] {
+        unsafe { global.free(p, owner) };
+    }
+    owner.dequeue_all_pages();
+    // The page is dequeued with one live block; a remote thread sees it
+    // marked full and tells the owner through its delayed list.
+    assert!(unsafe { (*page).try_set_delayed() });
+    let other = heap(global);
+    unsafe {
+        global.free(blocks[0], other);
+        global.trim(other); // hands the gathered free over now
+    }
+    owner.drain_delayed_dequeued();
+    owner.hand_over_segments();
+    owner.check_invariants();
+    other.check_invariants();
+    unsafe { global.trim(other) };
+    let stats = global.stats();
+    assert_eq!((stats.pages_in_use, stats.segments_mapped), (0, 0), "{stats:?}");
+}
