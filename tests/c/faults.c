@@ -1,6 +1,6 @@
 /* faults.c: fault and load tests of the whole allocator (statically linked).
  *
- * usage: faults oom|forks|churn [scale]
+ * usage: faults oom|forks|churn|exit-race [scale]
  *   oom    4 threads allocate, reallocate and free mixed sizes (16 B to
  *          8 MiB) while the main thread moves the address-space limit (0-32 MiB above the current size, or none)
  *          (RLIMIT_AS) up and down at random points: every NULL must come
@@ -15,6 +15,11 @@
  *          hundred blocks, freeing most, and handing some to later threads
  *          through a shared table; resident memory (/proc/self/statm) must
  *          stay bounded, heaps must be reused, and nothing be left at the end.
+ *   exit-race  3000 producer threads, two at a time, each allocating a
+ *          batch of 8192 blocks of 48-79 bytes (full pages), handing it to
+ *          one of 2 long-lived consumers and exiting at once, so that remote
+ *          frees into full pages race with the producer's exit (a crash found
+ *          in xfree_bulk: before the fix, 4 runs in 6 died of SIGSEGV).
  * scale multiplies the work (iterations, forks, threads): the soak runs use
  * a large one. The run is bounded by work, not time. The last line is
  * "faults <mode>: OK" or the program exits 1 after "FAILED" lines.
@@ -407,16 +412,84 @@ static void run_churn(void) {
     check_nothing_left(&before);
 }
 
+/* ---- exit-race: remote frees racing their owner's exit ---- */
+
+#define RACE_BATCH 8192
+#define RACE_QUEUE 64
+static struct hdr **race_queue[RACE_QUEUE];
+static int race_head, race_len, race_done;
+static pthread_mutex_t race_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t race_cv = PTHREAD_COND_INITIALIZER;
+static atomic_ulong race_freed;
+
+static void *race_producer(void *arg) {
+    uint64_t rng = 0x5EEDull * (1 + (uintptr_t)arg);
+    struct hdr **batch = malloc(RACE_BATCH * sizeof *batch);
+    if (!batch) return NULL;
+    for (int i = 0; i < RACE_BATCH; i++) {
+        size_t n = 48 + splitmix64(&rng) % 32; /* two classes: full pages */
+        batch[i] = malloc(n);
+        if (batch[i]) stamp(batch[i], n, (uint64_t)i);
+    }
+    pthread_mutex_lock(&race_mu);
+    while (race_len == RACE_QUEUE) pthread_cond_wait(&race_cv, &race_mu);
+    race_queue[(race_head + race_len++) % RACE_QUEUE] = batch;
+    pthread_cond_broadcast(&race_cv);
+    pthread_mutex_unlock(&race_mu);
+    return NULL; /* exits while a consumer frees the batch */
+}
+
+static void *race_consumer(void *arg) {
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&race_mu);
+        while (race_len == 0 && !race_done) pthread_cond_wait(&race_cv, &race_mu);
+        if (race_len == 0) {
+            pthread_mutex_unlock(&race_mu);
+            return NULL;
+        }
+        struct hdr **batch = race_queue[race_head];
+        race_head = (race_head + 1) % RACE_QUEUE;
+        race_len--;
+        pthread_cond_broadcast(&race_cv);
+        pthread_mutex_unlock(&race_mu);
+        for (int i = 0; i < RACE_BATCH; i++)
+            if (batch[i]) release(batch[i]);
+        free(batch);
+        atomic_fetch_add(&race_freed, RACE_BATCH);
+    }
+}
+
+static void run_exit_race(void) {
+    struct hakmem_stats before = stats_now();
+    pthread_t consumers[2];
+    for (int i = 0; i < 2; i++) pthread_create(&consumers[i], NULL, race_consumer, NULL);
+    long producers = 3000 * scale;
+    for (long made = 0; made < producers; made += 2) {
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, race_producer, (void *)(uintptr_t)(made + i));
+        for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    }
+    pthread_mutex_lock(&race_mu);
+    race_done = 1;
+    pthread_cond_broadcast(&race_cv);
+    pthread_mutex_unlock(&race_mu);
+    for (int i = 0; i < 2; i++) pthread_join(consumers[i], NULL);
+    printf("faults exit-race: producers=%ld freed=%lu\n", producers, atomic_load(&race_freed));
+    check_nothing_left(&before);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2 || argc > 3 || (argc == 3 && (scale = atol(argv[2])) < 1)) {
-        fprintf(stderr, "usage: faults oom|forks|churn [scale]\n");
+        fprintf(stderr, "usage: faults oom|forks|churn|exit-race [scale]\n");
         return 2;
     }
     const char *mode = argv[1];
     if (!strcmp(mode, "oom")) run_oom();
     else if (!strcmp(mode, "forks")) run_forks();
     else if (!strcmp(mode, "churn")) run_churn();
+    else if (!strcmp(mode, "exit-race")) run_exit_race();
     else {
         fprintf(stderr, "faults: unknown mode %s\n", mode);
         return 2;

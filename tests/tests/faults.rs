@@ -60,6 +60,12 @@ fn thousands_of_short_lived_threads_keep_resident_memory_bounded() {
 }
 
 #[test]
+fn remote_frees_racing_their_owners_exit() {
+    let out = faults("exit-race");
+    assert!(field(&out, "faults exit-race:", "freed") >= 3000 * 8192, "{}", out.describe());
+}
+
+#[test]
 fn stress_with_more_threads_than_cores() {
     // 16 threads of random operations with cross-thread frees on the
     // machine's cores (2 in CI), contents checked (tests/c/stress.c).
