@@ -29,7 +29,9 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// thread adopts them.
     pub(crate) fn abandon(&mut self) {
         self.dequeue_all_pages();
+        interleave_point!();
         self.drain_delayed_dequeued();
+        interleave_point!();
         self.hand_over_segments();
     }
 
@@ -93,6 +95,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 if segment.is_null() {
                     break;
                 }
+                interleave_point!();
                 // SAFETY: the segment was ours and is in no list now.
                 unsafe {
                     if (*segment).used_pages == 0 {

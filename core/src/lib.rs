@@ -54,6 +54,24 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+/// A point where the interleaving tests (interleave.rs) may run the other
+/// thread; nothing outside the core's own tests.
+macro_rules! interleave_point {
+    () => {
+        #[cfg(test)]
+        crate::interleave::point();
+    };
+}
+
+/// A retry loop's wait: in the interleaving tests the other thread runs
+/// first; nothing outside the core's own tests.
+macro_rules! interleave_wait {
+    () => {
+        #[cfg(test)]
+        crate::interleave::wait();
+    };
+}
+
 mod adopt;
 pub mod alloc;
 pub mod arena;
@@ -65,6 +83,8 @@ pub mod free;
 pub mod global;
 pub mod heap;
 pub mod huge;
+#[cfg(test)]
+mod interleave;
 pub mod list;
 pub mod locked;
 pub mod memory;

@@ -38,6 +38,7 @@ impl Page {
     /// Move all remotely freed blocks to `free`. Returns how many arrived,
     /// or `None` when the remote list is corrupt (a link leaves the segment).
     pub fn collect_remote(&mut self, list_key: usize) -> Option<u16> {
+        interleave_point!();
         let mut head = self.thread_free.load(Ordering::Relaxed);
         loop {
             if head & !DELAYED == 0 {
@@ -86,6 +87,7 @@ impl Page {
     /// The blocks are blocks of this page that the caller is freeing (it
     /// owns their memory until the push succeeds); `tail` ends the list.
     pub unsafe fn push_remote(&self, head: *mut Block, tail: *mut Block, list_key: usize) -> bool {
+        interleave_point!();
         let mut old = self.thread_free.load(Ordering::Relaxed);
         loop {
             if old & DELAYED != 0 {
@@ -111,6 +113,7 @@ impl Page {
     /// Ask remote frees to go to the heap's delayed list. Fails (returns
     /// false) when remote blocks are waiting: collect them first.
     pub fn try_set_delayed(&self) -> bool {
+        interleave_point!();
         self.thread_free
             .compare_exchange(0, DELAYED, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
@@ -120,6 +123,7 @@ impl Page {
     /// when the bit is still set: the remote free that told the owner
     /// cleared it already).
     pub fn clear_delayed(&self) {
+        interleave_point!();
         if self.thread_free.load(Ordering::Relaxed) & DELAYED != 0 {
             self.thread_free.fetch_and(!DELAYED, Ordering::AcqRel);
         }
@@ -145,6 +149,7 @@ impl DelayedFrees {
     /// # Safety
     /// The caller is freeing the blocks (owns their memory until the push).
     pub unsafe fn push(&self, head: *mut Block, tail: *mut Block, list_key: usize) {
+        interleave_point!();
         let mut old = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: per the contract.
@@ -160,6 +165,7 @@ impl DelayedFrees {
     /// iterator that borrows nothing, so the owner may change its heap,
     /// this list included, while it walks them.
     pub fn take(&self, list_key: usize) -> TakenFrees {
+        interleave_point!();
         let stored = if self.head.load(Ordering::Relaxed) == 0 { 0 } else { self.head.swap(0, Ordering::Acquire) };
         TakenFrees { stored, list_key }
     }
@@ -206,6 +212,7 @@ pub unsafe fn push_foreign(segment: *mut Segment, page: *mut Page, head: *mut Bl
         if unsafe { (*page).push_remote(head, tail, list_key) } {
             return;
         }
+        interleave_point!();
         // SAFETY: the segment is live (the blocks are counted in a page).
         let owner = unsafe { (*segment).owner.load(Ordering::Acquire) };
         if owner > CACHED_OWNER {
@@ -216,6 +223,7 @@ pub unsafe fn push_foreign(segment: *mut Segment, page: *mut Page, head: *mut Bl
             return;
         }
         // The owner is abandoning the segment right now; retry.
+        interleave_wait!();
         core::hint::spin_loop();
     }
 }

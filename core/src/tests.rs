@@ -1516,3 +1516,104 @@ fn a_remote_free_racing_thread_exit_lands_on_a_dequeued_page() {
     let stats = global.stats();
     assert_eq!((stats.pages_in_use, stats.segments_mapped), (0, 0), "{stats:?}");
 }
+
+/// Blocks of `size` from `heap` until one lies on a page in the full queue
+/// (its `DELAYED` bit set): (all blocks, that block).
+fn blocks_until_a_full_page(heap: &mut Heap<TestProvider>, size: usize) -> (Vec<*mut u8>, *mut u8) {
+    let mut blocks = Vec::new();
+    loop {
+        blocks.push(heap.malloc(size));
+        let full = blocks.iter().copied().find(|&p| unsafe {
+            (*Segment::page_of_block(p)).flags.load(Ordering::Relaxed) & crate::page::PAGE_FULL != 0
+        });
+        if let Some(p) = full {
+            return (blocks, p);
+        }
+    }
+}
+
+/// Free every block of `blocks` but `except` on a fresh heap, trim, and
+/// check that nothing is left: no block lost or returned twice.
+fn free_rest_and_check(global: &'static Global<TestProvider>, blocks: &[usize], except: &[usize]) {
+    let heap = global.heap_acquire();
+    for &p in blocks.iter().filter(|p| !except.contains(p)) {
+        unsafe { global.free(p as *mut u8, heap) };
+    }
+    unsafe {
+        (*heap).check_invariants();
+        global.trim(heap);
+        global.heap_release(heap);
+        global.trim(core::ptr::null_mut());
+    }
+    let stats = global.stats();
+    assert_eq!((stats.pages_in_use, stats.segments_mapped), (0, 0), "{stats:?}");
+}
+
+#[test]
+fn every_interleaving_of_thread_exit_and_remote_frees_keeps_every_block() {
+    // A: the owner thread exits (abandon); B: another thread frees every
+    // block of the owner's full page (gathered, handed over in one push,
+    // which finds DELAYED), then a block of a page still queued. One of
+    // these schedules is the thread-exit crash fixed this session (the push
+    // onto the delayed list lands between abandon's first two steps, and
+    // empties a page no longer queued).
+    let runs = crate::interleave::explore(|| {
+        let global = new_global(TestProvider::new());
+        let owner = heap(global);
+        let (blocks, full) = blocks_until_a_full_page(owner, 1024);
+        let page = unsafe { Segment::page_of_block(full) };
+        let on_full: Vec<usize> = blocks.iter().filter(|&&p| unsafe { Segment::page_of_block(p) } == page).map(|&p| p as usize).collect();
+        let queued = *blocks.last().unwrap() as usize;
+        let owner = owner as *mut Heap<TestProvider> as usize;
+        let blocks: Vec<usize> = blocks.iter().map(|&p| p as usize).collect();
+        let mut freed = on_full.clone();
+        freed.push(queued);
+        let exit = move || unsafe { global.heap_release(owner as *mut Heap<TestProvider>) };
+        let remote = move || unsafe {
+            let heap = global.heap_acquire();
+            for &p in &on_full {
+                global.free(p as *mut u8, heap);
+            }
+            global.free(queued as *mut u8, core::ptr::null_mut());
+            global.trim(heap); // hands the gathered frees over
+            global.heap_release(heap);
+        };
+        (exit, remote, move || free_rest_and_check(global, &blocks, &freed))
+    });
+    std::eprintln!("{runs} schedules");
+    assert!(runs > 20, "only {runs} schedules");
+}
+
+#[test]
+fn every_interleaving_of_the_owner_draining_and_remote_frees_keeps_every_block() {
+    // A: the owner trims (drains its delayed list, collects every page's
+    // remote frees, requeues the full page); B: frees two blocks of the
+    // full page (the first one tells the owner through the delayed list,
+    // the second lands on the page) and one of a queued page.
+    let runs = crate::interleave::explore(|| {
+        let global = new_global(TestProvider::new());
+        let owner = heap(global);
+        let (blocks, full) = blocks_until_a_full_page(owner, 2048);
+        let page = unsafe { Segment::page_of_block(full) };
+        let second = blocks.iter().copied().find(|&p| p != full && unsafe { Segment::page_of_block(p) } == page).unwrap();
+        let queued = *blocks.last().unwrap();
+        let owner = owner as *mut Heap<TestProvider> as usize;
+        let freed = [full as usize, second as usize, queued as usize];
+        let blocks: Vec<usize> = blocks.iter().map(|&p| p as usize).collect();
+        let drain = move || unsafe {
+            global.trim(owner as *mut Heap<TestProvider>);
+            (*(owner as *mut Heap<TestProvider>)).check_invariants();
+        };
+        let remote = move || unsafe {
+            for p in freed {
+                global.free(p as *mut u8, core::ptr::null_mut());
+            }
+        };
+        (drain, remote, move || {
+            unsafe { global.heap_release(owner as *mut Heap<TestProvider>) };
+            free_rest_and_check(global, &blocks, &freed);
+        })
+    });
+    std::eprintln!("{runs} schedules");
+    assert!(runs > 20, "only {runs} schedules");
+}
