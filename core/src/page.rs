@@ -343,6 +343,10 @@ impl Page {
             next = block;
         }
         self.free = next;
+        if self.flags.load(Ordering::Relaxed) & PAGE_STRICT != 0 {
+            // SAFETY: the blocks were just carved, nobody else uses them.
+            unsafe { crate::strict::forget_signatures(first as *mut u8, size, count) };
+        }
         let capacity = capacity + count as u16;
         self.carved_bytes.store(capacity as u32 * self.block_size, Ordering::Relaxed);
         if self.flags.load(Ordering::Relaxed) == 0 {

@@ -112,6 +112,23 @@ unsafe fn poison(block: *mut u8, block_size: usize, marker_key: usize) {
     }
 }
 
+/// Clear the signature word of `count` blocks of `block_size` just carved
+/// from `first` on: memory of an earlier life of the page (another class,
+/// another geometry of the segment, never purged) may hold a signature
+/// that matches, over poison the blocks of that life have overwritten.
+///
+/// # Safety
+/// The blocks were just carved: the caller owns their memory.
+pub(crate) unsafe fn forget_signatures(first: *mut u8, block_size: usize, count: usize) {
+    if block_size < FREED_HEADER {
+        return;
+    }
+    for i in 0..count {
+        // SAFETY: per the contract; the word lies inside block i.
+        unsafe { first.add(i * block_size + 2 * core::mem::size_of::<usize>()).cast::<usize>().write(0) };
+    }
+}
+
 /// Whether `block` was poisoned by a free (its signature is there).
 ///
 /// # Safety
