@@ -362,8 +362,12 @@ impl<P: PageProvider + 'static> Heap<P> {
         };
         // (While profiling, a resized block is a new allocation, sampled
         // as such, and the old one is forgotten by its free.)
-        // (Strict blocks always move: their canary follows the size.)
-        if size <= usable && size >= usable / 2 && !self.shared.memory.profile.is_on() && !self.strict {
+        if self.strict {
+            // SAFETY: ptr is live (the contract).
+            if let Some(same) = unsafe { self.realloc_strict_in_place(ptr, size) } {
+                return same;
+            }
+        } else if size <= usable && size >= usable / 2 && !self.shared.memory.profile.is_on() {
             return ptr;
         }
         if usable > LARGE_MAX && size > LARGE_MAX {
@@ -379,7 +383,9 @@ impl<P: PageProvider + 'static> Heap<P> {
         // A block that grows by copying grows by at least a quarter (up to
         // the paged sizes): a buffer grown by small appends is copied a
         // bounded number of times per doubling, not once per size class.
-        let target = if size > usable && size <= LARGE_MAX { size.max((usable + usable / 4).min(LARGE_MAX)) } else { size };
+        // (Not in strict mode: a strict block's usable size is the one asked
+        // for, and it grows in place up to its class's size.)
+        let target = if size > usable && size <= LARGE_MAX && !self.strict { size.max((usable + usable / 4).min(LARGE_MAX)) } else { size };
         let new = self.malloc(target);
         // SAFETY: ptr is live and holds at least usable bytes.
         unsafe { self.move_block(ptr, new, usable.min(size)) }

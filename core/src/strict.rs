@@ -43,6 +43,15 @@ pub const STRICT_TAIL: usize = 8;
 const END_BYTES: usize = 4;
 const CANARY: u8 = 0xCB;
 const POISON: u8 = 0xDF;
+const POISON_WORD: u64 = u64::from_ne_bytes([POISON; 8]);
+/// Canary bytes written and checked after the requested size (the rest of
+/// the rounding, up to the `end` word, is not: an overflow reaches these
+/// first, and a large block's slack is not walked at every free).
+const CANARY_MAX: usize = 64;
+/// Bytes from a freed block's start that are poisoned and checked: all of
+/// a small block, the first 4 KiB of a larger one (where stale pointers
+/// write first), so that a free costs at most one short pass.
+const POISON_MAX: usize = 4096;
 /// Bytes of a freed block the allocator keeps: link, marker, signature.
 const FREED_HEADER: usize = 3 * core::mem::size_of::<usize>();
 /// Most blocks, and bytes, a heap's quarantine holds before the oldest
@@ -66,9 +75,14 @@ unsafe fn seal(block: *mut u8, block_size: usize, end: usize) {
     debug_assert!(end + STRICT_TAIL <= block_size);
     // SAFETY: per the contract, everything written lies in the block.
     unsafe {
-        core::ptr::write_bytes(block.add(end), CANARY, block_size - END_BYTES - end);
+        core::ptr::write_bytes(block.add(end), CANARY, canary_end(block_size, end) - end);
         block.add(block_size - END_BYTES).cast::<u32>().write_unaligned(end as u32);
     }
+}
+
+/// Where the canary after `end` stops.
+fn canary_end(block_size: usize, end: usize) -> usize {
+    (end + CANARY_MAX).min(block_size - END_BYTES)
 }
 
 /// The `end` of a strict block, or `None` when the word is out of range
@@ -90,7 +104,7 @@ unsafe fn canary_intact(block: *const u8, block_size: usize) -> bool {
     // SAFETY: per the contract.
     unsafe {
         match end_of(block, block_size) {
-            Some(end) => (end..block_size - END_BYTES).all(|i| *block.add(i) == CANARY),
+            Some(end) => (end..canary_end(block_size, end)).all(|i| *block.add(i) == CANARY),
             None => false,
         }
     }
@@ -108,7 +122,7 @@ unsafe fn poison(block: *mut u8, block_size: usize, marker_key: usize) {
     // SAFETY: per the contract.
     unsafe {
         block.add(2 * core::mem::size_of::<usize>()).cast::<usize>().write(signature(block, block_size, marker_key));
-        core::ptr::write_bytes(block.add(FREED_HEADER), POISON, block_size - FREED_HEADER);
+        core::ptr::write_bytes(block.add(FREED_HEADER), POISON, block_size.min(POISON_MAX) - FREED_HEADER);
     }
 }
 
@@ -139,13 +153,16 @@ unsafe fn was_freed(block: *const u8, block_size: usize, marker_key: usize) -> b
         && unsafe { block.add(2 * core::mem::size_of::<usize>()).cast::<usize>().read() } == signature(block, block_size, marker_key)
 }
 
-/// Whether a poisoned block is still all poison.
+/// Whether a poisoned block is still all poison (compared a word at a
+/// time: blocks and the header are multiples of 8 bytes).
 ///
 /// # Safety
 /// As for [`was_freed`].
 unsafe fn poison_intact(block: *const u8, block_size: usize) -> bool {
-    // SAFETY: per the contract.
-    (FREED_HEADER..block_size).all(|i| unsafe { *block.add(i) } == POISON)
+    let words = (block_size.min(POISON_MAX) - FREED_HEADER) / 8;
+    // SAFETY: per the contract; the words lie in the block, 8-aligned.
+    let poison = unsafe { core::slice::from_raw_parts(block.add(FREED_HEADER).cast::<u64>(), words) };
+    poison.iter().all(|&word| word == POISON_WORD)
 }
 
 /// Usable bytes from `ptr` in a block of a strict page: up to the end of
@@ -272,6 +289,35 @@ impl<P: PageProvider + 'static> Heap<P> {
             if (*page).flags.load(Ordering::Relaxed) & PAGE_STRICT != 0 {
                 seal(block, (*page).block_size as usize, aligned as usize - block as usize + size);
             }
+        }
+    }
+
+    /// realloc of a strict block in place: its canary checked, and sealed
+    /// again for `size` bytes when they fit the block (and use at least half
+    /// of it). `None`: move it (or not a strict paged block).
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this allocator.
+    pub(crate) unsafe fn realloc_strict_in_place(&mut self, ptr: *mut u8, size: usize) -> Option<*mut u8> {
+        // SAFETY: per the contract; a paged block's page covers it.
+        unsafe {
+            let segment = Segment::of_ptr(ptr);
+            if (*segment).owner.load(Ordering::Relaxed) == crate::segment::HUGE_OWNER {
+                return None;
+            }
+            let page = Segment::page_of(segment, ptr);
+            if (*page).flags.load(Ordering::Relaxed) & PAGE_STRICT == 0 {
+                return None;
+            }
+            let block_size = (*page).block_size as usize;
+            let block = (*page).block_of(ptr);
+            check_on_free(&self.shared.memory, block, block_size);
+            let end = ptr as usize - block as usize + size;
+            if end + STRICT_TAIL > block_size || end < block_size / 2 {
+                return None;
+            }
+            seal(block, block_size, end);
+            Some(ptr)
         }
     }
 
