@@ -139,8 +139,8 @@ pub struct Options {
     pub purge_dirty_bytes: AtomicUsize,
     /// Milliseconds freed pages stay resident before they are purged.
     pub purge_delay_ms: AtomicUsize,
-    /// Strict mode (strict.rs) for heaps acquired from now on: set it
-    /// before the first allocation.
+    /// Strict mode (strict.rs): read once, when the first heap is made;
+    /// set it before the first allocation (later changes are ignored).
     pub strict: AtomicBool,
 }
 

@@ -105,7 +105,6 @@ impl<P: PageProvider + 'static> Global<P> {
         // SAFETY: the heap is ours now; a reused heap takes back the segments
         // it left (warm), and may hold delayed frees that arrived since.
         unsafe {
-            (*heap).follow_strict_option();
             (*heap).adopt_own();
             (*heap).drain_delayed();
         }

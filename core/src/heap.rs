@@ -135,21 +135,10 @@ impl<P: PageProvider + 'static> Heap<P> {
             dirty: DirtyPages::new(),
             pending: PendingFrees::new(),
             sampler: Sampler::new(list_key as u64 ^ HEAPS_MADE.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-            strict: shared.memory.options.strict.load(Ordering::Relaxed),
+            strict: shared.memory.strict(),
             strict_quarantine: Quarantine::new(),
             pool_next: null_mut(),
             all_next: null_mut(),
-        }
-    }
-
-    /// Follow `Options::strict` (a pooled heap acquired again).
-    pub(crate) fn follow_strict_option(&mut self) {
-        let strict = self.shared.memory.options.strict.load(Ordering::Relaxed);
-        if strict != self.strict {
-            self.strict = strict;
-            for class in 0..CLASS_COUNT {
-                self.current_from_queue(class);
-            }
         }
     }
 

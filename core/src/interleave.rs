@@ -8,6 +8,12 @@
 //! points, B runs `b`, then A to its end, then B; and the same starting with
 //! B), for every `a` and `b`, and checks the scenario's outcome after each.
 //!
+//! Limits: the number of points of each thread is taken from the runs
+//! where one thread goes wholly before the other (a path that passes more
+//! points when interleaved is cut off at that count); a scenario must not
+//! stop at a point while it holds a lock the other thread takes (a point
+//! inside `trim_abandoned`'s lock, for one), or the other thread spins.
+//!
 //! A model of sequentially consistent interleavings at the marked points,
 //! with a bound on preemptions: not a weak-memory model checker (loom), but
 //! it runs the allocator's own code. With the thread-exit fix undone
@@ -145,15 +151,20 @@ where
     C: FnOnce(),
 {
     let _one = EXPLORING.lock().unwrap_or_else(|e| e.into_inner());
-    // Each thread alone first: how many points it passes.
+    // Each thread wholly before the other first: how many points each passes.
     let (a, b, check) = scenario();
     let points = run_schedule(std::vec![(0, usize::MAX), (1, usize::MAX)], &a, &b);
     check();
-    let mut runs = 1;
+    let (a, b, check) = scenario();
+    run_schedule(std::vec![(1, usize::MAX), (0, usize::MAX)], &a, &b);
+    check();
+    let mut runs = 2;
     for first in [0, 1] {
         let second = 1 - first;
-        for x in 0..=points[first] {
-            for y in 1..=points[second] {
+        // x = 0 would be x = 1 (a thread runs to its first point anyway);
+        // the second thread runs y points, or to its end.
+        for x in 1..=points[first] {
+            for y in (1..=points[second]).chain([usize::MAX]) {
                 let (a, b, check) = scenario();
                 run_schedule(std::vec![(first, x), (second, y), (first, usize::MAX), (second, usize::MAX)], &a, &b);
                 check();

@@ -19,6 +19,8 @@ use core::sync::atomic::Ordering;
 pub struct Memory<P: PageProvider> {
     provider: P,
     keys: spin::Once<(usize, usize)>,
+    /// `options.strict` as the first heap found it (strict.rs).
+    strict: spin::Once<bool>,
     pub stats: Stats,
     pub options: Options,
     /// The heap profiler's records (off until started).
@@ -27,7 +29,21 @@ pub struct Memory<P: PageProvider> {
 
 impl<P: PageProvider> Memory<P> {
     pub const fn new(provider: P) -> Self {
-        Memory { provider, keys: spin::Once::new(), stats: Stats::new(), options: Options::new(), profile: Profile::new() }
+        Memory {
+            provider,
+            keys: spin::Once::new(),
+            strict: spin::Once::new(),
+            stats: Stats::new(),
+            options: Options::new(),
+            profile: Profile::new(),
+        }
+    }
+
+    /// Strict mode: `options.strict` when the first heap was made, for the
+    /// allocator's whole life (heaps of both modes sharing pages would hand
+    /// out strict blocks unsealed).
+    pub fn strict(&self) -> bool {
+        *self.strict.call_once(|| self.options.strict.load(core::sync::atomic::Ordering::Relaxed))
     }
 
     pub fn provider(&self) -> &P {

@@ -401,11 +401,12 @@ pub fn run_single(global: &'static Global<TestProvider>, data: &[u8]) {
 
 /// Run one input of the fuzz target (and of its regression files): the
 /// first byte chooses one thread or a ring of 2-3 threads (its low two
-/// bits) and strict mode (bit 2; the heaps of the run follow it), the rest
-/// are the operations, split evenly between the threads.
-pub fn run_input(global: &'static Global<TestProvider>, data: &[u8]) {
+/// bits) and the allocator, `default` or `strict` (bit 2; strict mode is
+/// fixed for an allocator's life), the rest are the operations, split
+/// evenly between the threads.
+pub fn run_input(default: &'static Global<TestProvider>, strict: &'static Global<TestProvider>, data: &[u8]) {
     let Some((&mode, operations)) = data.split_first() else { return };
-    global.options().strict.store(mode & 4 != 0, Ordering::Relaxed);
+    let global = if mode & 4 != 0 { strict } else { default };
     let threads = (mode % 4).max(1) as usize;
     if threads == 1 {
         return run_single(global, operations);

@@ -28,7 +28,7 @@
 //!
 //! Every report is one line: the problem, the address, the size class.
 
-use crate::config::{LARGE_MAX, MIN_ALIGN};
+use crate::config::{LARGE_MAX, MAX_REQUEST, MIN_ALIGN};
 use crate::heap::Heap;
 use crate::memory::Memory;
 use crate::page::{Block, Page, PAGE_STRICT};
@@ -235,6 +235,9 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[cold]
     #[inline(never)]
     pub(crate) fn malloc_strict(&mut self, size: usize) -> *mut u8 {
+        if size > MAX_REQUEST {
+            return null_mut(); // (and size + STRICT_TAIL cannot wrap below)
+        }
         let padded = size + STRICT_TAIL;
         if padded > LARGE_MAX {
             return self.huge_alloc(size, MIN_ALIGN).map_or(null_mut(), |(p, _)| p);
@@ -299,6 +302,9 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// # Safety
     /// `ptr` is a live block of this allocator.
     pub(crate) unsafe fn realloc_strict_in_place(&mut self, ptr: *mut u8, size: usize) -> Option<*mut u8> {
+        if size > MAX_REQUEST {
+            return None; // (the move fails: null, the block intact)
+        }
         // SAFETY: per the contract; a paged block's page covers it.
         unsafe {
             let segment = Segment::of_ptr(ptr);
@@ -356,7 +362,11 @@ impl<P: PageProvider + 'static> Heap<P> {
             let segment = Segment::of_ptr(block as *const u8);
             let page = Segment::page_of(segment, block as *const u8);
             let block_size = (*page).block_size as usize;
-            if was_freed(block as *const u8, block_size, self.marker_key) && !poison_intact(block as *const u8, block_size) {
+            // Poisoned and signed when it came in: a write over the
+            // signature is a write after free too.
+            let written = block_size >= FREED_HEADER
+                && (!was_freed(block as *const u8, block_size, self.marker_key) || !poison_intact(block as *const u8, block_size));
+            if written {
                 self.shared.memory.fatal_in_class("write after free of ", block as usize, block_size);
             }
             crate::free::release_checked(self.shared, self, segment, page, block);

@@ -136,7 +136,7 @@ fn fuzz_regressions_replay() {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
         let global = new_global(TestProvider::new());
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::shadow::run_input(global, &data)));
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::shadow::run_input(global, strict_global(), &data)));
         assert!(run.is_ok(), "regression input {} fails again", path.display());
         replayed += 1;
     }
@@ -1404,6 +1404,33 @@ fn strict_mode_reports_a_one_byte_overflow_inside_the_rounding() {
 }
 
 #[test]
+fn strict_mode_refuses_sizes_near_the_address_space() {
+    // size + the strict tail must not wrap around (it once gave a 16-byte
+    // block and wrote its canary before the block).
+    let global = strict_global();
+    let heap = heap(global);
+    let p = heap.malloc(24);
+    for size in (0..16).map(|k| usize::MAX - k).chain([crate::config::MAX_REQUEST + 1]) {
+        assert!(heap.malloc(size).is_null(), "malloc({size:#x})");
+        assert!(unsafe { heap.realloc(p, size) }.is_null(), "realloc to {size:#x}");
+    }
+    assert_eq!(unsafe { global.usable_size(p) }, 24);
+    unsafe { global.free(p, heap) };
+    heap.check_invariants();
+}
+
+#[test]
+fn strict_mode_is_fixed_when_the_first_heap_is_made() {
+    let global = strict_global();
+    let first = heap(global);
+    global.options().strict.store(false, Ordering::Relaxed);
+    let second = heap(global);
+    assert!(first.malloc_fast(16).is_null() && second.malloc_fast(16).is_null(), "both heaps stay strict");
+    let p = second.malloc(20);
+    assert_eq!(unsafe { global.usable_size(p) }, 20);
+}
+
+#[test]
 fn strict_mode_realloc_checks_the_canary() {
     let global = strict_global();
     let heap = heap(global);
@@ -1430,6 +1457,24 @@ fn strict_mode_reports_a_write_into_a_quarantined_block() {
         }
     });
     assert!(report.starts_with(&format!("hakmem: write after free of {p:p} (size class 64 bytes)")), "{report}");
+}
+
+#[test]
+fn strict_mode_reports_a_write_over_a_quarantined_blocks_signature() {
+    // The first word a stale pointer to a 32-byte block writes after the
+    // allocator's two is the signature itself.
+    let global = strict_global();
+    let heap = heap(global);
+    let p = heap.malloc(20);
+    unsafe { global.free(p, heap) };
+    unsafe { *(p.add(16) as *mut u64) = 7 };
+    let report = report_of(|| {
+        for _ in 0..crate::strict::QUARANTINE_BLOCKS {
+            let q = heap.malloc(100);
+            unsafe { global.free(q, heap) };
+        }
+    });
+    assert!(report.starts_with(&format!("hakmem: write after free of {p:p}")), "{report}");
 }
 
 #[test]
