@@ -438,7 +438,9 @@ pub fn run_threads(global: &'static Global<TestProvider>, streams: &[Vec<u8>]) {
     assert_nothing_left(global);
 }
 
-fn assert_nothing_left(global: &'static Global<TestProvider>) {
+/// Trim what the allocator caches and check that no page, segment or huge
+/// mapping is left (after everything was freed).
+pub fn assert_nothing_left(global: &'static Global<TestProvider>) {
     // SAFETY: no heap is passed; trim releases abandoned and cached memory.
     unsafe { global.trim(core::ptr::null_mut()) };
     let stats = global.stats();

@@ -1348,6 +1348,15 @@ fn out_of_arena_a_request_is_served_from_a_larger_class_page() {
     assert!(!heap.malloc(16).is_null(), "serves again after the frees");
 }
 
+/// Allocate and free `size` bytes as many times as the quarantine holds
+/// blocks: whatever was quarantined before leaves it (checked).
+fn fill_quarantine(global: &'static Global<TestProvider>, heap: &mut Heap<TestProvider>, size: usize) {
+    for _ in 0..crate::strict::QUARANTINE_BLOCKS {
+        let q = heap.malloc(size);
+        unsafe { global.free(q, heap) };
+    }
+}
+
 /// A fresh allocator in strict mode (strict.rs).
 fn strict_global() -> &'static Global<TestProvider> {
     let global = new_global(TestProvider::new());
@@ -1451,10 +1460,7 @@ fn strict_mode_reports_a_write_into_a_quarantined_block() {
     unsafe { *p.add(40) = 1 };
     // Other frees push it out of the quarantine, checked.
     let report = report_of(|| {
-        for _ in 0..crate::strict::QUARANTINE_BLOCKS {
-            let q = heap.malloc(48);
-            unsafe { global.free(q, heap) };
-        }
+        fill_quarantine(global, heap, 48);
     });
     assert!(report.starts_with(&format!("hakmem: write after free of {p:p} (size class 64 bytes)")), "{report}");
 }
@@ -1469,10 +1475,7 @@ fn strict_mode_reports_a_write_over_a_quarantined_blocks_signature() {
     unsafe { global.free(p, heap) };
     unsafe { *(p.add(16) as *mut u64) = 7 };
     let report = report_of(|| {
-        for _ in 0..crate::strict::QUARANTINE_BLOCKS {
-            let q = heap.malloc(100);
-            unsafe { global.free(q, heap) };
-        }
+        fill_quarantine(global, heap, 100);
     });
     assert!(report.starts_with(&format!("hakmem: write after free of {p:p}")), "{report}");
 }
@@ -1484,10 +1487,7 @@ fn strict_mode_reports_a_write_after_free_when_the_block_is_handed_out_again() {
     let p = heap.malloc(100);
     unsafe { global.free(p, heap) };
     // Frees of another class push it out of the quarantine, onto its page.
-    for _ in 0..crate::strict::QUARANTINE_BLOCKS {
-        let q = heap.malloc(3000);
-        unsafe { global.free(q, heap) };
-    }
+    fill_quarantine(global, heap, 3000);
     unsafe { *p.add(60) = 1 };
     let report = report_of(|| {
         for _ in 0..4 {
@@ -1520,10 +1520,7 @@ fn strict_mode_reports_a_corrupted_free_list_link() {
     let heap = heap(global);
     let (a, b) = (heap.malloc(200), heap.malloc(200));
     unsafe { global.free(a, heap) };
-    for _ in 0..crate::strict::QUARANTINE_BLOCKS {
-        let q = heap.malloc(3000);
-        unsafe { global.free(q, heap) };
-    }
+    fill_quarantine(global, heap, 3000);
     // `a` is on its page's free list now: point its link into the middle
     // of block `b` (inside the segment, so the default check lets it by).
     let key = global.keys_for_tests();
@@ -1593,10 +1590,8 @@ fn free_rest_and_check(global: &'static Global<TestProvider>, blocks: &[usize], 
         (*heap).check_invariants();
         global.trim(heap);
         global.heap_release(heap);
-        global.trim(core::ptr::null_mut());
     }
-    let stats = global.stats();
-    assert_eq!((stats.pages_in_use, stats.segments_mapped), (0, 0), "{stats:?}");
+    crate::shadow::assert_nothing_left(global);
 }
 
 #[test]
