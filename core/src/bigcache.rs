@@ -5,7 +5,9 @@
 //! ```text
 //!  freed mapping --> join warm neighbours (CAN_SPLIT) --> slot, warm
 //!  request -------> warm fit (<= 1.25x) | split a larger warm one (CAN_SPLIT)
-//!                   | resize the nearest warm one (CAN_REMAP) | purged fit
+//!                   | resize the nearest warm one (CAN_REMAP; only a larger
+//!                   one with CAN_MOVE) | stitch the pages of warm ones into
+//!                   a new mapping (CAN_MOVE) | purged fit
 //!  growing realloc -> the warm mapping right after the block, joined (CAN_SPLIT)
 //!  warm --> purged (kept mapped): over `bigcache_bytes` (oldest first), after
 //!           a pause in huge calls (at least BIGCACHE_PAUSE_MIN_MS), or warm
@@ -23,11 +25,11 @@
 use crate::class::SegmentKind;
 use crate::config::{
     BIGCACHE_MAPPED_BYTES, BIGCACHE_PAUSE_MIN_MS, BIGCACHE_SLOTS, BIGCACHE_WARM_MAX_MS, RELEASE_BATCH, SEGMENT_HEADER_BYTES,
-    SEGMENT_SIZE,
+    SEGMENT_SIZE, STITCH_MIN_BYTES,
 };
 use crate::memory::Memory;
 use crate::provider::PageProvider;
-use crate::segment::{segment_map_remove, Segment, HUGE_CACHED, HUGE_OWNER};
+use crate::segment::{segment_map_insert, segment_map_remove, Segment, HUGE_CACHED, HUGE_OWNER};
 use crate::stats::Mapping;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::Ordering;
@@ -121,9 +123,12 @@ impl HugeCache {
     /// smallest warm one with at least 2 MiB to spare past the request's
     /// 2 MiB boundary, to be split; else, when `can_resize`, the warm one
     /// nearest in size, to be resized (shrinking is cheap, growing faults
-    /// only the growth, so a size above counts a quarter of a size below);
-    /// else a purged one that fits. Returns it and how to reuse it.
-    pub fn take(&mut self, map_size: usize, can_resize: bool, can_split: bool) -> Option<(*mut Segment, Reuse)> {
+    /// only the growth, so a size above counts a quarter of a size below;
+    /// when `can_stitch`, only a larger one: [`Self::stitch`] grows without
+    /// faults); else, when `can_stitch` and warm bytes are cached, none
+    /// (the caller stitches); else a purged one that fits. Returns it and
+    /// how to reuse it.
+    pub fn take(&mut self, map_size: usize, can_resize: bool, can_split: bool, can_stitch: bool) -> Option<(*mut Segment, Reuse)> {
         let fits = |size: usize| size >= map_size && size <= map_size + map_size / 4;
         let slots = &self.slots[..self.len];
         let size = |i: usize| Self::size_of(&slots[i]);
@@ -132,13 +137,16 @@ impl HugeCache {
         let split_min = split_min(map_size);
         let fit_warm = (0..slots.len()).filter(warm).filter(|&i| fits(size(i))).min_by_key(|&i| size(i));
         let split = (0..slots.len()).filter(warm).filter(|&i| can_split && size(i) >= split_min).min_by_key(|&i| size(i));
-        let nearest = (0..slots.len()).filter(warm).filter(|_| can_resize).min_by_key(|&i| resize_cost(i));
+        let shrinks = |i: &usize| !can_stitch || size(*i) >= map_size;
+        let nearest = (0..slots.len()).filter(warm).filter(|_| can_resize).filter(shrinks).min_by_key(|&i| resize_cost(i));
         let (i, reuse) = if let Some(i) = fit_warm {
             (i, Reuse::Warm)
         } else if let Some(i) = split {
             (i, Reuse::Split)
         } else if let Some(i) = nearest {
             (i, Reuse::Resize)
+        } else if can_stitch && self.warm_bytes >= STITCH_MIN_BYTES {
+            return None;
         } else {
             let i = (0..slots.len()).filter(|&i| fits(size(i))).min_by_key(|&i| size(i))?;
             (i, Reuse::Purged)
@@ -173,6 +181,69 @@ impl HugeCache {
             let slot = CacheSlot { segment: tail, tick: self.tick, cached_ms: now, warm: true };
             self.insert(slot, now.saturating_add(delay.max(BIGCACHE_WARM_MAX_MS)));
         }
+    }
+
+    /// Build a mapping of `map_size` bytes for a request no cached mapping
+    /// serves alone, from the pages of warm ones, largest first: a fresh
+    /// mapping (nothing of it touched yet) whose pages are replaced by
+    /// theirs, moved without a copy or a fault (`PageProvider::move_pages`).
+    /// A mapping with more than the rest needs gives its tail and stays
+    /// cached (its header is at its start). What warm pages cannot fill
+    /// faults as fresh memory does. Returns the mapping, its header written
+    /// and entered in the segment map, or `None` (nothing warm, or out of
+    /// memory).
+    ///
+    /// # Safety
+    /// The provider can move pages (`CAN_MOVE`).
+    pub unsafe fn stitch<P: PageProvider>(&mut self, memory: &Memory<P>, map_size: usize) -> Option<*mut Segment> {
+        if self.warm_bytes < STITCH_MIN_BYTES {
+            return None;
+        }
+        let mapping = memory.map(map_size, SEGMENT_SIZE, Mapping::Huge)?;
+        let base = mapping.as_ptr() as usize;
+        let mut filled = 0;
+        // A donor keeps at least its header; one down to that gives no more.
+        let gives = |slot: &CacheSlot| slot.warm && Self::size_of(slot) > SEGMENT_HEADER_BYTES;
+        while filled < map_size {
+            let Some(i) = (0..self.len).filter(|&i| gives(&self.slots[i])).max_by_key(|&i| Self::size_of(&self.slots[i])) else {
+                break;
+            };
+            let (donor, size, need) = (self.slots[i].segment, Self::size_of(&self.slots[i]), map_size - filled);
+            // SAFETY: a cached mapping is the cache's and holds nothing
+            // live; the destination is the fresh mapping's, untouched.
+            unsafe {
+                if size <= need {
+                    let slot = self.remove(i);
+                    segment_map_remove(donor);
+                    if !memory.move_huge_pages(donor as usize, size, base + filled, true) {
+                        let _ = segment_map_insert(donor); // where it was, so inside the window
+                        self.insert(slot, slot.cached_ms.saturating_add(BIGCACHE_WARM_MAX_MS));
+                        break;
+                    }
+                    filled += size;
+                } else {
+                    let part = need.min(size - SEGMENT_HEADER_BYTES);
+                    if !memory.move_huge_pages(donor as usize + size - part, part, base + filled, false) {
+                        break;
+                    }
+                    (*donor).map_size -= part;
+                    self.cached_bytes -= part;
+                    self.warm_bytes -= part;
+                    filled += part;
+                }
+            }
+        }
+        let segment = base as *mut Segment;
+        // SAFETY: the mapping is ours; a header lands on its first page
+        // (moved there or fresh). One outside the map's window goes back.
+        unsafe {
+            if !Segment::write_header(segment, HUGE_OWNER, SegmentKind::Huge, mapping.as_ptr(), map_size) {
+                memory.unmap(mapping, map_size, Mapping::Huge);
+                return None;
+            }
+            (*segment).used_pages = 1;
+        }
+        Some(segment)
     }
 
     /// Grow a live huge mapping in place to at least `map_size` bytes with
@@ -387,6 +458,15 @@ impl HugeCache {
         let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
         self.insert(slot, now.saturating_add(delay.max(BIGCACHE_WARM_MAX_MS)));
         self.purge_warm(memory, now);
+    }
+
+    /// Send a huge mapping nothing uses, not cached, to the release batch
+    /// (strict mode's quarantine leaves through here).
+    ///
+    /// # Safety
+    /// The caller hands over `segment`, one whole huge mapping.
+    pub unsafe fn release<P: PageProvider>(&mut self, memory: &Memory<P>, segment: *mut Segment) {
+        self.batch_push(memory, segment);
     }
 
     /// Send every cached mapping through the batch and flush it. Returns

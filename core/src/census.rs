@@ -102,7 +102,6 @@ impl Census {
                 owner if ours(owner) => self.segments_owned += 1,
                 _ => return,
             }
-            let page_shift = (*segment).page_shift as usize;
             for index in 0..(*segment).page_count as usize {
                 let page: *const Page = &raw const (*segment).pages[index];
                 if (*page).flags.load(Ordering::Acquire) & PAGE_UNUSED != 0 {
@@ -110,7 +109,7 @@ impl Census {
                 }
                 let class = (*page).class();
                 let block_size = class_size(class);
-                let capacity = Segment::page_area(segment, index, page_shift).1 / block_size;
+                let capacity = Segment::page_area(segment, index).1 / block_size;
                 let used = (Page::used_seen(page) as usize).min(capacity);
                 self.classes[class].add(&ClassStats {
                     block_size,

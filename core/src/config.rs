@@ -115,6 +115,10 @@ pub const BIGCACHE_WARM_MAX_MS: u64 = 1000;
 pub const BIGCACHE_PAUSE_MIN_MS: u64 = 100;
 /// Most bytes the huge-block cache keeps mapped (warm or purged).
 pub const BIGCACHE_MAPPED_BYTES: usize = 1 << 30;
+/// A huge request no cached mapping serves alone is built from the pages
+/// of warm ones (`HugeCache::stitch`) when at least this many warm bytes
+/// are cached: below it, the system calls cost more than the faults saved.
+pub const STITCH_MIN_BYTES: usize = 64 << 10;
 /// Evicted huge blocks gathered before they are unmapped together.
 pub const RELEASE_BATCH: usize = 8;
 

@@ -72,6 +72,18 @@ impl<P: PageProvider + 'static> Global<P> {
         self.shared.memory.fatal_at(what, address)
     }
 
+    /// Whether strict mode's guard pages are in use (fixed once the first
+    /// heap is made; see `Memory::guards`).
+    pub fn guards(&self) -> bool {
+        self.shared.memory.guards()
+    }
+
+    /// A fault at `addr` that hit a strict-mode guard page is reported
+    /// (one line) and aborts; any other returns (see `guard::report_fault`).
+    pub fn report_fault(&self, addr: usize) {
+        crate::guard::report_fault(&self.shared.memory, addr)
+    }
+
     /// A heap for the calling thread (or null when out of memory).
     pub fn heap_acquire(&'static self) -> *mut Heap<P> {
         let heap = {

@@ -9,10 +9,16 @@
 //! before the aligned block and the mapping starts `align - 2 MiB` earlier.
 //! A live block's `huge_state` is `HUGE_LIVE`; free moves it to
 //! `HUGE_CACHED` exactly once (a second free is a double free).
+//!
+//! With guard pages (strict mode, guard.rs) a huge block has a mapping of
+//! its own between guards, is never cached, moves by copying, and once
+//! freed waits inaccessible in a quarantine of `HUGE_QUARANTINE` mappings
+//! before the release batch unmaps it.
 
 use crate::bigcache::{HugeCache, Reuse};
 use crate::class::SegmentKind;
-use crate::config::{MAX_REQUEST, SEGMENT_HEADER_BYTES, SEGMENT_SIZE};
+use crate::config::{MAX_REQUEST, MIN_ALIGN, SEGMENT_HEADER_BYTES, SEGMENT_SIZE};
+use crate::guard;
 use crate::memory::Memory;
 use crate::provider::PageProvider;
 use crate::segment::{segment_map_insert, segment_map_remove, Segment, HUGE_CACHED, HUGE_LIVE, HUGE_OWNER};
@@ -35,15 +41,54 @@ pub fn huge_layout(align: usize) -> (usize, usize) {
     (block_offset, header_offset)
 }
 
+/// Freed guarded huge mappings (strict mode, guard.rs) kept, inaccessible,
+/// before they are unmapped.
+pub const HUGE_QUARANTINE: usize = 16;
+
+/// Freed guarded huge mappings, oldest first (a ring).
+struct HugeQuarantine {
+    segments: [*mut Segment; HUGE_QUARANTINE],
+    first: usize,
+    len: usize,
+}
+// SAFETY: the raw pointers are only followed under the owning Mutex.
+unsafe impl Send for HugeQuarantine {}
+
+impl HugeQuarantine {
+    const fn new() -> Self {
+        HugeQuarantine { segments: [core::ptr::null_mut(); HUGE_QUARANTINE], first: 0, len: 0 }
+    }
+
+    /// Keep `segment`; returns the oldest one when that made it too many.
+    fn push(&mut self, segment: *mut Segment) -> Option<*mut Segment> {
+        let oldest = if self.len == HUGE_QUARANTINE { self.pop() } else { None };
+        self.segments[(self.first + self.len) % HUGE_QUARANTINE] = segment;
+        self.len += 1;
+        oldest
+    }
+
+    fn pop(&mut self) -> Option<*mut Segment> {
+        if self.len == 0 {
+            return None;
+        }
+        let segment = self.segments[self.first];
+        self.first = (self.first + 1) % HUGE_QUARANTINE;
+        self.len -= 1;
+        Some(segment)
+    }
+}
+
 /// Huge blocks: the cache and batch behind a lock, and the operations on
 /// live huge blocks (which need no lock: a live block is its owner's).
+/// Lock order: quarantine -> cache.
 pub struct HugeBlocks {
     cache: Mutex<HugeCache>,
+    quarantine: Mutex<HugeQuarantine>,
 }
 
 impl HugeBlocks {
     pub const fn new() -> Self {
-        HugeBlocks { cache: Mutex::new(HugeCache::new()) }
+        HugeBlocks { cache: Mutex::new(HugeCache::new()), quarantine: Mutex::new(HugeQuarantine::new()) }
     }
 
     /// Allocate a huge block of `size` bytes aligned to `align`. Returns the
@@ -52,18 +97,23 @@ impl HugeBlocks {
         if size > MAX_REQUEST || align > MAX_REQUEST {
             return None;
         }
+        if memory.guards() {
+            return Self::alloc_guarded(memory, size, align);
+        }
         let (block_offset, header_offset) = huge_layout(align);
         let map_size = (header_offset + block_offset + size).next_multiple_of(P::PAGE_SIZE);
         let reused = if header_offset == 0 {
             let mut cache = self.cache.lock();
             let now = memory.now_ms();
             cache.purge_warm(memory, now);
-            match cache.take(map_size, P::CAN_REMAP, P::CAN_SPLIT) {
+            match cache.take(map_size, P::CAN_REMAP, P::CAN_SPLIT, P::CAN_MOVE) {
                 Some((segment, Reuse::Split)) => {
                     // SAFETY: taken from the cache for a split, so a slot is free.
                     unsafe { cache.split(memory, segment, map_size, now) };
                     Some((segment, Reuse::Warm))
                 }
+                // SAFETY: the provider can move pages.
+                None if P::CAN_MOVE => unsafe { cache.stitch(memory, map_size) }.map(|segment| (segment, Reuse::Warm)),
                 taken => taken,
             }
         } else {
@@ -117,6 +167,30 @@ impl HugeBlocks {
         }
     }
 
+    /// A huge block between guard pages in a mapping of its own (strict
+    /// mode, guard.rs; never cached): its usable size is `size`.
+    fn alloc_guarded<P: PageProvider>(memory: &Memory<P>, size: usize, align: usize) -> Option<(*mut u8, bool)> {
+        let (block_offset, header_offset) = huge_layout(align);
+        let map_size = guard::huge_map_size::<P>(header_offset + block_offset, size);
+        let mapping = memory.map(map_size, align.max(SEGMENT_SIZE), Mapping::Huge)?;
+        let base = mapping.as_ptr();
+        let segment = (base as usize + header_offset) as *mut Segment;
+        // SAFETY: fresh memory sized by huge_map_size; the header fits
+        // before the block area.
+        unsafe {
+            if !Segment::write_header(segment, HUGE_OWNER, SegmentKind::Huge, base, map_size) {
+                memory.unmap(mapping, map_size, Mapping::Huge);
+                return None;
+            }
+            (*segment).used_pages = 1;
+            let block = guard::place_huge(memory, segment, segment as usize + block_offset, size, align.max(MIN_ALIGN));
+            (*segment).huge_offset = block as usize - segment as usize;
+            (*segment).huge_size = size;
+            (*segment).huge_state.store(HUGE_LIVE, Ordering::Release);
+            Some((block, P::MAPS_ZEROED))
+        }
+    }
+
     /// Resize a live huge block in place or by moving its pages (no copy)
     /// when the provider can. Returns the new block pointer, or `None`
     /// (block untouched) when the caller must copy.
@@ -124,6 +198,9 @@ impl HugeBlocks {
     /// # Safety
     /// `ptr` is a live huge block, owned by the caller.
     pub unsafe fn realloc<P: PageProvider>(&self, memory: &Memory<P>, ptr: *mut u8, new_size: usize) -> Option<*mut u8> {
+        if memory.guards() {
+            return None; // guarded blocks move by copying (and free's checks)
+        }
         let segment = Segment::of_ptr(ptr);
         // SAFETY: per the contract, the header is mapped and ours.
         unsafe {
@@ -193,7 +270,31 @@ impl HugeBlocks {
             }
         }
         memory.profile.forget(ptr as usize);
+        if memory.guards() {
+            // SAFETY: a guarded block (every huge block is, in this mode),
+            // just marked freed by this call.
+            unsafe { self.retire_guarded(memory, segment, ptr) };
+            return;
+        }
         self.cache_insert(memory, segment, memory.now_ms());
+    }
+
+    /// Check a freed guarded block's slack, make its mapping inaccessible
+    /// and quarantine it; the oldest quarantined mapping is unmapped.
+    ///
+    /// # Safety
+    /// `ptr` is the guarded block of `segment`, just marked freed.
+    unsafe fn retire_guarded<P: PageProvider>(&self, memory: &Memory<P>, segment: *mut Segment, ptr: *mut u8) {
+        // SAFETY: per the contract; the mapping is ours until unmapped.
+        unsafe {
+            guard::check_huge(memory, segment, ptr, (*segment).huge_size);
+            guard::retire_huge(memory, segment);
+        }
+        let oldest = self.quarantine.lock().push(segment);
+        if let Some(oldest) = oldest {
+            // SAFETY: out of the quarantine, a whole mapping nothing uses.
+            unsafe { self.cache.lock().release(memory, oldest) };
+        }
     }
 
     /// Keep a freed mapping in the cache (warm), or send it to the release
@@ -205,7 +306,13 @@ impl HugeBlocks {
 
     /// Empty the cache through the batch and flush it. Returns bytes released.
     pub fn trim<P: PageProvider>(&self, memory: &Memory<P>) -> usize {
-        self.cache.lock().release_all(memory)
+        let mut quarantine = self.quarantine.lock();
+        let mut cache = self.cache.lock();
+        while let Some(segment) = quarantine.pop() {
+            // SAFETY: out of the quarantine, a whole mapping nothing uses.
+            unsafe { cache.release(memory, segment) };
+        }
+        cache.release_all(memory)
     }
 
     /// Cached huge mappings: (count, bytes).
@@ -215,14 +322,18 @@ impl HugeBlocks {
 
     /// Take the lock (before `fork`).
     pub fn lock_all(&self) {
+        core::mem::forget(self.quarantine.lock());
         core::mem::forget(self.cache.lock());
     }
 
     /// # Safety
     /// Only after `lock_all` in this thread (or in the forked child).
     pub unsafe fn unlock_all(&self) {
-        // SAFETY: lock_all took the lock and forgot the guard.
-        unsafe { self.cache.force_unlock() };
+        // SAFETY: lock_all took the locks and forgot the guards.
+        unsafe {
+            self.cache.force_unlock();
+            self.quarantine.force_unlock();
+        }
     }
 }
 

@@ -81,6 +81,7 @@ pub mod class;
 pub mod config;
 pub mod free;
 pub mod global;
+pub mod guard;
 pub mod heap;
 pub mod huge;
 #[cfg(test)]

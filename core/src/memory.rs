@@ -46,6 +46,11 @@ impl<P: PageProvider> Memory<P> {
         *self.strict.call_once(|| self.options.strict.load(core::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Guard pages (guard.rs): strict mode over a provider that can protect.
+    pub fn guards(&self) -> bool {
+        P::CAN_PROTECT && self.strict()
+    }
+
     pub fn provider(&self) -> &P {
         &self.provider
     }
@@ -111,6 +116,34 @@ impl<P: PageProvider> Memory<P> {
         self.stats.unmapped(old_bytes, Mapping::Huge);
         self.stats.mapped(new_bytes, Mapping::Huge);
         Some(moved)
+    }
+
+    /// Move `bytes` of pages from a cached huge mapping (`whole`: all of
+    /// it) into another huge mapping, as [`PageProvider::move_pages`] does,
+    /// and count them. False, nothing changed, when the provider cannot.
+    ///
+    /// # Safety
+    /// As for [`PageProvider::move_pages`].
+    pub unsafe fn move_huge_pages(&self, from: usize, bytes: usize, to: usize, whole: bool) -> bool {
+        // SAFETY: per the contract (both inside mappings, so not null).
+        let moved = unsafe { self.provider.move_pages(NonNull::new_unchecked(from as *mut u8), bytes, NonNull::new_unchecked(to as *mut u8)) };
+        if moved {
+            self.stats.moved_out(bytes, whole);
+        }
+        moved
+    }
+
+    /// Make `bytes` at `start` inaccessible (a guard, guard.rs).
+    ///
+    /// # Safety
+    /// The range is page aligned, inside one mapping, and nothing in it is
+    /// used until it is unmapped.
+    pub unsafe fn protect(&self, start: usize, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        // SAFETY: per the contract (start is inside a mapping, so not null).
+        unsafe { self.provider.protect(NonNull::new_unchecked(start as *mut u8), bytes, false) };
     }
 
     /// Purge `bytes` at `start` and count them.

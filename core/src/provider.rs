@@ -36,6 +36,12 @@ pub unsafe trait PageProvider: Sync {
     /// `munmap` allows), so that the core can split a cached huge mapping
     /// and join adjacent ones. Without it, only whole mappings are passed.
     const CAN_SPLIT: bool = false;
+    /// Whether [`PageProvider::move_pages`] can move pages between
+    /// mappings without copying (else the core never calls it).
+    const CAN_MOVE: bool = false;
+    /// Whether [`PageProvider::protect`] can make pages inaccessible (guard
+    /// pages in strict mode; without it strict mode has no guards).
+    const CAN_PROTECT: bool = false;
 
     /// Map `size` bytes (a multiple of `PAGE_SIZE`) aligned to `align` (a
     /// power of two, at least `PAGE_SIZE`).
@@ -76,6 +82,36 @@ pub unsafe trait PageProvider: Sync {
     unsafe fn remap(&self, ptr: core::ptr::NonNull<u8>, old_size: usize, new_size: usize, align: usize) -> Option<core::ptr::NonNull<u8>> {
         let _ = (ptr, old_size, new_size, align);
         None
+    }
+
+    /// Move the pages of `from..from + size` (a page-aligned subrange of a
+    /// mapping from `map`) to `to..to + size` (a page-aligned subrange of
+    /// another one, whose own pages are dropped), contents and all, without
+    /// copying (Linux: `mremap` with `MREMAP_FIXED`). On success `from..`
+    /// is gone as if unmapped, and the destination mapping owns the moved
+    /// pages (unmapped and purged with it). False, nothing changed, when it
+    /// cannot. The default cannot (see `CAN_MOVE`).
+    ///
+    /// # Safety
+    /// Both ranges are as described, distinct, and nothing in either is
+    /// used during the call.
+    unsafe fn move_pages(&self, from: core::ptr::NonNull<u8>, size: usize, to: core::ptr::NonNull<u8>) -> bool {
+        let _ = (from, size, to);
+        false
+    }
+
+    /// Make a page-aligned subrange of a mapping from `map` inaccessible
+    /// (`accessible` false: any read or write of it faults) or readable and
+    /// writable again. Strict mode's guard pages; `unmap` and `purge` still
+    /// accept ranges that include guards. The default cannot (see
+    /// `CAN_PROTECT`) and does nothing.
+    ///
+    /// # Safety
+    /// The range lies inside one mapping from `map`, is page aligned, and
+    /// (when made inaccessible) nothing in it is used until it is made
+    /// accessible again or unmapped.
+    unsafe fn protect(&self, ptr: core::ptr::NonNull<u8>, size: usize, accessible: bool) {
+        let _ = (ptr, size, accessible);
     }
 
     /// A monotonic clock in milliseconds, for delayed purging. Providers

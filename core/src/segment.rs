@@ -13,6 +13,9 @@
 //!  +-----------+----------------+----------------+-----+----------------+
 //!  ^ (ptr - 1) & !SEGMENT_MASK                page index = (ptr - segment) >> page_shift
 //!
+//!  strict mode (guard.rs): the unused pages between the header and page 0, and the
+//!  segment's last OS page (`tail_guard`, left out of the last page's area), are guards
+//!
 //!  huge mapping: header at a 2 MiB boundary, one block after it
 //!  +--(unused alignment slack)--+-----------+------------------------------+
 //!  map_base                     | header    | block (align-aligned) ...    |
@@ -81,6 +84,9 @@ pub struct Segment {
     pub huge_offset: usize,
     pub huge_size: usize,
     pub huge_state: AtomicUsize,
+    /// Bytes at the segment's end that are a guard page (strict mode,
+    /// guard.rs): no page's block area covers them.
+    pub tail_guard: u32,
     /// Page descriptors; only `pages[..page_count]` are meaningful.
     pub pages: [Page; MAX_PAGES_PER_SEGMENT],
 }
@@ -117,6 +123,7 @@ impl Segment {
                 huge_offset: 0,
                 huge_size: 0,
                 huge_state: AtomicUsize::new(0),
+                tail_guard: 0,
                 pages: [const { Page::UNUSED }; MAX_PAGES_PER_SEGMENT],
             });
         }
@@ -199,11 +206,16 @@ impl Segment {
         (page as usize - first) / core::mem::size_of::<Page>()
     }
 
-    /// Start and length of the block area of page `index`.
-    pub fn page_area(this: *mut Segment, index: usize, page_shift: usize) -> (*mut u8, usize) {
-        let page_size = 1usize << page_shift;
+    /// Start and length of the block area of page `index` (the header
+    /// shortens page 0, a tail guard the last page).
+    ///
+    /// # Safety
+    /// `this` is a live segment header.
+    pub unsafe fn page_area(this: *mut Segment, index: usize) -> (*mut u8, usize) {
+        // SAFETY: per the contract.
+        let (page_shift, tail_guard) = unsafe { ((*this).page_shift as usize, (*this).tail_guard as usize) };
         let start = if index == 0 { SEGMENT_HEADER_BYTES } else { index << page_shift };
-        let end = (index << page_shift) + page_size;
+        let end = ((index + 1) << page_shift).min(SEGMENT_SIZE - tail_guard);
         ((this as usize + start) as *mut u8, end - start)
     }
 
@@ -301,7 +313,7 @@ impl Segment {
                     .unwrap_or_else(|| memory.fatal_at("segment page count is wrong at ", this as usize))
             };
             let page = &raw mut (*this).pages[index];
-            let (start, bytes) = Segment::page_area(this, index, shift);
+            let (start, bytes) = Segment::page_area(this, index);
             (*page).init(class, class_size(class), start, bytes);
             (*this).used_pages += 1;
             memory.stats.page_taken(1 << shift);
@@ -363,7 +375,7 @@ impl Segment {
                     oldest_left = oldest_left.min((*this).dirty_ms[index]);
                     continue;
                 }
-                let (start, bytes) = Segment::page_area(this, index, shift);
+                let (start, bytes) = Segment::page_area(this, index);
                 let (start, end) = (start as usize, start as usize + bytes);
                 run = match run {
                     Some((run_start, run_end)) if run_end == start => Some((run_start, end)),
@@ -434,6 +446,30 @@ fn map_slot(segment: *const Segment) -> (usize, u64) {
 pub fn segment_is_known(segment: *const Segment) -> bool {
     let (word, bit) = map_slot(segment);
     (segment as usize & !WINDOW_MASK) == WINDOW.load(Ordering::Relaxed) && SEGMENT_MAP[word].load(Ordering::Relaxed) & bit != 0
+}
+
+/// The highest known segment header at or below `addr` (the address of a
+/// fault: strict mode's guard report looks up the mapping it lies in),
+/// scanning the map down a word at a time.
+pub fn segment_at_or_below(addr: usize) -> Option<*mut Segment> {
+    let high = addr & !WINDOW_MASK;
+    if high != WINDOW.load(Ordering::Relaxed) {
+        return None;
+    }
+    let index = (addr & WINDOW_MASK) >> SEGMENT_SHIFT;
+    let (mut word, mut mask) = (index >> 6, u64::MAX >> (63 - (index & 63)));
+    let lowest = MAP_WORDS_USED.0.load(Ordering::Relaxed);
+    loop {
+        let bits = SEGMENT_MAP[word].load(Ordering::Acquire) & mask;
+        if bits != 0 {
+            let index = word * 64 + 63 - bits.leading_zeros() as usize;
+            return Some((high | index << SEGMENT_SHIFT) as *mut Segment);
+        }
+        if word <= lowest {
+            return None;
+        }
+        (word, mask) = (word - 1, u64::MAX);
+    }
 }
 
 /// Record that a segment header is mapped at `segment`. False when it lies

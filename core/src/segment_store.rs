@@ -120,6 +120,7 @@ impl SegmentStore {
                     memory.unmap(mapping, SEGMENT_SIZE, Mapping::Segment);
                     return null_mut();
                 }
+                crate::guard::guard_segment(memory, segment);
             }
             return segment;
         }

@@ -317,6 +317,7 @@ impl<'m> Run<'m> {
                 assert_eq!(unsafe { *p.add(i) }, 0, "byte {i} of zeroed block {ptr:#x} ({size} bytes)");
             }
         }
+        assert!(!self.global.provider().guarded(ptr, ptr + usable), "block {ptr:#x} ({usable} usable bytes) covers a guard page");
         self.model.insert(ptr, ptr + usable);
         let block = Block { ptr, size, usable, seed: self.step as u8 };
         block.fill();

@@ -136,6 +136,17 @@ impl Stats {
         }
     }
 
+    /// Count `bytes` of a huge mapping whose pages moved into another one
+    /// (`Memory::move_huge_pages`): gone from it, and the whole mapping
+    /// gone when `whole`.
+    pub fn moved_out(&self, bytes: usize, whole: bool) {
+        self.bytes_mapped.fetch_sub(bytes, Relaxed);
+        self.huge_bytes.fetch_sub(bytes, Relaxed);
+        if whole {
+            self.huge_mapped.fetch_sub(1, Relaxed);
+        }
+    }
+
     /// Count a size-class page of `page_bytes` taken into use.
     pub fn page_taken(&self, page_bytes: usize) {
         self.pages_in_use.fetch_add(1, Relaxed);

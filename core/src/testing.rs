@@ -18,12 +18,21 @@ pub struct TestProvider {
     pub live_maps: AtomicUsize,
     pub live_bytes: AtomicUsize,
     pub purged_bytes: AtomicUsize,
+    /// Bytes moved between mappings (`move_pages`).
+    pub moved_bytes: AtomicUsize,
     /// The clock `now_ms` reports (tests move it by hand).
     pub clock_ms: core::sync::atomic::AtomicU64,
     /// Host allocations behind the mappings: (start, size, align, bytes
     /// still mapped), so that subranges can be unmapped (`CAN_SPLIT`).
     allocations: std::sync::Mutex<std::vec::Vec<(usize, usize, usize, usize)>>,
+    /// Guarded ranges (start, end): `protect` fills them with `GUARD_FILL`
+    /// instead of making them inaccessible, and `unmap` panics when the
+    /// fill was written over (the allocator touched a guard).
+    guards: std::sync::Mutex<std::vec::Vec<(usize, usize)>>,
 }
+
+/// What a guarded range of the test provider holds.
+const GUARD_FILL: u8 = 0x6b;
 
 impl TestProvider {
     pub const fn new() -> Self {
@@ -37,8 +46,10 @@ impl TestProvider {
             live_maps: AtomicUsize::new(0),
             live_bytes: AtomicUsize::new(0),
             purged_bytes: AtomicUsize::new(0),
+            moved_bytes: AtomicUsize::new(0),
             clock_ms: core::sync::atomic::AtomicU64::new(0),
             allocations: std::sync::Mutex::new(std::vec::Vec::new()),
+            guards: std::sync::Mutex::new(std::vec::Vec::new()),
         }
     }
 
@@ -50,6 +61,34 @@ impl TestProvider {
     /// Every map succeeds again.
     pub fn recover(&self) {
         self.maps_left.store(-1, Ordering::SeqCst);
+    }
+
+    /// Whether any byte of `start..end` lies in a guarded range.
+    pub fn guarded(&self, start: usize, end: usize) -> bool {
+        self.guards.lock().unwrap().iter().any(|&(s, e)| s < end.max(start + 1) && start < e)
+    }
+
+    /// Guarded ranges in place.
+    pub fn guard_count(&self) -> usize {
+        self.guards.lock().unwrap().len()
+    }
+
+    /// Forget the guards inside `start..end` (unmapped or made accessible),
+    /// checking that nothing wrote into them.
+    fn drop_guards(&self, start: usize, end: usize) {
+        self.guards.lock().unwrap().retain(|&(s, e)| {
+            if s < start || e > end {
+                return true;
+            }
+            // SAFETY: a guarded range is mapped until it is unmapped (now).
+            let bytes = unsafe { core::slice::from_raw_parts(s as *const u8, e - s) };
+            // Compared a page at a time (memcmp: quick under Miri too).
+            const FILL: [u8; 4096] = [GUARD_FILL; 4096];
+            if let Some(chunk) = bytes.chunks(FILL.len()).position(|chunk| chunk != &FILL[..chunk.len()]) {
+                std::panic!("guard page written at {:#x} (guard {s:#x}..{e:#x})", s + chunk * FILL.len());
+            }
+            false
+        });
     }
 
     fn layout(size: usize, align: usize) -> Layout {
@@ -76,6 +115,10 @@ unsafe impl PageProvider for TestProvider {
     const CAN_REMAP: bool = true;
     /// Host allocations are returned when all their pieces are unmapped.
     const CAN_SPLIT: bool = true;
+    /// A copy, then the source unmapped.
+    const CAN_MOVE: bool = true;
+    /// Guards are filled and checked at unmap (see `guards`).
+    const CAN_PROTECT: bool = true;
 
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         // Take one map from the allowance (negative: unlimited), or refuse.
@@ -107,6 +150,7 @@ unsafe impl PageProvider for TestProvider {
             .position(|&(base, len, _, _)| start >= base && start + size <= base + len)
             .expect("unmap of a range the provider never mapped");
         self.live_bytes.fetch_sub(size, Ordering::SeqCst);
+        self.drop_guards(start, start + size);
         // SAFETY: the range is mapped (found above) and no longer used:
         // poison it so a stale use after unmap reads garbage, not the old header.
         unsafe { core::ptr::write_bytes(ptr.as_ptr(), 0xdb, size.min(64 << 10)) };
@@ -133,8 +177,40 @@ unsafe impl PageProvider for TestProvider {
 
     unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) {
         self.purged_bytes.fetch_add(size, Ordering::SeqCst);
-        // SAFETY: the range is mapped and unused (contract).
-        unsafe { core::ptr::write_bytes(ptr.as_ptr(), 0, size) };
+        // Zeros, except over guards (a real guard reads as nothing at all).
+        let (start, end) = (ptr.as_ptr() as usize, ptr.as_ptr() as usize + size);
+        let mut guards: std::vec::Vec<_> = self.guards.lock().unwrap().iter().copied().filter(|&(s, e)| s < end && start < e).collect();
+        guards.sort_unstable();
+        let mut at = start;
+        for (s, e) in guards.into_iter().chain([(end, end)]) {
+            if s > at {
+                // SAFETY: the range is mapped and unused (contract).
+                unsafe { core::ptr::write_bytes(at as *mut u8, 0, s - at) };
+            }
+            at = at.max(e);
+        }
+    }
+
+    unsafe fn move_pages(&self, from: NonNull<u8>, size: usize, to: NonNull<u8>) -> bool {
+        self.moved_bytes.fetch_add(size, Ordering::SeqCst);
+        // SAFETY: both ranges are mapped, distinct and unused (contract).
+        unsafe {
+            core::ptr::copy_nonoverlapping(from.as_ptr(), to.as_ptr(), size);
+            self.unmap(from, size);
+        }
+        true
+    }
+
+    unsafe fn protect(&self, ptr: NonNull<u8>, size: usize, accessible: bool) {
+        let (start, end) = (ptr.as_ptr() as usize, ptr.as_ptr() as usize + size);
+        if accessible {
+            self.drop_guards(start, end);
+            return;
+        }
+        assert!(!self.guarded(start, end), "{start:#x}..{end:#x} guarded twice");
+        // SAFETY: the range is mapped and unused until unmapped (contract).
+        unsafe { core::ptr::write_bytes(ptr.as_ptr(), GUARD_FILL, size) };
+        self.guards.lock().unwrap().push((start, end));
     }
 
     fn write_message(&self, message: &[u8]) {

@@ -5,7 +5,7 @@
 extern crate std;
 
 use crate::class::{class_size, CLASS_COUNT};
-use crate::config::SEGMENT_SIZE;
+use crate::config::{SEGMENT_HEADER_BYTES, SEGMENT_MASK, SEGMENT_SIZE};
 use crate::segment::Segment;
 use crate::memory::splitmix64;
 use crate::testing::TestProvider;
@@ -715,12 +715,54 @@ fn a_warm_cached_huge_block_is_resized_to_serve_another_size() {
     fill(b, 5 << 20, 4);
     // SAFETY: live block.
     unsafe { global.free(b, hp) };
+    // Larger than anything cached: built from the cached pages (stitched),
+    // not an extra mapping.
     let c = heap.calloc(1, 20 << 20);
     assert_eq!(global.stats().huge_mapped, mapped, "grown, not mapped anew");
     // SAFETY: c holds 20 MiB: calloc zeroed what the resized block held.
     assert!(unsafe { core::slice::from_raw_parts(c, 20 << 20) }.iter().all(|&x| x == 0));
     // SAFETY: live block.
     unsafe { global.free(c, hp) };
+}
+
+#[test]
+fn a_huge_request_no_cached_mapping_serves_is_stitched_from_warm_pages() {
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(5000, Ordering::SeqCst);
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let (a, b) = (heap.malloc(4 << 20), heap.malloc(5 << 20));
+    fill(a, 4 << 20, 1);
+    fill(b, 5 << 20, 2);
+    // SAFETY: live blocks.
+    unsafe {
+        global.free(a, hp);
+        global.free(b, hp);
+    }
+    let (hits, moved) = (global.stats().bigcache_hits, global.provider().moved_bytes.load(Ordering::SeqCst));
+    // Neither cached mapping holds 7 MiB: b's pages (all of them) and the
+    // tail of a's are moved into a new mapping, which faults nothing.
+    let c = heap.malloc(7 << 20);
+    assert_eq!(global.stats().bigcache_hits, hits + 1, "{:?}", global.stats());
+    let header = crate::config::SEGMENT_HEADER_BYTES;
+    assert_eq!(global.provider().moved_bytes.load(Ordering::SeqCst) - moved, (7 << 20) + header, "not built from the cached pages");
+    verify(c, 5 << 20, 2); // b's pages came first (the largest), contents and all
+    assert_eq!(global.stats().huge_mapped, 2, "the new mapping and what is left of a's");
+    fill(c, 7 << 20, 3);
+    verify(c, 7 << 20, 3);
+    heap.check_invariants();
+    // What is left of a's mapping (its head, 2 MiB) still serves a request.
+    let d = heap.malloc(1700 << 10);
+    assert_eq!(d, a, "the rest of the donor is not cached");
+    // SAFETY: live blocks; the caller's heap.
+    unsafe {
+        global.free(c, hp);
+        global.free(d, hp);
+        global.trim(hp);
+    }
+    let stats = global.stats();
+    assert_eq!((stats.huge_mapped, stats.huge_bytes), (0, 0), "moved pages miscounted: {stats:?}");
+    crate::shadow::assert_nothing_left(global);
 }
 
 #[test]
@@ -1530,6 +1572,106 @@ fn strict_mode_reports_a_corrupted_free_list_link() {
     });
     assert!(report.starts_with("hakmem: corrupted free list (write after free?) at "), "{report}");
     assert!(report.contains(" (size class "), "{report}");
+}
+
+#[test]
+fn strict_mode_guards_segment_ends_and_huge_blocks() {
+    let global = strict_global();
+    let provider = global.provider();
+    let heap = heap(global);
+    let small = heap.malloc(100);
+    let segment = small as usize & !SEGMENT_MASK;
+    // Between the header and page 0, and the segment's last OS page.
+    assert!(provider.guarded(segment + SEGMENT_HEADER_BYTES - 1, segment + SEGMENT_HEADER_BYTES));
+    assert!(provider.guarded(segment + SEGMENT_SIZE - 1, segment + SEGMENT_SIZE));
+    assert!(!provider.guarded(segment, segment + 64) && !provider.guarded(small as usize, small as usize + 100));
+    // A huge block ends at its tail guard (16-byte rounding aside), and a
+    // guard stands before the OS page it starts in.
+    for (size, align) in [(3 << 20, 16), ((2 << 20) + 100, 16), ((1 << 20) + 5, 4096), (10, 4 << 20), (0, 4 << 20)] {
+        let p = heap.malloc_aligned(size, align) as usize;
+        assert_eq!(p % align, 0);
+        assert_eq!(unsafe { global.usable_size(p as *mut u8) }, size);
+        assert!(!provider.guarded(p, p + size), "{size} bytes: a guard inside the block");
+        let guard = (p + size.max(1)).next_multiple_of(4096);
+        assert!(provider.guarded(guard, guard + 1), "{size} bytes aligned to {align}: no tail guard");
+        assert!(provider.guarded((p & !4095) - 1, p & !4095), "{size} bytes aligned to {align}: no front guard");
+        unsafe { global.free(p as *mut u8, heap) };
+        // Freed: the block's pages are inaccessible until unmapped.
+        assert!(provider.guarded(p, p + 1), "{size} bytes: a freed huge block stays accessible");
+    }
+    unsafe {
+        global.free(small, heap);
+        global.trim(heap);
+    }
+    crate::shadow::assert_nothing_left(global);
+    assert_eq!(provider.guard_count(), 0, "guards outlived their mappings");
+}
+
+#[test]
+fn strict_mode_names_a_fault_in_a_guard_page() {
+    // What the Linux SIGSEGV handler calls with the fault's address.
+    let global = strict_global();
+    let heap = heap(global);
+    let small = heap.malloc(100) as usize;
+    let segment = small & !SEGMENT_MASK;
+    let size = 5 << 20;
+    let p = heap.malloc(size) as usize;
+    let class = crate::class::class_size(crate::class::class_of(100 + crate::strict::STRICT_TAIL));
+    for (addr, expected) in [
+        (p + size, format!("heap overflow: guard page hit at {:#x} past huge block {p:#x} (size class {size} bytes)", p + size)),
+        (p - 1, format!("heap underflow: guard page hit at {:#x} before huge block {p:#x} (size class {size} bytes)", p - 1)),
+        (segment + SEGMENT_SIZE - 8, format!("heap overflow: guard page hit at {:#x} at the end of segment {segment:#x} (size class 0 bytes)", segment + SEGMENT_SIZE - 8)),
+        (segment + SEGMENT_HEADER_BYTES - 1, format!("heap underflow: guard page hit at {:#x} before the first page of segment {segment:#x} (size class {class} bytes)", segment + SEGMENT_HEADER_BYTES - 1)),
+    ] {
+        assert_eq!(report_of(|| global.report_fault(addr)), format!("hakmem: {expected}"));
+    }
+    // Faults elsewhere are not the allocator's to name.
+    for addr in [0, small, small + 200, p, p + size - 1, segment, segment + 64] {
+        global.report_fault(addr);
+    }
+    unsafe { global.free(p as *mut u8, heap) };
+    let report = report_of(|| global.report_fault(p + 100));
+    assert_eq!(report, format!("hakmem: use after free: guard page hit at {:#x} inside freed huge block {p:#x} (size class {size} bytes)", p + 100));
+}
+
+#[test]
+fn strict_mode_places_a_huge_block_against_its_tail_guard() {
+    let global = strict_global();
+    let heap = heap(global);
+    let p = heap.malloc(5 << 20) as usize;
+    assert!(global.provider().guarded(p + (5 << 20), p + (5 << 20) + 1), "5 MiB: the first byte past the block is not a guard");
+}
+
+#[test]
+fn strict_mode_reports_an_overflow_or_underflow_in_a_huge_blocks_slack() {
+    let size = (5 << 20) + 100;
+    for (at, word) in [(size as isize, "heap overflow: written past the requested size of huge block "), (-1, "heap underflow: written before the start of huge block ")] {
+        let global = strict_global();
+        let heap = heap(global);
+        let p = heap.malloc(size);
+        unsafe { *p.offset(at) = 0 };
+        let report = report_of(|| unsafe { global.free(p, heap) });
+        assert_eq!(report, format!("hakmem: {word}{p:p} (size class {size} bytes)"));
+    }
+}
+
+#[test]
+fn strict_mode_quarantines_freed_huge_mappings_and_reports_their_double_free() {
+    let global = strict_global();
+    let heap = heap(global);
+    let blocks: Vec<_> = (0..=crate::huge::HUGE_QUARANTINE).map(|_| heap.malloc((1 << 20) + 100)).collect();
+    for &p in &blocks {
+        unsafe { global.free(p, heap) };
+    }
+    // The newest wait in the quarantine, inaccessible; the oldest left it.
+    for &p in &blocks[1..] {
+        assert!(global.provider().guarded(p as usize, p as usize + 1));
+    }
+    let newest = blocks[crate::huge::HUGE_QUARANTINE];
+    let report = report_of(|| unsafe { global.free(newest, heap) });
+    assert_eq!(report, format!("hakmem: free(): double free of huge block {newest:p}"));
+    unsafe { global.trim(heap) };
+    crate::shadow::assert_nothing_left(global);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //!                                                              '-> GLOBAL: Global<LinuxPages>
 //!  thread exit: pthread key destructor -> Global::heap_release (abandon)
 //!  fork: pthread_atfork -> Global::lock_all / unlock_all
+//!  strict mode: a SIGSEGV handler names guard-page hits (fault.rs)
 //!  exit: .fini_array -> HAKMEM_STATS line, HAKMEM_PROF_DUMP profile
 //! ```
 //!
@@ -23,6 +24,7 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod env;
+mod fault;
 pub mod pages;
 pub mod profile;
 
@@ -166,6 +168,9 @@ fn heap_create() -> *mut LinuxHeap {
     let heap = GLOBAL.heap_acquire();
     if heap.is_null() {
         return heap;
+    }
+    if GLOBAL.guards() {
+        fault::install_once();
     }
     HEAP.with(|h| {
         h.set(heap);

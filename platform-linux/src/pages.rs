@@ -4,7 +4,7 @@
 
 use core::ptr::{null_mut, NonNull};
 use hakmem_core::PageProvider;
-use rustix::mm::{madvise, mmap_anonymous, mremap, mremap_fixed, munmap, Advice, MapFlags, MremapFlags, ProtFlags};
+use rustix::mm::{madvise, mmap_anonymous, mprotect, mremap, mremap_fixed, munmap, Advice, MapFlags, MprotectFlags, MremapFlags, ProtFlags};
 
 /// Pages from `mmap`, returned with `munmap`, purged with `MADV_DONTNEED`
 /// (RSS drops at once; monitoring tools see it, unlike `MADV_FREE`).
@@ -107,6 +107,10 @@ unsafe impl PageProvider for LinuxPages {
     const CAN_REMAP: bool = true;
     /// munmap, madvise and mremap take any page-aligned subrange.
     const CAN_SPLIT: bool = true;
+    /// mremap with MREMAP_FIXED moves page tables, not bytes.
+    const CAN_MOVE: bool = true;
+    /// mprotect: strict mode's guard pages.
+    const CAN_PROTECT: bool = true;
 
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         let p = self.map_aligned(size, align)?;
@@ -130,6 +134,21 @@ unsafe impl PageProvider for LinuxPages {
         // SAFETY: the core passes page-aligned ranges of its own mappings
         // whose contents it no longer needs.
         let _ = unsafe { madvise(ptr.as_ptr() as *mut core::ffi::c_void, size, Advice::LinuxDontNeed) };
+    }
+
+    unsafe fn move_pages(&self, from: NonNull<u8>, size: usize, to: NonNull<u8>) -> bool {
+        let (from, to) = (from.as_ptr() as *mut core::ffi::c_void, to.as_ptr() as *mut core::ffi::c_void);
+        // SAFETY: both ranges are ours and unused (the trait's contract);
+        // MREMAP_FIXED replaces the destination's pages with the source's.
+        unsafe { mremap_fixed(from, size, size, MremapFlags::MAYMOVE, to) }.is_ok()
+    }
+
+    unsafe fn protect(&self, ptr: NonNull<u8>, size: usize, accessible: bool) {
+        let flags = if accessible { MprotectFlags::READ | MprotectFlags::WRITE } else { MprotectFlags::empty() };
+        // SAFETY: the core passes page-aligned ranges of its own mappings
+        // that nothing uses while they are inaccessible. A failure (out of
+        // mapping slots) leaves the range accessible: no guard, no harm.
+        let _ = unsafe { mprotect(ptr.as_ptr() as *mut core::ffi::c_void, size, flags) };
     }
 
     fn write_message(&self, message: &[u8]) {

@@ -18,6 +18,19 @@
  *   write_after_free_reused   malloc(100) freed, pushed out of the quarantine
  *                             by 200 frees of another size, byte 60 written,
  *                             then malloc(100) until it comes back
+ *   huge_overflow_slack       malloc(5 MiB + 100), byte 5 MiB + 100 written
+ *                             (inside the 16-byte rounding), freed
+ *   guard_huge_end            malloc(5 MiB + 100), the first byte after its
+ *                             16-byte rounding written (a guard page in strict
+ *                             mode, the mapping's slack in default mode)
+ *   guard_huge_after_free     malloc(5 MiB) freed, byte 100 written
+ *   guard_segment_end         blocks of 1000 bytes until one is in the last
+ *                             64 KiB of its 2 MiB segment, then the segment's
+ *                             last OS page written from it
+ *   guard_segment_front       blocks of 100 bytes until one starts page 0 of
+ *                             its segment (8 KiB in), then the byte before it
+ *   wild_write                a write to address 64 (not the allocator's:
+ *                             a plain SIGSEGV in both modes)
  *
  * Each misuse case prints "misuse: <case>: reached the bad call" (flushed)
  * right before the bad call and "misuse: <case>: survived" if the process is
@@ -26,6 +39,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <semaphore.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,7 +105,7 @@ static void double_free_cross_thread(void) {
 }
 
 /* Strict-mode cases: the bad write, then calls that reach the check. */
-static void write_byte(char *p, size_t at) {
+static void write_byte(char *p, ptrdiff_t at) {
     reached();
     ((volatile char *)opaque_ptr(p))[at] = 'x';
 }
@@ -122,6 +136,37 @@ static void strict_case(const char *c) {
         free(p);
         write_byte(p, 40);
         churn(48, 200);
+    } else if (!strcmp(c, "huge_overflow_slack") || !strcmp(c, "guard_huge_end")) {
+        size_t n = (5u << 20) + 100;
+        char *p = malloc(n);
+        memset(p, 1, n);
+        write_byte(p, !strcmp(c, "guard_huge_end") ? (ptrdiff_t)((n + 15) & ~(size_t)15) : (ptrdiff_t)n);
+        free(p);
+    } else if (!strcmp(c, "wild_write")) {
+        opaque_ptr(malloc(100));
+        write_byte(opaque_ptr((char *)0), 64);
+    } else if (!strcmp(c, "guard_huge_after_free")) {
+        char *p = malloc(5u << 20);
+        memset(p, 1, 5u << 20);
+        free(p);
+        write_byte(p, 100);
+    } else if (!strcmp(c, "guard_segment_end") || !strcmp(c, "guard_segment_front")) {
+        const uintptr_t segment = 2u << 20, page = 4096;
+        int front = !strcmp(c, "guard_segment_front");
+        for (int i = 0; i < 100000; i++) {
+            char *p = malloc(front ? 100 : 1000);
+            uintptr_t offset = (uintptr_t)p & (segment - 1);
+            if (front && offset == 8192) {
+                write_byte(p, -1);
+                return;
+            }
+            if (!front && offset >= segment - (64u << 10)) {
+                write_byte(p, (ptrdiff_t)(segment - page - offset));
+                return;
+            }
+        }
+        printf("misuse: no block found where the case needs one\n");
+        exit(2);
     } else {
         char *p = malloc(100);
         memset(p, 1, 100);
@@ -210,7 +255,8 @@ int main(int argc, char **argv) {
         double_free_cross_thread();
     } else if (!strcmp(cur, "overflow_one_byte") || !strcmp(cur, "overflow_aligned") ||
                !strcmp(cur, "overflow_then_realloc") || !strcmp(cur, "write_after_free") ||
-               !strcmp(cur, "write_after_free_reused")) {
+               !strcmp(cur, "write_after_free_reused") || !strncmp(cur, "guard_", 6) ||
+               !strcmp(cur, "huge_overflow_slack") || !strcmp(cur, "wild_write")) {
         strict_case(cur);
     } else {
         fprintf(stderr, "misuse: unknown case %s\n", cur);

@@ -102,6 +102,45 @@ fn strict_write_after_free_reused() {
 }
 
 #[test]
+fn strict_huge_overflow_inside_the_rounding() {
+    expect_strict_only("huge_overflow_slack", "heap overflow");
+}
+
+// Guard pages (strict mode): the faulting write itself is reported, by
+// hakmem's SIGSEGV handler, as one line naming the guard and the block.
+
+#[test]
+fn strict_guard_page_after_a_huge_block() {
+    expect_strict_only("guard_huge_end", "heap overflow: guard page hit at 0x");
+}
+
+#[test]
+fn strict_guard_pages_over_a_freed_huge_block() {
+    expect_strict_only("guard_huge_after_free", "use after free: guard page hit at 0x");
+}
+
+#[test]
+fn strict_guard_page_at_a_segment_end() {
+    expect_strict_only("guard_segment_end", "heap overflow: guard page hit at 0x");
+}
+
+#[test]
+fn strict_guard_page_before_a_segments_first_page() {
+    expect_strict_only("guard_segment_front", "heap underflow: guard page hit at 0x");
+}
+
+#[test]
+fn strict_mode_leaves_other_faults_to_their_default_action() {
+    // The guard handler puts the previous action back for a fault that is
+    // not a guard's: the process dies of SIGSEGV, and hakmem says nothing.
+    for strict in [false, true] {
+        let out = run_case_in("wild_write", strict);
+        assert_eq!(out.status.signal(), Some(11), "wild_write (strict {strict}): expected SIGSEGV\n{}", out.describe());
+        assert!(!out.stderr_str().contains("hakmem: "), "wild_write (strict {strict}): hakmem named a fault not its own\n{}", out.describe());
+    }
+}
+
+#[test]
 fn strict_mode_catches_every_default_case() {
     // The same reports in strict mode; a paged block's names its size class.
     for (case, word, paged) in [
