@@ -119,6 +119,9 @@ pub const BIGCACHE_MAPPED_BYTES: usize = 1 << 30;
 /// of warm ones (`HugeCache::stitch`) when at least this many warm bytes
 /// are cached: below it, the system calls cost more than the faults saved.
 pub const STITCH_MIN_BYTES: usize = 64 << 10;
+/// Most segments the segment store takes out of its lists to purge at a
+/// time (segment_store.rs).
+pub const PURGE_BATCH: usize = 16;
 /// Evicted huge blocks gathered before they are unmapped together.
 pub const RELEASE_BATCH: usize = 8;
 

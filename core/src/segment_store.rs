@@ -17,14 +17,14 @@
 //! became dirty, across owners: `Segment::dirty_ms`; checked on the store's
 //! own calls), or at once when the provider has no clock or the delay is 0.
 //!
-//! Invariants: `count` is the length of each list; `abandoned_count` equals
-//! `abandoned.count` outside the lock (it lets refill skip the lock when
-//! zero); a segment is in at most one list, and a listed segment's `owner`
+//! Invariants: `count` is the length of each list; `abandoned_count` is
+//! `abandoned.count` outside the lock plus the abandoned segments a purge
+//! holds out of the list (it lets refill skip the lock when zero); a segment is in at most one list, and a listed segment's `owner`
 //! says which; no listed segment has a dirty page due (`dirty_ms + delay`)
 //! before `next_purge_ms`. No store method is called with a store lock held. Lock order: abandoned -> cache.
 
 use crate::class::SegmentKind;
-use crate::config::SEGMENT_SIZE;
+use crate::config::{PURGE_BATCH, SEGMENT_SIZE};
 use crate::list::List;
 use crate::memory::Memory;
 use crate::provider::PageProvider;
@@ -191,28 +191,58 @@ impl SegmentStore {
     }
 
     /// Purge the dirty pages of listed segments held for the purge delay.
+    /// The segments with pages due are taken out of their lists (up to
+    /// `PURGE_BATCH`; the rest wait for the next call, due at once), purged
+    /// with no lock held, then listed again: threads
+    /// exiting, adopting and allocating meanwhile do not wait behind the
+    /// system calls (with more threads than cores, they spun behind them).
     fn purge_expired<P: PageProvider>(&self, memory: &Memory<P>) {
         let now = memory.now_ms();
         if now == 0 || now < self.next_purge_ms.load(Ordering::Relaxed) {
             return;
         }
         let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        let cutoff = now.saturating_sub(delay);
+        let mut due = [(null_mut::<Segment>(), false); PURGE_BATCH];
+        let mut taken = 0;
         let mut next = u64::MAX;
-        let abandoned = self.abandoned.lock();
-        let cache = self.cache.lock();
-        self.next_purge_ms.store(u64::MAX, Ordering::Relaxed);
-        for stack in [&*abandoned, &*cache] {
-            let mut segment = stack.list.first;
-            while !segment.is_null() {
-                // SAFETY: the locks give us exclusive ownership of listed segments.
-                unsafe {
-                    let (_, oldest_left) = Segment::purge_pages_dirty_since(segment, memory, now.saturating_sub(delay));
-                    next = next.min(oldest_left.saturating_add(delay));
-                    segment = (*segment).next;
+        {
+            let mut abandoned = self.abandoned.lock();
+            let mut cache = self.cache.lock();
+            self.next_purge_ms.store(u64::MAX, Ordering::Relaxed);
+            for (stack, is_abandoned) in [(&mut *abandoned, true), (&mut *cache, false)] {
+                let mut segment = stack.list.first;
+                while !segment.is_null() {
+                    // SAFETY: the locks give us exclusive ownership of listed segments.
+                    unsafe {
+                        let following = (*segment).next;
+                        let oldest = Segment::oldest_dirty_ms(segment);
+                        if oldest <= cutoff && taken < PURGE_BATCH {
+                            stack.remove(segment);
+                            due[taken] = (segment, is_abandoned);
+                            taken += 1;
+                        } else if oldest != u64::MAX {
+                            next = next.min(oldest.saturating_add(delay));
+                        }
+                        segment = following;
+                    }
                 }
             }
         }
         self.next_purge_ms.fetch_min(next, Ordering::Relaxed);
+        for &(segment, is_abandoned) in &due[..taken] {
+            // SAFETY: taken out of its list, the segment is ours alone
+            // (remote frees into its pages touch no page bookkeeping).
+            unsafe {
+                let (_, oldest_left) = Segment::purge_pages_dirty_since(segment, memory, cutoff);
+                // Abandoned ones at the front, with the oldest (the back is
+                // where a returning heap looks for its own); cached ones at
+                // the back, the cold end (the front is reused first).
+                let stack = if is_abandoned { &self.abandoned } else { &self.cache };
+                stack.lock().push(segment, is_abandoned);
+                self.schedule((oldest_left != u64::MAX).then(|| oldest_left.saturating_add(delay)));
+            }
+        }
     }
 
     /// # Safety
