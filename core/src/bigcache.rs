@@ -29,7 +29,7 @@ use crate::config::{
 };
 use crate::memory::Memory;
 use crate::provider::PageProvider;
-use crate::segment::{segment_map_insert, segment_map_remove, Segment, HUGE_CACHED, HUGE_OWNER};
+use crate::segment::{segment_map_remove, Segment, HUGE_CACHED, HUGE_OWNER};
 use crate::stats::Mapping;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::Ordering;
@@ -124,10 +124,10 @@ impl HugeCache {
     /// 2 MiB boundary, to be split; else, when `can_resize`, the warm one
     /// nearest in size, to be resized (shrinking is cheap, growing faults
     /// only the growth, so a size above counts a quarter of a size below;
-    /// when `can_stitch`, only a larger one: [`Self::stitch`] grows without
-    /// faults); else, when `can_stitch` and warm bytes are cached, none
-    /// (the caller stitches); else a purged one that fits. Returns it and
-    /// how to reuse it.
+    /// only a larger one when stitching pays: `can_stitch` and enough warm
+    /// bytes, [`Self::worth_stitching`]); else, when stitching pays, none
+    /// (the caller stitches, without faults); else a purged one that fits.
+    /// Returns it and how to reuse it.
     pub fn take(&mut self, map_size: usize, can_resize: bool, can_split: bool, can_stitch: bool) -> Option<(*mut Segment, Reuse)> {
         let fits = |size: usize| size >= map_size && size <= map_size + map_size / 4;
         let slots = &self.slots[..self.len];
@@ -137,7 +137,8 @@ impl HugeCache {
         let split_min = split_min(map_size);
         let fit_warm = (0..slots.len()).filter(warm).filter(|&i| fits(size(i))).min_by_key(|&i| size(i));
         let split = (0..slots.len()).filter(warm).filter(|&i| can_split && size(i) >= split_min).min_by_key(|&i| size(i));
-        let shrinks = |i: &usize| !can_stitch || size(*i) >= map_size;
+        let stitch = can_stitch && Self::worth_stitching(self.warm_bytes, map_size);
+        let shrinks = |i: &usize| !stitch || size(*i) >= map_size;
         let nearest = (0..slots.len()).filter(warm).filter(|_| can_resize).filter(shrinks).min_by_key(|&i| resize_cost(i));
         let (i, reuse) = if let Some(i) = fit_warm {
             (i, Reuse::Warm)
@@ -145,7 +146,7 @@ impl HugeCache {
             (i, Reuse::Split)
         } else if let Some(i) = nearest {
             (i, Reuse::Resize)
-        } else if can_stitch && self.warm_bytes >= STITCH_MIN_BYTES {
+        } else if stitch {
             return None;
         } else {
             let i = (0..slots.len()).filter(|&i| fits(size(i))).min_by_key(|&i| size(i))?;
@@ -173,6 +174,7 @@ impl HugeCache {
                 return; // the tail lies past the segment map's window: keep the mapping whole
             }
             (*tail).used_pages = 1;
+            (*tail).pieced = (*segment).pieced;
             (*tail).huge_state.store(HUGE_CACHED, Ordering::Relaxed);
             (*segment).map_size = cut - segment as usize;
             memory.stats.huge_mapped.fetch_add(1, Ordering::Relaxed);
@@ -181,6 +183,14 @@ impl HugeCache {
             let slot = CacheSlot { segment: tail, tick: self.tick, cached_ms: now, warm: true };
             self.insert(slot, now.saturating_add(delay.max(BIGCACHE_WARM_MAX_MS)));
         }
+    }
+
+    /// Whether stitching pays for a request of `map_size` bytes: at least
+    /// `STITCH_MIN_BYTES` warm (below, the system calls cost more than the
+    /// faults saved), and half the request (else a purged mapping that fits
+    /// faults about as much, with one call).
+    fn worth_stitching(warm_bytes: usize, map_size: usize) -> bool {
+        warm_bytes >= STITCH_MIN_BYTES.max(map_size / 2)
     }
 
     /// Build a mapping of `map_size` bytes for a request no cached mapping
@@ -196,7 +206,7 @@ impl HugeCache {
     /// # Safety
     /// The provider can move pages (`CAN_MOVE`).
     pub unsafe fn stitch<P: PageProvider>(&mut self, memory: &Memory<P>, map_size: usize) -> Option<*mut Segment> {
-        if self.warm_bytes < STITCH_MIN_BYTES {
+        if !Self::worth_stitching(self.warm_bytes, map_size) {
             return None;
         }
         let mapping = memory.map(map_size, SEGMENT_SIZE, Mapping::Huge)?;
@@ -204,31 +214,31 @@ impl HugeCache {
         let mut filled = 0;
         // A donor keeps at least its header; one down to that gives no more.
         let gives = |slot: &CacheSlot| slot.warm && Self::size_of(slot) > SEGMENT_HEADER_BYTES;
+        // SAFETY: cached mappings are live and the cache's.
+        let pieced = |slot: &CacheSlot| unsafe { (*slot.segment).pieced };
         while filled < map_size {
-            let Some(i) = (0..self.len).filter(|&i| gives(&self.slots[i])).max_by_key(|&i| Self::size_of(&self.slots[i])) else {
+            // The largest first; pieced ones last (see `Segment::pieced`).
+            let Some(i) = (0..self.len).filter(|&i| gives(&self.slots[i])).max_by_key(|&i| (!pieced(&self.slots[i]), Self::size_of(&self.slots[i])))
+            else {
                 break;
             };
             let (donor, size, need) = (self.slots[i].segment, Self::size_of(&self.slots[i]), map_size - filled);
+            // All of it, or its tail (it keeps at least its header).
+            let whole = size <= need;
+            let part = if whole { size } else { need.min(size - SEGMENT_HEADER_BYTES) };
             // SAFETY: a cached mapping is the cache's and holds nothing
             // live; the destination is the fresh mapping's, untouched.
             unsafe {
-                if size <= need {
-                    let slot = self.remove(i);
+                if whole {
+                    self.remove(i);
                     segment_map_remove(donor);
-                    if !memory.move_huge_pages(donor as usize, size, base + filled, true) {
-                        let _ = segment_map_insert(donor); // where it was, so inside the window
-                        self.insert(slot, slot.cached_ms.saturating_add(BIGCACHE_WARM_MAX_MS));
-                        break;
-                    }
-                    filled += size;
                 } else {
-                    let part = need.min(size - SEGMENT_HEADER_BYTES);
-                    if !memory.move_huge_pages(donor as usize + size - part, part, base + filled, false) {
-                        break;
-                    }
                     (*donor).map_size -= part;
                     self.cached_bytes -= part;
                     self.warm_bytes -= part;
+                }
+                // (A failed move unmapped the source: nothing more to undo.)
+                if memory.move_huge_pages(donor as usize + size - part, part, base + filled, whole) {
                     filled += part;
                 }
             }
@@ -242,6 +252,7 @@ impl HugeCache {
                 return None;
             }
             (*segment).used_pages = 1;
+            (*segment).pieced = true;
         }
         Some(segment)
     }
@@ -319,6 +330,7 @@ impl HugeCache {
         unsafe {
             segment_map_remove(second);
             (*first).map_size += (*second).map_size;
+            (*first).pieced = true;
         }
         memory.stats.huge_mapped.fetch_sub(1, Ordering::Relaxed);
     }

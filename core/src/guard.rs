@@ -9,6 +9,8 @@
 //!                       (to SEGMENT_HEADER_BYTES)   (tail_guard: one OS page)
 //!  huge      [ header | guard | slack | block ... | slack | guard ]
 //!                               canary ^           ^ canary  (< one OS page each)
+//!  (aligned to 2 MiB or more, the mapping starts with unguarded alignment
+//!  slack before the header, as in huge.rs)
 //! ```
 //!
 //! A huge block ends as close to its tail guard as its alignment allows;

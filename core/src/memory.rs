@@ -120,17 +120,25 @@ impl<P: PageProvider> Memory<P> {
 
     /// Move `bytes` of pages from a cached huge mapping (`whole`: all of
     /// it) into another huge mapping, as [`PageProvider::move_pages`] does,
-    /// and count them. False, nothing changed, when the provider cannot.
+    /// and count them gone from the first. False when the provider could
+    /// not: the source range (part of it may have moved) is then unmapped,
+    /// and counted so.
     ///
     /// # Safety
-    /// As for [`PageProvider::move_pages`].
+    /// As for [`PageProvider::move_pages`]; the source range is not used
+    /// again either way.
     pub unsafe fn move_huge_pages(&self, from: usize, bytes: usize, to: usize, whole: bool) -> bool {
         // SAFETY: per the contract (both inside mappings, so not null).
-        let moved = unsafe { self.provider.move_pages(NonNull::new_unchecked(from as *mut u8), bytes, NonNull::new_unchecked(to as *mut u8)) };
-        if moved {
+        unsafe {
+            let source = NonNull::new_unchecked(from as *mut u8);
+            let moved = self.provider.move_pages(source, bytes, NonNull::new_unchecked(to as *mut u8));
+            if !moved {
+                self.provider.unmap(source, bytes);
+                self.stats.unmapped_bytes.fetch_add(bytes, Ordering::Relaxed);
+            }
             self.stats.moved_out(bytes, whole);
+            moved
         }
-        moved
     }
 
     /// Make `bytes` at `start` inaccessible (a guard, guard.rs).

@@ -52,8 +52,10 @@ static_assertions::const_assert!(crate::config::SEGMENT_SIZE as u64 <= START_FRA
 static_assertions::const_assert!((1u64 << RECIPROCAL_SHIFT) / crate::config::LARGE_MAX as u64 >= START_FRACTION);
 
 /// Descriptor of one page, inside its segment's header: 64 bytes, so a
-/// page's index in its segment is a shift of its address.
-#[repr(C)]
+/// page's index in its segment is a shift of its address, and aligned to
+/// them, so that it is one cache line (the owner's frees and other
+/// threads' remote frees of the page touch that line alone).
+#[repr(C, align(64))]
 pub struct Page {
     /// First block ready for malloc (owner only).
     pub free: *mut Block,

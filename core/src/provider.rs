@@ -89,8 +89,11 @@ pub unsafe trait PageProvider: Sync {
     /// another one, whose own pages are dropped), contents and all, without
     /// copying (Linux: `mremap` with `MREMAP_FIXED`). On success `from..`
     /// is gone as if unmapped, and the destination mapping owns the moved
-    /// pages (unmapped and purged with it). False, nothing changed, when it
-    /// cannot. The default cannot (see `CAN_MOVE`).
+    /// pages (unmapped and purged with it). False when it could not: then
+    /// part of the range may have moved (Linux 6.17 on moves ranges made of
+    /// several mappings, and may stop partway), so the core unmaps the
+    /// source range and does not use it again; the destination stays
+    /// usable either way. The default cannot (see `CAN_MOVE`).
     ///
     /// # Safety
     /// Both ranges are as described, distinct, and nothing in either is

@@ -51,6 +51,12 @@ pub const HUGE_LIVE: usize = 1;
 pub const HUGE_CACHED: usize = 2;
 
 /// The header at the start of every segment.
+///
+/// Its first cache line holds what frees read from any thread (`owner`,
+/// the geometry, the huge block's place) and nothing the owner writes as
+/// pages come and go: a thread freeing into another's segment does not
+/// miss on a line the owner keeps writing. The owner's page bookkeeping
+/// starts on the second line; each page descriptor is one line of its own.
 #[repr(C)]
 pub struct Segment {
     /// Owning heap address or an `*_OWNER` constant.
@@ -61,20 +67,13 @@ pub struct Segment {
     pub page_shift: u8,
     /// Pages in this segment (1 for large and huge).
     pub page_count: u8,
-    /// Pages currently in use.
-    pub used_pages: u8,
-    /// Unused pages whose memory was touched and not purged since (bit i:
-    /// page i). Reused first (warm); purged in bulk by the owning heap, or
-    /// by the segment store for segments it holds.
-    pub dirty: u32,
-    /// When each dirty page became dirty (ms), kept as the segment changes
-    /// hands: the segment store purges pages by their own age.
-    pub dirty_ms: [u64; MAX_PAGES_PER_SEGMENT],
-    /// The heap that abandoned the segment (while it is abandoned).
-    pub abandoned_by: usize,
-    /// Links in the owner heap's segment list, the abandoned list or a cache.
-    pub next: *mut Segment,
-    pub prev: *mut Segment,
+    /// Huge only: the mapping holds pages of several mappings (stitched or
+    /// joined, bigcache.rs), which the system may keep as several: moving
+    /// it whole may fail on kernels before 6.17, so it is a donor last.
+    pub pieced: bool,
+    /// Bytes at the segment's end that are a guard page (strict mode,
+    /// guard.rs): no page's block area covers them.
+    pub tail_guard: u32,
     /// The whole mapping this header belongs to (huge mappings may start
     /// before the header; paged segments start at the header).
     pub map_base: *mut u8,
@@ -84,13 +83,25 @@ pub struct Segment {
     pub huge_offset: usize,
     pub huge_size: usize,
     pub huge_state: AtomicUsize,
-    /// Bytes at the segment's end that are a guard page (strict mode,
-    /// guard.rs): no page's block area covers them.
-    pub tail_guard: u32,
+    /// The heap that abandoned the segment (while it is abandoned).
+    pub abandoned_by: usize,
+    /// Pages currently in use.
+    pub used_pages: u8,
+    /// Unused pages whose memory was touched and not purged since (bit i:
+    /// page i). Reused first (warm); purged in bulk by the owning heap, or
+    /// by the segment store for segments it holds.
+    pub dirty: u32,
+    /// When each dirty page became dirty (ms), kept as the segment changes
+    /// hands: the segment store purges pages by their own age.
+    pub dirty_ms: [u64; MAX_PAGES_PER_SEGMENT],
+    /// Links in the owner heap's segment list, the abandoned list or a cache.
+    pub next: *mut Segment,
+    pub prev: *mut Segment,
     /// Page descriptors; only `pages[..page_count]` are meaningful.
     pub pages: [Page; MAX_PAGES_PER_SEGMENT],
 }
 
+const_assert!(core::mem::offset_of!(Segment, used_pages) == 64);
 const_assert!(core::mem::size_of::<Segment>() <= SEGMENT_HEADER_BYTES);
 
 impl Segment {
@@ -124,6 +135,7 @@ impl Segment {
                 huge_size: 0,
                 huge_state: AtomicUsize::new(0),
                 tail_guard: 0,
+                pieced: false,
                 pages: [const { Page::UNUSED }; MAX_PAGES_PER_SEGMENT],
             });
         }
@@ -458,7 +470,15 @@ pub fn segment_at_or_below(addr: usize) -> Option<*mut Segment> {
     }
     let index = (addr & WINDOW_MASK) >> SEGMENT_SHIFT;
     let (mut word, mut mask) = (index >> 6, u64::MAX >> (63 - (index & 63)));
-    let lowest = MAP_WORDS_USED.0.load(Ordering::Relaxed);
+    // Only the words that ever held a segment (a fault far above them,
+    // a stack overflow say, does not scan the whole map).
+    let (lowest, end) = (MAP_WORDS_USED.0.load(Ordering::Relaxed), MAP_WORDS_USED.1.load(Ordering::Relaxed));
+    if end == 0 || word < lowest {
+        return None;
+    }
+    if word >= end {
+        (word, mask) = (end - 1, u64::MAX);
+    }
     loop {
         let bits = SEGMENT_MAP[word].load(Ordering::Acquire) & mask;
         if bits != 0 {

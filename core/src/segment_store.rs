@@ -21,7 +21,7 @@
 //! `abandoned.count` outside the lock plus the abandoned segments a purge
 //! holds out of the list (it lets refill skip the lock when zero); a segment is in at most one list, and a listed segment's `owner`
 //! says which; no listed segment has a dirty page due (`dirty_ms + delay`)
-//! before `next_purge_ms`. No store method is called with a store lock held. Lock order: abandoned -> cache.
+//! before `next_purge_ms`. No store method is called with a store lock held. Lock order: purging -> abandoned -> cache.
 
 use crate::class::SegmentKind;
 use crate::config::{PURGE_BATCH, SEGMENT_SIZE};
@@ -88,6 +88,10 @@ pub struct SegmentStore {
     abandoned_count: AtomicUsize,
     /// No listed segment's dirty pages are due before this (ms).
     next_purge_ms: AtomicU64,
+    /// Held by the one `purge_expired` running (others skip their turn),
+    /// and across `fork`: a child never inherits segments a purge holds
+    /// out of the lists.
+    purging: Mutex<()>,
 }
 
 impl SegmentStore {
@@ -97,6 +101,7 @@ impl SegmentStore {
             abandoned: Mutex::new(SegmentStack::new()),
             abandoned_count: AtomicUsize::new(0),
             next_purge_ms: AtomicU64::new(u64::MAX),
+            purging: Mutex::new(()),
         }
     }
 
@@ -201,6 +206,9 @@ impl SegmentStore {
         if now == 0 || now < self.next_purge_ms.load(Ordering::Relaxed) {
             return;
         }
+        let Some(_purging) = self.purging.try_lock() else {
+            return;
+        };
         let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
         let cutoff = now.saturating_sub(delay);
         let mut due = [(null_mut::<Segment>(), false); PURGE_BATCH];
@@ -237,9 +245,19 @@ impl SegmentStore {
                 let (_, oldest_left) = Segment::purge_pages_dirty_since(segment, memory, cutoff);
                 // Abandoned ones at the front, with the oldest (the back is
                 // where a returning heap looks for its own); cached ones at
-                // the back, the cold end (the front is reused first).
-                let stack = if is_abandoned { &self.abandoned } else { &self.cache };
-                stack.lock().push(segment, is_abandoned);
+                // the back, the cold end (the front is reused first), or
+                // unmapped when the cache filled up meanwhile.
+                if is_abandoned {
+                    self.abandoned.lock().push(segment, true);
+                } else {
+                    let mut cache = self.cache.lock();
+                    if cache.count >= memory.options.segment_cache.load(Ordering::Relaxed) {
+                        drop(cache); // over the limit while it was out: unmapped
+                        Self::unmap(memory, segment);
+                        continue;
+                    }
+                    cache.push(segment, false);
+                }
                 self.schedule((oldest_left != u64::MAX).then(|| oldest_left.saturating_add(delay)));
             }
         }
@@ -367,6 +385,7 @@ impl SegmentStore {
 
     /// Take both locks (before `fork`): abandoned, then cache.
     pub fn lock_all(&self) {
+        core::mem::forget(self.purging.lock());
         core::mem::forget(self.abandoned.lock());
         core::mem::forget(self.cache.lock());
     }
@@ -378,6 +397,7 @@ impl SegmentStore {
         unsafe {
             self.cache.force_unlock();
             self.abandoned.force_unlock();
+            self.purging.force_unlock();
         }
     }
 }

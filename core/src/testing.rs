@@ -20,6 +20,8 @@ pub struct TestProvider {
     pub purged_bytes: AtomicUsize,
     /// Bytes moved between mappings (`move_pages`).
     pub moved_bytes: AtomicUsize,
+    /// Set: `move_pages` fails (moving nothing).
+    pub fail_moves: core::sync::atomic::AtomicBool,
     /// The clock `now_ms` reports (tests move it by hand).
     pub clock_ms: core::sync::atomic::AtomicU64,
     /// Host allocations behind the mappings: (start, size, align, bytes
@@ -47,6 +49,7 @@ impl TestProvider {
             live_bytes: AtomicUsize::new(0),
             purged_bytes: AtomicUsize::new(0),
             moved_bytes: AtomicUsize::new(0),
+            fail_moves: core::sync::atomic::AtomicBool::new(false),
             clock_ms: core::sync::atomic::AtomicU64::new(0),
             allocations: std::sync::Mutex::new(std::vec::Vec::new()),
             guards: std::sync::Mutex::new(std::vec::Vec::new()),
@@ -192,6 +195,9 @@ unsafe impl PageProvider for TestProvider {
     }
 
     unsafe fn move_pages(&self, from: NonNull<u8>, size: usize, to: NonNull<u8>) -> bool {
+        if self.fail_moves.load(Ordering::SeqCst) {
+            return false;
+        }
         self.moved_bytes.fetch_add(size, Ordering::SeqCst);
         // SAFETY: both ranges are mapped, distinct and unused (contract).
         unsafe {

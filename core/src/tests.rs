@@ -766,6 +766,41 @@ fn a_huge_request_no_cached_mapping_serves_is_stitched_from_warm_pages() {
 }
 
 #[test]
+fn a_stitch_whose_moves_fail_unmaps_the_donors_and_still_serves() {
+    // A kernel that cannot move a range (made of several mappings, before
+    // Linux 6.17) or stops partway: the donor's range is dropped, the new
+    // block faults fresh memory instead, and the books stay right.
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(5000, Ordering::SeqCst);
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let (a, b) = (heap.malloc(4 << 20), heap.malloc(5 << 20));
+    // SAFETY: live blocks.
+    unsafe {
+        global.free(a, hp);
+        global.free(b, hp);
+    }
+    global.provider().fail_moves.store(true, Ordering::SeqCst);
+    let c = heap.malloc(7 << 20);
+    assert!(!c.is_null());
+    fill(c, 7 << 20, 5);
+    verify(c, 7 << 20, 5);
+    heap.check_invariants();
+    // Both donors went whole (largest first, and 9 MiB < 7 MiB + header
+    // + what a would keep): unmapped; only the new mapping is left.
+    assert_eq!(global.stats().huge_mapped, 1, "{:?}", global.stats());
+    assert_eq!(global.provider().moved_bytes.load(Ordering::SeqCst), 0);
+    // SAFETY: live block; the caller's heap.
+    unsafe {
+        global.free(c, hp);
+        global.trim(hp);
+    }
+    let stats = global.stats();
+    assert_eq!((stats.huge_mapped, stats.huge_bytes), (0, 0), "{stats:?}");
+    crate::shadow::assert_nothing_left(global);
+}
+
+#[test]
 fn a_large_warm_huge_block_is_split_for_a_smaller_one_and_joined_again() {
     let global = new_global(TestProvider::new());
     global.provider().clock_ms.store(5000, Ordering::SeqCst);

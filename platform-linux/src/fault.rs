@@ -2,7 +2,8 @@
 //! (core `guard.rs`) ends with one line naming the problem, the faulting
 //! address and the block or segment, then abort, like every other report.
 //! Any other fault goes to the action that was there before: it is put
-//! back and the faulting instruction runs again under it.
+//! back and the faulting instruction runs again under it (a SIGSEGV sent
+//! by a process is raised again under it).
 //!
 //! Installed once, when the first heap is made in strict mode with guard
 //! pages, and only while SIGSEGV has its default action (a program or
@@ -26,6 +27,8 @@ mod handler {
     const SA_SIGINFO: c_int = 4;
     const SA_ONSTACK: c_int = 0x0800_0000;
     const SIG_DFL: usize = 0;
+    /// `si_code` of a SIGSEGV for an access the page's protection forbids.
+    const SEGV_ACCERR: c_int = 2;
 
     /// The C library's `struct sigaction` on these targets.
     #[repr(C)]
@@ -48,6 +51,7 @@ mod handler {
 
     extern "C" {
         fn sigaction(signal: c_int, action: *const SigAction, old: *mut SigAction) -> c_int;
+        fn raise(signal: c_int) -> c_int;
     }
 
     /// The action before ours, put back for faults that are not a guard's.
@@ -59,10 +63,21 @@ mod handler {
 
     extern "C" fn on_fault(_signal: c_int, info: *mut SigInfo, _context: *mut c_void) {
         // SAFETY: the kernel passes a valid siginfo_t for SA_SIGINFO handlers.
-        let address = unsafe { (*info).address };
-        crate::GLOBAL.report_fault(address); // does not return for a guard
-        // SAFETY: PREVIOUS holds the action sigaction returned at install.
-        unsafe { sigaction(SIGSEGV, PREVIOUS.0.get(), null_mut()) };
+        let (code, address) = unsafe { ((*info).code, (*info).address) };
+        // A guard hit is an access to a mapped page it may not touch; a
+        // signal sent by a process (code <= 0) carries no address at all.
+        if code == SEGV_ACCERR {
+            crate::GLOBAL.report_fault(address); // does not return for a guard
+        }
+        // SAFETY: PREVIOUS holds the action sigaction returned at install;
+        // raise only queues the signal (blocked until this handler returns).
+        unsafe {
+            sigaction(SIGSEGV, PREVIOUS.0.get(), null_mut());
+            if code <= 0 {
+                // Sent, not a fault: it would not come again by itself.
+                raise(SIGSEGV);
+            }
+        }
     }
 
     /// Install the handler when SIGSEGV has its default action. Call once.
@@ -83,7 +98,9 @@ mod handler {
 
 /// Install the guard-page fault handler (strict mode), once.
 pub fn install_once() {
-    static INSTALLED: spin::Once<()> = spin::Once::new();
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64"))]
-    INSTALLED.call_once(handler::install);
+    {
+        static INSTALLED: spin::Once<()> = spin::Once::new();
+        INSTALLED.call_once(handler::install);
+    }
 }

@@ -31,6 +31,7 @@
  *                             its segment (8 KiB in), then the byte before it
  *   wild_write                a write to address 64 (not the allocator's:
  *                             a plain SIGSEGV in both modes)
+ *   raised_segv               raise(SIGSEGV) (sent, not a fault: the same)
  *
  * Each misuse case prints "misuse: <case>: reached the bad call" (flushed)
  * right before the bad call and "misuse: <case>: survived" if the process is
@@ -39,6 +40,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -142,6 +144,10 @@ static void strict_case(const char *c) {
         memset(p, 1, n);
         write_byte(p, !strcmp(c, "guard_huge_end") ? (ptrdiff_t)((n + 15) & ~(size_t)15) : (ptrdiff_t)n);
         free(p);
+    } else if (!strcmp(c, "raised_segv")) {
+        opaque_ptr(malloc(100));
+        reached();
+        raise(SIGSEGV);
     } else if (!strcmp(c, "wild_write")) {
         opaque_ptr(malloc(100));
         write_byte(opaque_ptr((char *)0), 64);
@@ -256,7 +262,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(cur, "overflow_one_byte") || !strcmp(cur, "overflow_aligned") ||
                !strcmp(cur, "overflow_then_realloc") || !strcmp(cur, "write_after_free") ||
                !strcmp(cur, "write_after_free_reused") || !strncmp(cur, "guard_", 6) ||
-               !strcmp(cur, "huge_overflow_slack") || !strcmp(cur, "wild_write")) {
+               !strcmp(cur, "huge_overflow_slack") || !strcmp(cur, "wild_write") ||
+               !strcmp(cur, "raised_segv")) {
         strict_case(cur);
     } else {
         fprintf(stderr, "misuse: unknown case %s\n", cur);
