@@ -65,7 +65,8 @@ pub unsafe fn free<P: PageProvider>(
         }
     }
     let segment = Segment::of_ptr(ptr);
-    if !segment_is_known(segment) {
+    // SAFETY: `holds` reads the header only once the map says it is mapped.
+    if !segment_is_known(segment) || !unsafe { Segment::holds(segment, ptr) } {
         shared.memory.fatal_at(INVALID, ptr as usize);
     }
     // SAFETY: the segment map says the header is mapped; an owner equal to

@@ -152,6 +152,18 @@ impl Segment {
         ((ptr as usize).wrapping_sub(1) & !SEGMENT_MASK) as *mut Segment
     }
 
+    /// Whether `ptr`, whose [`Segment::of_ptr`] is the known header `this`,
+    /// lies inside the segment: masking `ptr - 1` also maps the address
+    /// right past a segment's end to it, which only a huge block may start
+    /// at (a foreign pointer there would index a page past the last).
+    ///
+    /// # Safety
+    /// `this` is a mapped header (the segment map says so).
+    pub unsafe fn holds(this: *mut Segment, ptr: *const u8) -> bool {
+        // SAFETY: per the contract.
+        (ptr as usize).wrapping_sub(this as usize) < SEGMENT_SIZE || unsafe { (*this).owner.load(Ordering::Relaxed) } == HUGE_OWNER
+    }
+
     /// The page descriptor covering `ptr`, which lies in this segment.
     ///
     /// # Safety

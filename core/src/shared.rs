@@ -40,7 +40,8 @@ impl<P: PageProvider> Shared<P> {
             return 0;
         }
         let segment = Segment::of_ptr(ptr);
-        if !segment_is_known(segment) {
+        // SAFETY: `holds` reads the header only once the map says it is mapped.
+        if !segment_is_known(segment) || !unsafe { Segment::holds(segment, ptr) } {
             self.memory.fatal_at("malloc_usable_size(): invalid pointer ", ptr as usize);
         }
         // SAFETY: the segment map says the header is mapped; ptr is live.
