@@ -240,8 +240,8 @@ unsafe fn checked_block<P: PageProvider>(memory: &Memory<P>, page: *mut Page, pt
             }
             memory.fatal_at(what, ptr as usize)
         };
-        let block = (*page).block_of(ptr);
-        if flags & PAGE_UNUSED != 0 || !(*page).block_is_carved(block) {
+        let block = Page::block_of(page, ptr);
+        if flags & PAGE_UNUSED != 0 || !Page::block_is_carved(page, block) {
             fail(INVALID);
         }
         if block != ptr && flags & PAGE_ALIGNED == 0 {

@@ -186,9 +186,18 @@ impl Page {
     }
 
     /// Start of the block containing `ptr` (which lies in this page's area).
+    /// On a raw pointer, reading only the fields it needs: threads that do
+    /// not own the page call it while the owner writes its other fields
+    /// (a `&Page` would claim to read all of them).
+    ///
+    /// # Safety
+    /// `this` is a page descriptor in a mapped segment header.
     #[inline(always)]
-    pub fn block_of(&self, ptr: *const u8) -> *mut u8 {
-        self.block_index_of(ptr).1
+    pub unsafe fn block_of(this: *const Page, ptr: *const u8) -> *mut u8 {
+        // SAFETY: per the contract; fields the owner sets when it takes the page.
+        let (start, reciprocal, block_size) = unsafe { ((*this).start as usize, (*this).reciprocal, (*this).block_size as usize) };
+        let index = ((ptr as usize).wrapping_sub(start) as u64).wrapping_mul(reciprocal) >> RECIPROCAL_SHIFT;
+        (start + index as usize * block_size) as *mut u8
     }
 
     /// Index and start of the block containing `ptr` (which lies in this
@@ -315,11 +324,16 @@ impl Page {
         self.fast_capacity = 0;
     }
 
-    /// Whether `block` (a block start) lies inside the carved area.
+    /// Whether `block` (a block start) lies inside the carved area. On a
+    /// raw pointer, as [`Page::block_of`].
+    ///
+    /// # Safety
+    /// As for [`Page::block_of`].
     #[inline(always)]
-    pub fn block_is_carved(&self, block: *const u8) -> bool {
-        let offset = (block as usize).wrapping_sub(self.start as usize);
-        offset < self.carved_bytes.load(Ordering::Relaxed) as usize
+    pub unsafe fn block_is_carved(this: *const Page, block: *const u8) -> bool {
+        // SAFETY: per the contract.
+        let (start, carved) = unsafe { ((*this).start as usize, (*this).carved_bytes.load(Ordering::Relaxed) as usize) };
+        (block as usize).wrapping_sub(start) < carved
     }
 
     /// Carve the next run of blocks (`PAGE_EXTEND_BYTES`, or at least
@@ -393,7 +407,7 @@ mod tests {
             for index in indices {
                 let block = start as usize + index * size;
                 for delta in [0, 1, 15, size / 2, size - 1] {
-                    let got = page.block_of((block + delta) as *const u8) as usize;
+                    let got = unsafe { Page::block_of(&page, (block + delta) as *const u8) } as usize;
                     assert_eq!(got, block, "class {class} index {index} delta {delta}");
                     let exact = page.block_index_exact((block + delta) as *const u8);
                     assert_eq!(exact, (index, delta == 0), "class {class} index {index} delta {delta}");

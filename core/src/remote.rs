@@ -86,14 +86,17 @@ impl Page {
     /// # Safety
     /// The blocks are blocks of this page that the caller is freeing (it
     /// owns their memory until the push succeeds); `tail` ends the list.
-    pub unsafe fn push_remote(&self, head: *mut Block, tail: *mut Block, list_key: usize) -> bool {
+    /// On a raw pointer (see [`Page::block_of`]): only `thread_free` is read.
+    pub unsafe fn push_remote(this: *const Page, head: *mut Block, tail: *mut Block, list_key: usize) -> bool {
         interleave_point!();
-        let mut old = self.thread_free.load(Ordering::Relaxed);
+        // SAFETY: the caller's page descriptor is mapped; the field alone is borrowed.
+        let thread_free = unsafe { &(*this).thread_free };
+        let mut old = thread_free.load(Ordering::Relaxed);
         loop {
             if old & DELAYED != 0 {
                 // The page is full: this free clears the bit and tells the
                 // owner through its delayed list; later frees land here.
-                match self.thread_free.compare_exchange_weak(old, old & !DELAYED, Ordering::AcqRel, Ordering::Relaxed) {
+                match thread_free.compare_exchange_weak(old, old & !DELAYED, Ordering::AcqRel, Ordering::Relaxed) {
                     Ok(_) => return false,
                     Err(now) => {
                         old = now;
@@ -103,7 +106,7 @@ impl Page {
             }
             // SAFETY: the blocks are being freed: the caller owns them now.
             unsafe { (*tail).next = encode(old as *mut Block, list_key) };
-            match self.thread_free.compare_exchange_weak(old, head as usize, Ordering::Release, Ordering::Relaxed) {
+            match thread_free.compare_exchange_weak(old, head as usize, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(now) => old = now,
             }
@@ -209,7 +212,7 @@ impl Default for DelayedFrees {
 pub unsafe fn push_foreign(segment: *mut Segment, page: *mut Page, head: *mut Block, tail: *mut Block, list_key: usize) {
     loop {
         // SAFETY: the page is live while it has a block in use.
-        if unsafe { (*page).push_remote(head, tail, list_key) } {
+        if unsafe { Page::push_remote(page, head, tail, list_key) } {
             return;
         }
         interleave_point!();
@@ -315,16 +318,16 @@ mod tests {
         let b = page.free;
         page.free = decode(unsafe { (*b).next }, key);
         page.used = 2;
-        assert!(unsafe { page.push_remote(b, b, key) });
+        assert!(unsafe { Page::push_remote(&page, b, b, key) });
         assert!(!page.try_set_delayed(), "delayed must not hide waiting blocks");
         assert_eq!(page.collect_remote(key), Some(1));
         assert_eq!(page.used, 1);
         assert_eq!(page.count_free(key), 63);
         assert!(page.try_set_delayed());
-        assert!(!unsafe { page.push_remote(a, a, key) }, "a delayed page refuses remote pushes");
+        assert!(!unsafe { Page::push_remote(&page, a, a, key) }, "a delayed page refuses remote pushes");
         assert_eq!(page.thread_free.load(Ordering::Relaxed) & DELAYED, 0, "the first free of a full page clears DELAYED");
         page.clear_delayed();
-        assert!(unsafe { page.push_remote(a, a, key) });
+        assert!(unsafe { Page::push_remote(&page, a, a, key) });
         assert_eq!(page.collect_remote(key), Some(1));
         assert_eq!(page.used, 0);
     }

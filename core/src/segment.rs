@@ -214,7 +214,7 @@ impl Segment {
                 return this as usize + (*this).huge_offset + (*this).huge_size - ptr as usize;
             }
             let page = Segment::page_of(this, ptr);
-            let block = (*page).block_of(ptr);
+            let block = Page::block_of(page, ptr);
             let block_size = (*page).block_size as usize;
             if (*page).flags.load(Ordering::Relaxed) & crate::page::PAGE_STRICT != 0 {
                 return crate::strict::usable_size(block, block_size, ptr);

@@ -266,7 +266,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             }
             let block_size = (*page).block_size as usize;
             let next = (*page).free as *const u8;
-            if !next.is_null() && (!core::ptr::eq((*page).block_of(next), next) || !(*page).block_is_carved(next)) {
+            if !next.is_null() && (!core::ptr::eq(Page::block_of(page, next), next) || !Page::block_is_carved(page, next)) {
                 self.shared.memory.fatal_in_class("corrupted free list (write after free?) at ", next as usize, block_size);
             }
             if was_freed(block, block_size, self.marker_key) {
@@ -316,7 +316,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 return None;
             }
             let block_size = (*page).block_size as usize;
-            let block = (*page).block_of(ptr);
+            let block = Page::block_of(page, ptr);
             check_on_free(&self.shared.memory, block, block_size);
             let end = ptr as usize - block as usize + size;
             if end + STRICT_TAIL > block_size || end < block_size / 2 {
