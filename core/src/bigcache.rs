@@ -125,7 +125,7 @@ impl HugeCache {
     /// nearest in size, to be resized (shrinking is cheap, growing faults
     /// only the growth, so a size above counts a quarter of a size below;
     /// only a larger one when stitching pays: `can_stitch` and enough warm
-    /// bytes, [`Self::worth_stitching`]); else, when stitching pays, none
+    /// bytes, `worth_stitching`); else, when stitching pays, none
     /// (the caller stitches, without faults); else a purged one that fits.
     /// Returns it and how to reuse it.
     pub fn take(&mut self, map_size: usize, can_resize: bool, can_split: bool, can_stitch: bool) -> Option<(*mut Segment, Reuse)> {
