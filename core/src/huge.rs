@@ -142,19 +142,7 @@ impl HugeBlocks {
             }
             None => {
                 memory.stats.bigcache_misses.fetch_add(1, Ordering::Relaxed);
-                let mapping = memory.map(map_size, align.max(SEGMENT_SIZE), Mapping::Huge)?;
-                let base = mapping.as_ptr();
-                let segment = (base as usize + header_offset) as *mut Segment;
-                // SAFETY: fresh memory; the header fits before the block.
-                // A mapping outside the segment map's window goes back unused.
-                unsafe {
-                    if !Segment::write_header(segment, HUGE_OWNER, SegmentKind::Huge, base, map_size) {
-                        memory.unmap(mapping, map_size, Mapping::Huge);
-                        return None;
-                    }
-                    (*segment).used_pages = 1;
-                }
-                (segment, P::MAPS_ZEROED)
+                (Self::map_fresh(memory, map_size, align, header_offset)?, P::MAPS_ZEROED)
             }
         };
         // SAFETY: the segment is exclusively ours (fresh or taken from the cache).
@@ -167,22 +155,34 @@ impl HugeBlocks {
         }
     }
 
-    /// A huge block between guard pages in a mapping of its own (strict
-    /// mode, guard.rs; never cached): its usable size is `size`.
-    fn alloc_guarded<P: PageProvider>(memory: &Memory<P>, size: usize, align: usize) -> Option<(*mut u8, bool)> {
-        let (block_offset, header_offset) = huge_layout(align);
-        let map_size = guard::huge_map_size::<P>(header_offset + block_offset, size);
+    /// A fresh huge mapping of `map_size` bytes aligned for `align`, its
+    /// header written `header_offset` bytes in (see `huge_layout`) and
+    /// entered in the segment map. `None` when out of memory, or when the
+    /// mapping lies outside the map's window (it goes back unused).
+    fn map_fresh<P: PageProvider>(memory: &Memory<P>, map_size: usize, align: usize, header_offset: usize) -> Option<*mut Segment> {
         let mapping = memory.map(map_size, align.max(SEGMENT_SIZE), Mapping::Huge)?;
         let base = mapping.as_ptr();
         let segment = (base as usize + header_offset) as *mut Segment;
-        // SAFETY: fresh memory sized by huge_map_size; the header fits
-        // before the block area.
+        // SAFETY: fresh memory; the caller sized it so that the header
+        // fits before the block.
         unsafe {
             if !Segment::write_header(segment, HUGE_OWNER, SegmentKind::Huge, base, map_size) {
                 memory.unmap(mapping, map_size, Mapping::Huge);
                 return None;
             }
             (*segment).used_pages = 1;
+        }
+        Some(segment)
+    }
+
+    /// A huge block between guard pages in a mapping of its own (strict
+    /// mode, guard.rs; never cached): its usable size is `size`.
+    fn alloc_guarded<P: PageProvider>(memory: &Memory<P>, size: usize, align: usize) -> Option<(*mut u8, bool)> {
+        let (block_offset, header_offset) = huge_layout(align);
+        let map_size = guard::huge_map_size::<P>(header_offset + block_offset, size);
+        let segment = Self::map_fresh(memory, map_size, align, header_offset)?;
+        // SAFETY: a fresh mapping sized by huge_map_size, ours.
+        unsafe {
             let block = guard::place_huge(memory, segment, segment as usize + block_offset, size, align.max(MIN_ALIGN));
             (*segment).huge_offset = block as usize - segment as usize;
             (*segment).huge_size = size;
