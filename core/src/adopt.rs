@@ -86,9 +86,10 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// ones to its cache, the others to be adopted. The threads that follow
     /// reuse their memory warm; the store purges what it holds past the delay.
     pub(crate) fn hand_over_segments(&mut self) {
-        self.dirty.hand_over();
         self.forget_local_segments();
         let (shared, memory, me) = (self.shared, &self.shared.memory, self as *mut Self as usize);
+        let pages = self.pages_lock.lock();
+        self.dirty.hand_over();
         for kind in 0..PAGED_KINDS {
             loop {
                 let segment = self.segments[kind].pop_front();
@@ -106,6 +107,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 }
             }
         }
+        drop(pages);
         // Anything that still arrives is routed to the abandoned pages.
         self.drain_delayed_dequeued();
     }
@@ -154,8 +156,10 @@ impl<P: PageProvider + 'static> Heap<P> {
         unsafe {
             debug_assert_eq!((*segment).owner.load(Ordering::Relaxed), ABANDONED_OWNER);
             (*segment).owner.store(self as *mut Self as usize, Ordering::Release);
+            let pages = self.pages_lock.lock();
             self.segments[(*segment).kind as usize].push_front(segment);
             self.dirty.released(Segment::dirty_bytes(segment));
+            drop(pages);
             for page in Segment::pages_in_use(segment) {
                 self.collect(page);
                 if (*page).used() == 0 {
@@ -178,7 +182,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             while !page.is_null() {
                 // SAFETY: queued pages are ours.
                 unsafe {
-                    let next = (*page).next;
+                    let next = (*page).next.get();
                     self.collect(page);
                     if (*page).used() == 0 {
                         self.queue_remove(page);
@@ -188,6 +192,6 @@ impl<P: PageProvider + 'static> Heap<P> {
                 }
             }
         }
-        self.purge_dirty()
+        self.purge_dirty(true)
     }
 }

@@ -127,7 +127,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             if !block.is_null() {
                 return block;
             }
-            if page != empty_page() && (*page).free.is_null() && (*page).extend(self.list_key) {
+            if page != empty_page() && (*page).free.get().is_null() && (*page).extend(self.list_key) {
                 return self.page_pop(page);
             }
         }
@@ -151,7 +151,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                     if self.make_room(page) {
                         return self.page_pop(page);
                     }
-                    page = (*page).next;
+                    page = (*page).next.get();
                 }
             }
         }
@@ -167,10 +167,10 @@ impl<P: PageProvider + 'static> Heap<P> {
         // SAFETY: per the contract.
         unsafe {
             self.collect(page);
-            if (*page).free.is_null() {
+            if (*page).free.get().is_null() {
                 (*page).extend(self.list_key);
             }
-            !(*page).free.is_null()
+            !(*page).free.get().is_null()
         }
     }
 
@@ -183,8 +183,8 @@ impl<P: PageProvider + 'static> Heap<P> {
         // SAFETY: per the contract.
         unsafe {
             let block = (*page).pop(self.list_key);
-            if block.is_null() && !(*page).free.is_null() {
-                self.shared.memory.fatal_at("corrupted free list (use after free?) at ", (*page).free as usize);
+            if block.is_null() && !(*page).free.get().is_null() {
+                self.shared.memory.fatal_at("corrupted free list (use after free?) at ", (*page).free.get() as usize);
             }
             block as *mut u8
         }
@@ -215,7 +215,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                         crate::debug_count!(refill_queued_pages);
                         return self.page_pop(page);
                     }
-                    let next = (*page).next;
+                    let next = (*page).next.get();
                     if kept < KEPT_FULL_PAGES {
                         // Stays queued, at the back, walked again by a later
                         // refill: its frees take the fast path meanwhile.

@@ -369,11 +369,12 @@ impl HugeCache {
     /// than the purge delay after a pause (no huge call for the purge delay,
     /// `BIGCACHE_PAUSE_MIN_MS` and 8 times the usual gap between huge calls:
     /// what the program freed is not about to be reused); and any warm
-    /// longer than the maximum age. Then note `now` as the last call.
+    /// longer than the maximum age. Then, for a huge call (`is_call`; not
+    /// for the idle purger, `Global::purge_idle`), note `now` as the last.
     ///
     /// Steady huge-block traffic thus reuses warm what it freed a few
     /// steps ago, however long each step takes, within the byte budget.
-    pub fn purge_warm<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64) {
+    pub fn purge_warm<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64, is_call: bool) {
         let limit = memory.options.bigcache_bytes.load(Ordering::Relaxed);
         let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
         let max_age = delay.max(BIGCACHE_WARM_MAX_MS);
@@ -381,8 +382,10 @@ impl HugeCache {
         let floor = if delay == 0 { 0 } else { delay.max(BIGCACHE_PAUSE_MIN_MS) };
         let pause = floor.max(self.gap_avg_ms.saturating_mul(8));
         let paused = now != 0 && gap >= pause;
-        self.gap_avg_ms = (self.gap_avg_ms * 7 + gap.min(pause)) / 8;
-        self.last_call_ms = now;
+        if is_call {
+            self.gap_avg_ms = (self.gap_avg_ms * 7 + gap.min(pause)) / 8;
+            self.last_call_ms = now;
+        }
         if self.warm_bytes <= limit && !paused && (now == 0 || now < self.next_expiry_ms) {
             return;
         }
@@ -469,7 +472,7 @@ impl HugeCache {
         let slot = CacheSlot { segment, tick: self.tick, cached_ms: now, warm: true };
         let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
         self.insert(slot, now.saturating_add(delay.max(BIGCACHE_WARM_MAX_MS)));
-        self.purge_warm(memory, now);
+        self.purge_warm(memory, now, true);
     }
 
     /// Send a huge mapping nothing uses, not cached, to the release batch

@@ -168,6 +168,8 @@ pub fn write_table(stats: &StatsSnapshot, census: &Census, emit: &mut dyn FnMut(
         stats.segments_mapped, stats.segments_peak, census.segments_owned, census.segments_abandoned));
     out.line(format_args!("memory     mapped {} (peak {})  resident {} (peak {})  purged {}  unmapped {}",
         stats.bytes_mapped, stats.bytes_mapped_peak, stats.resident_bytes, stats.resident_peak_bytes, stats.purged_bytes, stats.unmapped_bytes));
+    out.line(format_args!("reuse      freed pages taken again: {} warm, {} after a purge; purge delay {} ms",
+        stats.pages_reused_warm, stats.pages_reused_cold, stats.purge_delay_ms));
     if cfg!(feature = "debug-counters") {
         for group in census.debug.entries().chunks(4) {
             let mut line = MessageBuffer::new();

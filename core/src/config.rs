@@ -4,7 +4,7 @@
 //! Everything the allocator's geometry depends on lives here so that the
 //! compile-time checks below see it in one place.
 
-use core::sync::atomic::{AtomicBool, AtomicUsize};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
 use static_assertions::const_assert;
 
 // The geometry: segment and page sizes and the tier bounds, a compile-time
@@ -128,6 +128,14 @@ pub const RELEASE_BATCH: usize = 8;
 /// Freed pages stay resident this long (ms) for warm reuse before a heap
 /// purges them, as mimalloc's purge delay.
 pub const DEFAULT_PURGE_DELAY_MS: usize = 10;
+/// Learning modes of the purge delay (learn.rs): off (the configured
+/// delay, nothing observed), on (observed and applied), frozen (observed,
+/// not applied: what learning would choose is reported).
+pub const LEARN_OFF: u8 = 0;
+pub const LEARN_ON: u8 = 1;
+pub const LEARN_FROZEN: u8 = 2;
+/// Whether the purge delay is learned unless set otherwise.
+pub const DEFAULT_LEARN: u8 = LEARN_ON;
 /// A heap purges at once when it holds more dirty (freed, unpurged) page
 /// bytes than this, whatever the delay.
 pub const DEFAULT_PURGE_DIRTY_BYTES: usize = 64 << 20;
@@ -144,8 +152,11 @@ pub struct Options {
     pub bigcache_bytes: AtomicUsize,
     /// Dirty (freed, unpurged) page bytes a heap keeps before purging.
     pub purge_dirty_bytes: AtomicUsize,
-    /// Milliseconds freed pages stay resident before they are purged.
+    /// Milliseconds freed pages stay resident before they are purged
+    /// (while learning is on, the starting point of the learned delay).
     pub purge_delay_ms: AtomicUsize,
+    /// The purge-delay learner's mode (`LEARN_OFF` / `LEARN_ON` / `LEARN_FROZEN`).
+    pub learn: AtomicU8,
     /// Strict mode (strict.rs): read once, when the first heap is made;
     /// set it before the first allocation (later changes are ignored).
     pub strict: AtomicBool,
@@ -158,6 +169,7 @@ impl Options {
             bigcache_bytes: AtomicUsize::new(DEFAULT_BIGCACHE_BYTES),
             purge_dirty_bytes: AtomicUsize::new(DEFAULT_PURGE_DIRTY_BYTES),
             purge_delay_ms: AtomicUsize::new(DEFAULT_PURGE_DELAY_MS),
+            learn: AtomicU8::new(DEFAULT_LEARN),
             strict: AtomicBool::new(false),
         }
     }

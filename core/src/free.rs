@@ -99,7 +99,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             // checked_block's conditions, folded into one branch: a block
             // start, carved, of a page with no flag set (fast_capacity),
             // not marked free.
-            if is_start & (index < (*page).fast_capacity as usize) & ((*block).marker != marker) {
+            if is_start & (index < (*page).fast_capacity.get() as usize) & ((*block).marker != marker) {
                 (*block).marker = marker;
                 self.count_free();
                 crate::debug_count!(frees_local_fast);

@@ -8,8 +8,9 @@
 //!  heaps (lock) ------> free heaps; all heaps ever made (never unmapped)
 //! ```
 //!
-//! Lock order: heaps -> segments (abandoned -> cache) -> huge; no lock is
-//! held while calling back into a heap. Only slow paths take these locks.
+//! Lock order: idle -> heaps -> a heap's `pages_lock` -> segments
+//! (abandoned -> cache) -> huge; no other lock is held while calling back
+//! into a heap. Only slow paths and the idle purger take these locks.
 
 use crate::config::{Options, HEAP_CHUNK_BYTES};
 use crate::heap::Heap;
@@ -41,6 +42,9 @@ unsafe impl<P: PageProvider> Send for HeapPool<P> {}
 pub struct Global<P: PageProvider + 'static> {
     shared: Shared<P>,
     heaps: Mutex<HeapPool<P>>,
+    /// Held through a `purge_idle` pass (and by `lock_all`, so that no
+    /// heap's `pages_lock` is the purger's at a fork).
+    idle: Mutex<()>,
 }
 
 impl<P: PageProvider + 'static> Global<P> {
@@ -48,6 +52,7 @@ impl<P: PageProvider + 'static> Global<P> {
         Global {
             shared: Shared::new(provider),
             heaps: Mutex::new(HeapPool { free: null_mut(), all: null_mut(), chunk_next: 0, chunk_end: 0 }),
+            idle: Mutex::new(()),
         }
     }
 
@@ -58,6 +63,17 @@ impl<P: PageProvider + 'static> Global<P> {
     /// The tunables; set them before (or while) allocating.
     pub fn options(&self) -> &Options {
         &self.shared.memory.options
+    }
+
+    /// How long freed pages stay resident now (ms): learned, or the
+    /// configured `options().purge_delay_ms` (learn.rs).
+    pub fn purge_delay_ms(&self) -> usize {
+        self.shared.memory.purge_delay_ms()
+    }
+
+    /// The purge-delay learner: its last proposal and its counts.
+    pub fn learner(&self) -> &crate::learn::PurgeDelayLearner {
+        &self.shared.memory.learner
     }
 
     /// The free-list key, for tests that walk lists themselves.
@@ -204,6 +220,35 @@ impl<P: PageProvider + 'static> Global<P> {
         released > 0
     }
 
+    /// Give back what has waited the purge delay everywhere, without
+    /// waiting for the threads that hold it to call again: every heap's
+    /// dirty pages (except one whose owner is changing them right now: it
+    /// purges them itself), the segment store's cached and abandoned
+    /// segments, and the huge-block cache's warm mappings past their age.
+    /// For an embedder's idle loop or timer; on Linux the optional
+    /// background thread (`HAKMEM_BACKGROUND`) calls it. Takes no heap and
+    /// never blocks on one. Returns the bytes the heaps purged.
+    pub fn purge_idle(&'static self) -> usize {
+        let Some(_idle) = self.idle.try_lock() else {
+            return 0; // another thread is at it
+        };
+        let memory = &self.shared.memory;
+        let mut purged = 0;
+        // Heaps are only ever prepended to `all`: the walk from a snapshot
+        // of its head sees every heap made before it, and each stays mapped.
+        let mut heap = self.heaps.lock().all;
+        while !heap.is_null() {
+            // SAFETY: heaps are never unmapped; `all_next` never changes.
+            unsafe {
+                purged += Heap::purge_idle(heap);
+                heap = (*heap).all_next;
+            }
+        }
+        self.shared.segments.purge_expired(memory);
+        self.shared.huge.purge_idle(memory);
+        purged
+    }
+
     /// A snapshot of all counters, including the live heaps' call counts.
     pub fn stats(&self) -> StatsSnapshot {
         let mut snapshot = self.shared.memory.stats.snapshot();
@@ -221,6 +266,7 @@ impl<P: PageProvider + 'static> Global<P> {
         }
         drop(pool);
         (snapshot.resident_bytes, snapshot.resident_peak_bytes) = self.shared.memory.provider().resident();
+        snapshot.purge_delay_ms = self.purge_delay_ms();
         snapshot
     }
 
@@ -293,6 +339,7 @@ impl<P: PageProvider + 'static> Global<P> {
     /// Take every global lock (before `fork`), so the child never inherits
     /// a lock held by a thread that does not exist there.
     pub fn lock_all(&self) {
+        core::mem::forget(self.idle.lock());
         core::mem::forget(self.heaps.lock());
         self.shared.lock_all();
     }
@@ -306,6 +353,7 @@ impl<P: PageProvider + 'static> Global<P> {
         unsafe {
             self.shared.unlock_all();
             self.heaps.force_unlock();
+            self.idle.force_unlock();
         }
     }
 }

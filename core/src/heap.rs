@@ -15,7 +15,9 @@
 //! ```
 //!
 //! A heap is used by one thread at a time (its owner); only `delayed` and
-//! the counters are touched by other threads. Invariants:
+//! the counters are touched by other threads, and `segments` and `dirty`
+//! by the idle purger (`Heap::purge_idle`), under `pages_lock`, which the
+//! owner holds whenever it changes them. Invariants:
 //! - `current[c] == queues[c].first`, or `&EMPTY_PAGE` when the queue is
 //!   empty or the heap is profiling (sampling.rs) or strict (strict.rs), and
 //!   `direct[s] == current[c]` for every small size slot `s` of class `c`
@@ -33,7 +35,7 @@ use crate::list::List;
 use crate::page::{Block, Page, PAGE_FULL, PAGE_STRICT};
 use crate::provider::PageProvider;
 use crate::profile::Sampler;
-use crate::purge::DirtyPages;
+use crate::purge::{DirtyPages, PurgeScope};
 use crate::remote::{push_foreign, DelayedFrees, PendingFrees};
 use crate::segment::Segment;
 use crate::shared::Shared;
@@ -101,6 +103,9 @@ pub struct Heap<P: PageProvider + 'static> {
     pub(crate) full: List<Page>,
     pub(crate) segments: [List<Segment>; PAGED_KINDS],
     pub(crate) dirty: DirtyPages,
+    /// Held while `segments`, their pages' dirty state or `dirty` change:
+    /// by the owner (slow paths only), or by the idle purger.
+    pub(crate) pages_lock: spin::Mutex<()>,
     /// This thread's frees into other heaps' pages, not yet handed over.
     pub(crate) pending: PendingFrees,
     /// The heap profiler's byte countdown (sampling.rs).
@@ -133,6 +138,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             full: List::new(),
             segments: [const { List::new() }; PAGED_KINDS],
             dirty: DirtyPages::new(),
+            pages_lock: spin::Mutex::new(()),
             pending: PendingFrees::new(),
             sampler: Sampler::new(list_key as u64 ^ HEAPS_MADE.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             strict: shared.memory.strict(),
@@ -264,10 +270,12 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// initialise it for `class`. Null when out of memory.
     pub(crate) fn page_alloc(&mut self, class: usize) -> *mut Page {
         let kind = kind_of_class(class) as usize;
-        let mut segment = self.segments[kind].first;
+        let me = self as *mut Self as usize;
+        let _pages = self.pages_lock.lock();
         // SAFETY: segments in our lists are live and owned by this heap.
         unsafe {
-            if segment.is_null() || (*segment).used_pages == (*segment).page_count {
+            let mut segment = self.segment_with_room(kind);
+            if segment.is_null() {
                 segment = self.shared.segments.alloc(&self.shared.memory, kind_of_class(class));
                 if segment.is_null() && self.shared.release_caches() > 0 {
                     segment = self.shared.segments.alloc(&self.shared.memory, kind_of_class(class));
@@ -275,7 +283,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 if segment.is_null() {
                     return null_mut();
                 }
-                (*segment).owner.store(self as *mut Self as usize, Ordering::Release);
+                (*segment).owner.store(me, Ordering::Release);
                 self.segments[kind].push_front(segment);
                 // A cached segment may come with resident (dirty) pages.
                 self.dirty.released(Segment::dirty_bytes(segment));
@@ -296,6 +304,33 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
     }
 
+    /// One of our segments of `kind` with an unused page (null: none): of
+    /// the first few (those with room are at the front), one with a dirty
+    /// page if any. Taking a purged or fresh page while a resident one
+    /// waits would fault twice: now, and when the resident one, purged
+    /// unused, is taken later.
+    fn segment_with_room(&self, kind: usize) -> *mut Segment {
+        const LOOK_AHEAD: usize = 8;
+        let first = self.segments[kind].first;
+        let mut segment = first;
+        // SAFETY: segments in our lists are live and owned by this heap.
+        unsafe {
+            for _ in 0..LOOK_AHEAD {
+                if segment.is_null() || (*segment).used_pages == (*segment).page_count {
+                    break;
+                }
+                if (*segment).dirty != 0 {
+                    return segment;
+                }
+                segment = (*segment).next;
+            }
+            if first.is_null() || (*first).used_pages == (*first).page_count {
+                return null_mut();
+            }
+        }
+        first
+    }
+
     /// Give a page that holds no live block back to its segment. Its memory
     /// stays resident for reuse (even when the segment empties) until the
     /// purge policy says otherwise (purge.rs).
@@ -305,6 +340,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub(crate) unsafe fn page_free(&mut self, page: *mut Page) {
         // SAFETY: per the contract; the segment is ours.
         unsafe {
+            let _pages = self.pages_lock.lock();
             let segment = Segment::of_ptr(page as *const u8);
             let released = Segment::release_page(segment, page, &self.shared.memory);
             self.dirty.released(released);
@@ -333,7 +369,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             // it is about to be refilled (a loop whose blocks span two
             // pages freed and carved one of them again on every turn): it
             // stays, so a class keeps at most two empty pages of 64 KiB.
-            if class_size(class) <= SMALL_MAX && (queue.first == page || (*queue.first).next == page) {
+            if class_size(class) <= SMALL_MAX && (queue.first == page || (*queue.first).next.get() == page) {
                 return;
             }
             self.queue_remove(page);
@@ -399,16 +435,44 @@ impl<P: PageProvider + 'static> Heap<P> {
 
     /// Purge when the policy says so (purge.rs).
     pub(crate) fn purge_if_due(&mut self) {
+        let pages = self.pages_lock.lock();
         if self.dirty.is_due(&self.shared.memory) {
-            self.purge_dirty();
+            drop(pages);
+            self.purge_dirty(false);
         }
     }
 
-    /// Release our empty segments and purge the dirty pages of the others.
+    /// Purge our dirty pages that have waited the purge delay (all of them
+    /// when `everything`) and release the segments left empty and clean.
     /// Returns bytes released.
-    pub(crate) fn purge_dirty(&mut self) -> usize {
+    pub(crate) fn purge_dirty(&mut self, everything: bool) -> usize {
         self.forget_local_segments(); // the purge may free segments
-        self.dirty.purge(&mut self.segments, self.shared)
+        let _pages = self.pages_lock.lock();
+        self.dirty.purge(&mut self.segments, self.shared, if everything { PurgeScope::All } else { PurgeScope::Due })
+    }
+
+    /// From any thread: purge the dirty pages of `this` heap that have
+    /// waited the purge delay, unless its owner is changing them right now
+    /// (then it does so itself soon). Its segments stay listed: only the
+    /// owner releases them (its local-free cache names them). Returns
+    /// bytes purged.
+    ///
+    /// # Safety
+    /// `this` is a heap from this allocator (heaps are never unmapped).
+    pub(crate) unsafe fn purge_idle(this: *mut Self) -> usize {
+        // SAFETY: per the contract; the lock field alone is borrowed.
+        let Some(_pages) = (unsafe { &(*this).pages_lock }).try_lock() else {
+            return 0;
+        };
+        // SAFETY: holding `pages_lock`, we are the only one using `segments`
+        // and `dirty` (the owner takes the lock to change them).
+        unsafe {
+            let (dirty, segments, shared) = (&mut (*this).dirty, &mut (*this).segments, (*this).shared);
+            if !dirty.is_due(&shared.memory) {
+                return 0;
+            }
+            dirty.purge(segments, shared, PurgeScope::DueInPlace)
+        }
     }
 
     /// Remember `segment`, which this heap owns, for local frees.
@@ -448,6 +512,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[cfg(any(test, feature = "check-invariants"))]
     pub fn check_invariants(&self) {
         use crate::page::PAGE_UNUSED;
+        let _pages = self.pages_lock.lock();
         let me = self as *const Self as usize;
         for (i, &entry) in self.local_segments.iter().enumerate() {
             if entry == 0 {
@@ -484,10 +549,10 @@ impl<P: PageProvider + 'static> Heap<P> {
                     assert!((*page).used() + free <= (*page).capacity(), "page accounting");
                     assert!((*page).capacity() <= (*page).reserved);
                     let fast = if (*page).flags.load(Ordering::Relaxed) == 0 { (*page).capacity() } else { 0 };
-                    assert_eq!((*page).fast_capacity, fast, "fast_capacity");
+                    assert_eq!((*page).fast_capacity.get(), fast, "fast_capacity");
                     let segment = Segment::of_ptr(page as *const u8);
                     assert_eq!((*segment).owner.load(Ordering::Relaxed), me);
-                    page = (*page).next;
+                    page = (*page).next.get();
                 }
             }
         }
@@ -497,9 +562,10 @@ impl<P: PageProvider + 'static> Heap<P> {
                 // SAFETY: our segments are live.
                 unsafe {
                     assert_eq!(Segment::pages_in_use(segment).count(), (*segment).used_pages as usize, "used_pages");
+                    assert_eq!((*segment).dirty & (*segment).purged, 0, "a page both dirty and purged");
                     for i in 0..(*segment).page_count as usize {
-                        if (*segment).dirty & (1 << i) != 0 {
-                            assert!((*segment).pages[i].flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0, "dirty page in use");
+                        if ((*segment).dirty | (*segment).purged) & (1 << i) != 0 {
+                            assert!((*segment).pages[i].flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0, "dirty or purged page in use");
                         }
                     }
                     assert_eq!((*segment).owner.load(Ordering::Relaxed), me);

@@ -105,7 +105,7 @@ impl HugeBlocks {
         let reused = if header_offset == 0 {
             let mut cache = self.cache.lock();
             let now = memory.now_ms();
-            cache.purge_warm(memory, now);
+            cache.purge_warm(memory, now, true);
             match cache.take(map_size, P::CAN_REMAP, P::CAN_SPLIT, P::CAN_MOVE) {
                 Some((segment, Reuse::Split)) => {
                     // SAFETY: taken from the cache for a split, so a slot is free.
@@ -302,6 +302,12 @@ impl HugeBlocks {
     fn cache_insert<P: PageProvider>(&self, memory: &Memory<P>, segment: *mut Segment, now: u64) {
         // SAFETY: the caller hands over a freed (or never used) mapping.
         unsafe { self.cache.lock().insert_freed(memory, segment, now) }
+    }
+
+    /// Purge the warm cached mappings the policy says are idle
+    /// (`HugeCache::purge_warm`), between huge calls.
+    pub fn purge_idle<P: PageProvider>(&self, memory: &Memory<P>) {
+        self.cache.lock().purge_warm(memory, memory.now_ms(), false);
     }
 
     /// Empty the cache through the batch and flush it. Returns bytes released.

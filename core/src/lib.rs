@@ -30,6 +30,7 @@
 //!  census      per-class and per-tier use read from page state; the statistics table
 //!  segment     the segment header, pointer -> metadata, segment map, page bookkeeping
 //!  memory      the provider, counted: map / unmap / purge, keys, options, fatal
+//!  learn       the learned purge delay, from pages' reuse distances
 //!  profile     the heap profiler's sample and stack tables, dumps
 //!  page        page descriptor, local free list, carving
 //!  stats  class  config  message  provider           leaves
@@ -86,6 +87,7 @@ pub mod heap;
 pub mod huge;
 #[cfg(test)]
 mod interleave;
+pub mod learn;
 pub mod list;
 pub mod locked;
 pub mod memory;

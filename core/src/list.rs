@@ -16,8 +16,9 @@ pub trait Linked {
 
 impl Linked for Page {
     unsafe fn links(this: *mut Self) -> (*mut *mut Self, *mut *mut Self) {
-        // SAFETY: the caller passes a live page descriptor.
-        unsafe { (&raw mut (*this).next, &raw mut (*this).prev) }
+        // SAFETY: the caller passes a live page descriptor; Cell<T> has the
+        // layout of T.
+        unsafe { ((&raw mut (*this).next).cast(), (&raw mut (*this).prev).cast()) }
     }
 }
 
@@ -143,8 +144,8 @@ mod tests {
             list.push_back(p[2]);
             assert_eq!((list.first, list.last), (p[0], p[2]));
             list.remove(p[1]);
-            assert_eq!((*p[0]).next, p[2]);
-            assert_eq!((*p[2]).prev, p[0]);
+            assert_eq!((*p[0]).next.get(), p[2]);
+            assert_eq!((*p[2]).prev.get(), p[0]);
             assert_eq!(list.pop_front(), p[0]);
             assert!(list.is_only(p[2]));
             list.remove(p[2]);

@@ -8,6 +8,7 @@
 //! mappings made through [`Memory::map`] (and resized by `remap`).
 
 use crate::config::Options;
+use crate::learn::PurgeDelayLearner;
 use crate::message::MessageBuffer;
 use crate::profile::Profile;
 use crate::provider::PageProvider;
@@ -23,6 +24,8 @@ pub struct Memory<P: PageProvider> {
     strict: spin::Once<bool>,
     pub stats: Stats,
     pub options: Options,
+    /// The learned purge delay (learn.rs).
+    pub learner: PurgeDelayLearner,
     /// The heap profiler's records (off until started).
     pub profile: Profile,
 }
@@ -35,6 +38,7 @@ impl<P: PageProvider> Memory<P> {
             strict: spin::Once::new(),
             stats: Stats::new(),
             options: Options::new(),
+            learner: PurgeDelayLearner::new(),
             profile: Profile::new(),
         }
     }
@@ -69,6 +73,11 @@ impl<P: PageProvider> Memory<P> {
     /// The provider's clock (0 when it has none).
     pub fn now_ms(&self) -> u64 {
         self.provider.now_ms()
+    }
+
+    /// How long freed pages stay resident (ms): learned or configured.
+    pub fn purge_delay_ms(&self) -> usize {
+        self.learner.delay_ms(&self.options)
     }
 
     /// Abort with `hakmem: <what><address>`.

@@ -22,6 +22,7 @@
 //! free means the block is already free (double free). malloc clears it.
 
 use crate::config::{PAGE_EXTEND_BYTES, PAGE_EXTEND_MIN_BLOCKS, SEGMENT_SHIFT};
+use core::cell::Cell;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
@@ -58,7 +59,7 @@ static_assertions::const_assert!((1u64 << RECIPROCAL_SHIFT) / crate::config::LAR
 #[repr(C, align(64))]
 pub struct Page {
     /// First block ready for malloc (owner only).
-    pub free: *mut Block,
+    pub free: Cell<*mut Block>,
     /// First byte of the block area.
     pub start: *mut u8,
     /// `2^42 / block_size + 1`: exact division of offsets below 2 MiB.
@@ -66,8 +67,8 @@ pub struct Page {
     /// Remote frees: encoded list head | `DELAYED`.
     pub thread_free: AtomicUsize,
     /// Links in the heap's page queue.
-    pub next: *mut Page,
-    pub prev: *mut Page,
+    pub next: Cell<*mut Page>,
+    pub prev: Cell<*mut Page>,
     /// Size of each block in bytes.
     pub block_size: u32,
     /// Bytes of the area carved into blocks (atomic: a thread freeing a
@@ -75,11 +76,11 @@ pub struct Page {
     pub carved_bytes: AtomicU32,
     /// Blocks handed out and not yet collected back (owner only; statistics
     /// read it from other threads with `racy_load`, see `used_seen`).
-    pub(crate) used: u16,
+    pub(crate) used: Cell<u16>,
     /// Blocks carved so far while `flags` is 0, else 0 (owner only): a
     /// block index below it is a carved block of a page that takes fast
     /// frees. Kept by `extend` and the flag setters.
-    pub fast_capacity: u16,
+    pub fast_capacity: Cell<u16>,
     /// Blocks that fit in the area.
     pub reserved: u16,
     /// `PAGE_*` bits; written by the owner, read by any thread.
@@ -152,16 +153,16 @@ impl Page {
     /// Used as an initializer: each use is a fresh descriptor.
     #[allow(clippy::declare_interior_mutable_const)]
     pub const UNUSED: Page = Page {
-        free: null_mut(),
+        free: Cell::new(null_mut()),
         start: null_mut(),
         reciprocal: 0,
         thread_free: AtomicUsize::new(0),
-        next: null_mut(),
-        prev: null_mut(),
+        next: Cell::new(null_mut()),
+        prev: Cell::new(null_mut()),
         block_size: 0,
         carved_bytes: AtomicU32::new(0),
-        used: 0,
-        fast_capacity: 0,
+        used: Cell::new(0),
+        fast_capacity: Cell::new(0),
         reserved: 0,
         flags: AtomicU8::new(PAGE_UNUSED),
         class: AtomicU8::new(0),
@@ -170,16 +171,16 @@ impl Page {
     /// Prepare an unused page to hold blocks of `block_size` bytes in the
     /// area `start..start + area_bytes`. No block is carved yet.
     pub fn init(&mut self, class: usize, block_size: usize, start: *mut u8, area_bytes: usize) {
-        self.free = null_mut();
-        self.used = 0;
-        self.fast_capacity = 0;
+        self.free.set(null_mut());
+        self.used.set(0);
+        self.fast_capacity.set(0);
         self.carved_bytes.store(0, Ordering::Relaxed);
         self.reserved = (area_bytes / block_size) as u16;
         self.block_size = block_size as u32;
         self.class.store(class as u8, Ordering::Relaxed);
         self.thread_free.store(0, Ordering::Relaxed);
-        self.next = null_mut();
-        self.prev = null_mut();
+        self.next.set(null_mut());
+        self.prev.set(null_mut());
         self.start = start;
         self.reciprocal = (1u64 << RECIPROCAL_SHIFT) / block_size as u64 + 1;
         self.flags.store(0, Ordering::Release);
@@ -215,8 +216,8 @@ impl Page {
     /// # Safety
     /// The caller owns the page (or it is `EMPTY_PAGE`, whose list is empty).
     #[inline(always)]
-    pub unsafe fn pop(&mut self, list_key: usize) -> *mut Block {
-        let block = self.free;
+    pub unsafe fn pop(&self, list_key: usize) -> *mut Block {
+        let block = self.free.get();
         if block.is_null() {
             return block;
         }
@@ -226,8 +227,8 @@ impl Page {
             if !link_is_plausible(block, next) {
                 return null_mut();
             }
-            self.free = next;
-            self.used += 1;
+            self.free.set(next);
+            self.used.set(self.used.get() + 1);
             (*block).marker = 0;
         }
         block
@@ -238,23 +239,23 @@ impl Page {
     /// # Safety
     /// The caller owns the page; `block` is a block of it counted in `used`.
     #[inline(always)]
-    pub unsafe fn push(&mut self, block: *mut Block, list_key: usize) {
+    pub unsafe fn push(&self, block: *mut Block, list_key: usize) {
         // SAFETY: per the contract, the block's memory is the page's again.
-        unsafe { (*block).next = encode(self.free, list_key) };
-        self.free = block;
-        self.used -= 1;
+        unsafe { (*block).next = encode(self.free.get(), list_key) };
+        self.free.set(block);
+        self.used.set(self.used.get() - 1);
     }
 
     /// Blocks handed out and not yet collected back (owner only).
     #[inline(always)]
     pub fn used(&self) -> u16 {
-        self.used
+        self.used.get()
     }
 
     /// Subtract `count` collected blocks from `used` (owner only).
     #[inline(always)]
-    pub(crate) fn sub_used(&mut self, count: u16) {
-        self.used -= count;
+    pub(crate) fn sub_used(&self, count: u16) {
+        self.used.set(self.used.get() - count);
     }
 
     /// `used` as seen from a thread that does not own the page (statistics):
@@ -264,7 +265,7 @@ impl Page {
     /// `this` is a page descriptor in a mapped segment header.
     pub unsafe fn used_seen(this: *const Page) -> u16 {
         // SAFETY: per the contract; see racy_load.
-        unsafe { racy_load_u16(core::ptr::addr_of!((*this).used)) }
+        unsafe { racy_load_u16(core::ptr::addr_of!((*this).used).cast::<u16>()) }
     }
 
     /// Size class of the blocks.
@@ -304,24 +305,24 @@ impl Page {
     /// instruction would wait for every store in flight (pages go to the
     /// full queue and back on 1 in 10 mallocs in mid-sized churn).
     #[inline]
-    pub fn set_flags(&mut self, bits: u8) {
+    pub fn set_flags(&self, bits: u8) {
         self.flags.store(self.flags.load(Ordering::Relaxed) | bits, Ordering::Relaxed);
-        self.fast_capacity = 0;
+        self.fast_capacity.set(0);
     }
 
     /// Clear `PAGE_*` bits (owner only, plain load and store as in
     /// `set_flags`); with none left the page takes fast frees again.
     #[inline]
-    pub fn clear_flags(&mut self, bits: u8) {
+    pub fn clear_flags(&self, bits: u8) {
         let flags = self.flags.load(Ordering::Relaxed) & !bits;
         self.flags.store(flags, Ordering::Relaxed);
-        self.fast_capacity = if flags == 0 { self.capacity() } else { 0 };
+        self.fast_capacity.set(if flags == 0 { self.capacity() } else { 0 });
     }
 
     /// Mark the page unused (its segment's bookkeeping, segment.rs).
-    pub fn mark_unused(&mut self) {
+    pub fn mark_unused(&self) {
         self.flags.store(PAGE_UNUSED, Ordering::Release);
-        self.fast_capacity = 0;
+        self.fast_capacity.set(0);
     }
 
     /// Whether `block` (a block start) lies inside the carved area. On a
@@ -341,7 +342,7 @@ impl Page {
     /// list. Returns false when the page is fully carved. Out of line: the
     /// malloc paths that call it stay free of its registers.
     #[inline(never)]
-    pub fn extend(&mut self, list_key: usize) -> bool {
+    pub fn extend(&self, list_key: usize) -> bool {
         let capacity = self.capacity();
         let remaining = self.reserved - capacity;
         if remaining == 0 {
@@ -351,7 +352,7 @@ impl Page {
         let count = (PAGE_EXTEND_BYTES / size).max(PAGE_EXTEND_MIN_BLOCKS).min(remaining as usize);
         let first = self.start as usize + capacity as usize * size;
         // Link blocks in address order: first -> first+size -> ... -> old free.
-        let mut next = self.free;
+        let mut next = self.free.get();
         for i in (0..count).rev() {
             let block = (first + i * size) as *mut Block;
             // SAFETY: block lies in the page's area (capacity + count <=
@@ -359,7 +360,7 @@ impl Page {
             unsafe { (*block).next = encode(next, list_key) };
             next = block;
         }
-        self.free = next;
+        self.free.set(next);
         if self.flags.load(Ordering::Relaxed) & PAGE_STRICT != 0 {
             // SAFETY: the blocks were just carved, nobody else uses them.
             unsafe { crate::strict::forget_signatures(first as *mut u8, size, count) };
@@ -367,7 +368,7 @@ impl Page {
         let capacity = capacity + count as u16;
         self.carved_bytes.store(capacity as u32 * self.block_size, Ordering::Relaxed);
         if self.flags.load(Ordering::Relaxed) == 0 {
-            self.fast_capacity = capacity;
+            self.fast_capacity.set(capacity);
         }
         true
     }
@@ -375,7 +376,7 @@ impl Page {
     /// Number of blocks on the local free list (for checks and tests).
     pub fn count_free(&self, list_key: usize) -> usize {
         let mut n = 0;
-        let mut block = self.free;
+        let mut block = self.free.get();
         while !block.is_null() {
             n += 1;
             // SAFETY: the local list only links blocks of this page.

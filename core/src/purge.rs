@@ -1,11 +1,12 @@
 //! When a heap gives freed page memory back: the purge policy.
 //!
 //! Freed pages stay resident ("dirty") so that the next page taken reuses
-//! them without faults. A heap purges all its dirty pages (and releases
-//! its empty segments) when the first of them has waited
-//! `options.purge_delay_ms`, or at once when it holds more than
-//! `options.purge_dirty_bytes`. Checked on slow paths only (page release,
-//! refill).
+//! them without faults. When the oldest of a heap's dirty pages has waited
+//! the purge delay (`Memory::purge_delay_ms`: learned, learn.rs, or
+//! `options.purge_delay_ms`), the heap purges every page that has waited
+//! that long, each by its own release time, and releases its segments left
+//! empty and clean; over `options.purge_dirty_bytes` it purges them all at
+//! once. Checked on slow paths only (page release, refill).
 //!
 //! Invariant: `bytes` is the sum of the page sizes of the dirty bits of the
 //! heap's segments (`Segment::dirty`); `deadline_ms == u64::MAX` iff no
@@ -19,6 +20,19 @@ use crate::provider::PageProvider;
 use crate::segment::Segment;
 use crate::shared::Shared;
 use core::sync::atomic::Ordering;
+
+/// Which dirty pages a purge takes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PurgeScope {
+    /// Those that have waited the delay (all of them over the dirty-byte
+    /// cap); segments left empty and clean are released.
+    Due,
+    /// All of them (trim); empty segments are released.
+    All,
+    /// As `Due`, from a thread that does not own the heap (the idle
+    /// purger): every segment stays listed.
+    DueInPlace,
+}
 
 /// A heap's dirty page bytes and when they are due.
 pub struct DirtyPages {
@@ -42,52 +56,68 @@ impl DirtyPages {
         *self = Self::new();
     }
 
+    /// Dirty page bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// A dirty page of `bytes` was taken into use again.
     pub fn reused(&mut self, bytes: usize) {
         self.bytes -= bytes;
     }
 
-    /// Whether the dirty pages should be purged now; starts the delay at
-    /// the first call after pages became dirty.
+    /// Whether some dirty pages should be purged now; starts the delay at
+    /// the first call after pages became dirty (the delay in force then
+    /// decides: it is chosen before the purge it governs).
     pub fn is_due<P: PageProvider>(&mut self, memory: &Memory<P>) -> bool {
         if self.bytes == 0 {
             return false;
         }
-        let options = &memory.options;
         let now = memory.now_ms();
         if self.deadline_ms == u64::MAX {
-            self.deadline_ms = now.saturating_add(options.purge_delay_ms.load(Ordering::Relaxed) as u64);
+            self.deadline_ms = now.saturating_add(memory.purge_delay_ms() as u64);
         }
         // Without a clock (now == 0) only a zero delay is ever due.
         let due = now >= self.deadline_ms && (now != 0 || self.deadline_ms == 0);
-        due || self.bytes > options.purge_dirty_bytes.load(Ordering::Relaxed)
+        due || self.over_cap(memory)
     }
 
-    /// Purge the dirty pages of `segments` and release the empty ones.
-    /// Returns bytes released.
-    pub fn purge<P: PageProvider>(&mut self, segments: &mut [List<Segment>; PAGED_KINDS], shared: &Shared<P>) -> usize {
-        let mut purged = 0;
+    fn over_cap<P: PageProvider>(&self, memory: &Memory<P>) -> bool {
+        self.bytes > memory.options.purge_dirty_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Purge the dirty pages of `segments` that `scope` takes and release
+    /// the segments left empty and clean (unless in place). The next
+    /// deadline is the oldest page left plus the delay. Returns bytes
+    /// released.
+    pub fn purge<P: PageProvider>(&mut self, segments: &mut [List<Segment>; PAGED_KINDS], shared: &Shared<P>, scope: PurgeScope) -> usize {
+        let memory = &shared.memory;
+        let delay = memory.purge_delay_ms() as u64;
+        let cutoff = if scope == PurgeScope::All || self.over_cap(memory) { u64::MAX } else { memory.now_ms().saturating_sub(delay) };
+        let (mut released, mut left, mut oldest_left) = (0, 0, u64::MAX);
         for list in segments.iter_mut() {
             let mut segment = list.first;
             while !segment.is_null() {
                 // SAFETY: the heap's segments are live and its own.
                 unsafe {
                     let next = (*segment).next;
-                    let purged_pages = Segment::purge_dirty_pages(segment, &shared.memory);
-                    if (*segment).used_pages == 0 {
+                    let (purged, oldest) = Segment::purge_pages_dirty_since(segment, memory, cutoff);
+                    if (*segment).used_pages == 0 && (*segment).dirty == 0 && scope != PurgeScope::DueInPlace {
                         list.remove(segment);
-                        shared.segments.free(&shared.memory, segment);
-                        purged += SEGMENT_SIZE;
+                        shared.segments.free(memory, segment);
+                        released += SEGMENT_SIZE;
                     } else {
-                        purged += purged_pages;
+                        released += purged;
+                        left += Segment::dirty_bytes(segment);
+                        oldest_left = oldest_left.min(oldest);
                     }
                     segment = next;
                 }
             }
         }
-        self.bytes = 0;
-        self.deadline_ms = u64::MAX;
-        purged
+        self.bytes = left;
+        self.deadline_ms = if left == 0 { u64::MAX } else { oldest_left.saturating_add(delay) };
+        released
     }
 }
 

@@ -37,7 +37,7 @@ pub const DELAYED: usize = 1;
 impl Page {
     /// Move all remotely freed blocks to `free`. Returns how many arrived,
     /// or `None` when the remote list is corrupt (a link leaves the segment).
-    pub fn collect_remote(&mut self, list_key: usize) -> Option<u16> {
+    pub fn collect_remote(&self, list_key: usize) -> Option<u16> {
         interleave_point!();
         let mut head = self.thread_free.load(Ordering::Relaxed);
         loop {
@@ -71,8 +71,8 @@ impl Page {
             count += 1;
         }
         // SAFETY: tail is the last remote block; splice the local list behind it.
-        unsafe { (*tail).next = encode(self.free, list_key) };
-        self.free = first;
+        unsafe { (*tail).next = encode(self.free.get(), list_key) };
+        self.free.set(first);
         self.sub_used(count);
         Some(count)
     }
@@ -313,15 +313,13 @@ mod tests {
         assert!(!page.extend(key));
         assert_eq!(page.count_free(key), 64);
         // Take two blocks, give one back remotely.
-        let a = page.free;
-        page.free = decode(unsafe { (*a).next }, key);
-        let b = page.free;
-        page.free = decode(unsafe { (*b).next }, key);
-        page.used = 2;
+        let a = unsafe { page.pop(key) };
+        let b = unsafe { page.pop(key) };
+        assert_eq!(page.used(), 2);
         assert!(unsafe { Page::push_remote(&page, b, b, key) });
         assert!(!page.try_set_delayed(), "delayed must not hide waiting blocks");
         assert_eq!(page.collect_remote(key), Some(1));
-        assert_eq!(page.used, 1);
+        assert_eq!(page.used(), 1);
         assert_eq!(page.count_free(key), 63);
         assert!(page.try_set_delayed());
         assert!(!unsafe { Page::push_remote(&page, a, a, key) }, "a delayed page refuses remote pushes");
@@ -329,6 +327,6 @@ mod tests {
         page.clear_delayed();
         assert!(unsafe { Page::push_remote(&page, a, a, key) });
         assert_eq!(page.collect_remote(key), Some(1));
-        assert_eq!(page.used, 0);
+        assert_eq!(page.used(), 0);
     }
 }

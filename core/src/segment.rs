@@ -23,7 +23,8 @@
 //!
 //! Invariants:
 //! - `used_pages == |{ p in pages[..page_count] : p is in use }|`.
-//! - `dirty & (1 << i) != 0` only for unused pages `i`.
+//! - `(dirty | purged) & (1 << i) != 0` only for unused pages `i`, and
+//!   `dirty & purged == 0`.
 //! - A segment's address is set in `SEGMENT_MAP` exactly while its header
 //!   is mapped; `free` consults the map before reading any header, so a
 //!   pointer hakmem never returned is recognized without a fault.
@@ -92,8 +93,13 @@ pub struct Segment {
     /// by the segment store for segments it holds.
     pub dirty: u32,
     /// When each dirty page became dirty (ms), kept as the segment changes
-    /// hands: the segment store purges pages by their own age.
+    /// hands: the segment store purges pages by their own age. Kept too
+    /// for a page once purged (`purged`): its reuse tells the learner how
+    /// long it should have stayed.
     pub dirty_ms: [u64; MAX_PAGES_PER_SEGMENT],
+    /// Unused pages that were released and then purged (bit i: page i),
+    /// until taken again (learn.rs); forgotten when the geometry changes.
+    pub purged: u32,
     /// Links in the owner heap's segment list, the abandoned list or a cache.
     pub next: *mut Segment,
     pub prev: *mut Segment,
@@ -126,6 +132,7 @@ impl Segment {
                 used_pages: 0,
                 dirty: 0,
                 dirty_ms: [0; MAX_PAGES_PER_SEGMENT],
+                purged: 0,
                 abandoned_by: 0,
                 next: null_mut(),
                 prev: null_mut(),
@@ -284,6 +291,7 @@ impl Segment {
             (*this).page_count = (SEGMENT_SIZE >> new_shift) as u8;
             (*this).used_pages = 0;
             (*this).dirty = dirty;
+            (*this).purged = 0;
         }
     }
 
@@ -317,8 +325,9 @@ impl Segment {
     }
 
     /// Take an unused page of a segment with room (a dirty one first: its
-    /// memory is still resident) and initialise it for `class`. Returns the
-    /// page and whether it was dirty.
+    /// memory is still resident; then one purged since its release) and
+    /// initialise it for `class`. Returns the page and whether it was
+    /// dirty. A page released before tells the learner its reuse distance.
     ///
     /// # Safety
     /// The caller owns `this`, and `used_pages < page_count`.
@@ -327,9 +336,14 @@ impl Segment {
         unsafe {
             let shift = (*this).page_shift as usize;
             let dirty = (*this).dirty != 0;
-            let index = if dirty {
-                let index = (*this).dirty.trailing_zeros() as usize;
-                (*this).dirty &= !(1 << index);
+            let index = if dirty || (*this).purged != 0 {
+                let released = if dirty { &mut (*this).dirty } else { &mut (*this).purged };
+                let index = released.trailing_zeros() as usize;
+                *released &= !(1 << index);
+                let distance = memory.now_ms().saturating_sub((*this).dirty_ms[index]);
+                memory.learner.page_reused(&memory.options, distance, dirty);
+                let reused = if dirty { &memory.stats.pages_reused_warm } else { &memory.stats.pages_reused_cold };
+                reused.fetch_add(1, Ordering::Relaxed);
                 index
             } else {
                 (0..(*this).page_count as usize)
@@ -357,11 +371,13 @@ impl Segment {
         unsafe {
             let page_bytes = 1usize << (*this).page_shift;
             (*page).mark_unused();
-            (*page).free = null_mut();
+            (*page).free.set(null_mut());
             let index = Segment::page_index(this, page);
             (*this).dirty |= 1 << index;
+            (*this).purged &= !(1 << index);
             (*this).dirty_ms[index] = memory.now_ms();
             (*this).used_pages -= 1;
+            memory.learner.page_released(&memory.options);
             memory.stats.page_returned(page_bytes);
             page_bytes
         }
@@ -410,6 +426,7 @@ impl Segment {
                     None => Some((start, end)),
                 };
                 (*this).dirty &= !(1 << index);
+                (*this).purged |= 1 << index;
                 purged += 1usize << shift;
             }
             if let Some((run_start, run_end)) = run {

@@ -174,7 +174,7 @@ impl SegmentStore {
     /// # Safety
     /// The caller owns `segment` (it is entering the store).
     unsafe fn due_ms<P: PageProvider>(memory: &Memory<P>, segment: *mut Segment) -> Option<u64> {
-        let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        let delay = memory.purge_delay_ms() as u64;
         // SAFETY: per the contract.
         unsafe {
             if (*segment).dirty == 0 {
@@ -201,7 +201,7 @@ impl SegmentStore {
     /// with no lock held, then listed again: threads
     /// exiting, adopting and allocating meanwhile do not wait behind the
     /// system calls (with more threads than cores, they spun behind them).
-    fn purge_expired<P: PageProvider>(&self, memory: &Memory<P>) {
+    pub fn purge_expired<P: PageProvider>(&self, memory: &Memory<P>) {
         let now = memory.now_ms();
         if now == 0 || now < self.next_purge_ms.load(Ordering::Relaxed) {
             return;
@@ -209,7 +209,7 @@ impl SegmentStore {
         let Some(_purging) = self.purging.try_lock() else {
             return;
         };
-        let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        let delay = memory.purge_delay_ms() as u64;
         let cutoff = now.saturating_sub(delay);
         let mut due = [(null_mut::<Segment>(), false); PURGE_BATCH];
         let mut taken = 0;

@@ -100,6 +100,12 @@ counters! {
     resident_bytes,
     /// Most resident memory of the process so far (0: unknown).
     resident_peak_bytes,
+    /// Freed pages taken again while still resident (dirty).
+    pages_reused_warm,
+    /// Freed pages taken again after they were purged (faulted in again).
+    pages_reused_cold,
+    /// How long freed pages stay resident now (ms; learned or configured).
+    purge_delay_ms,
 }
 
 impl Stats {
@@ -303,7 +309,8 @@ mod tests {
         let expected = "hakmem-stats: malloc_calls=0 free_calls=7 segments_mapped=0 segments_peak=0 huge_mapped=1 \
                         bytes_mapped=6291456 bytes_mapped_peak=6291456 pages_in_use=0 heaps_live=0 bigcache_hits=0 \
                         purged_bytes=0 huge_bytes=6291456 page_bytes_in_use=0 cross_thread_frees=0 bigcache_misses=0 \
-                        segment_cache_hits=0 segment_cache_misses=0 unmapped_bytes=0 resident_bytes=0 resident_peak_bytes=0\n";
+                        segment_cache_hits=0 segment_cache_misses=0 unmapped_bytes=0 resident_bytes=0 resident_peak_bytes=0 \
+                        pages_reused_warm=0 pages_reused_cold=0 purge_delay_ms=0\n";
         assert_eq!(text, expected);
     }
 }

@@ -568,6 +568,105 @@ fn static_arena_kernel_style_embedding() {
 }
 
 #[test]
+fn an_idle_heaps_dirty_pages_and_warm_huge_blocks_are_purged_without_its_thread() {
+    let global = new_global(TestProvider::new());
+    let clock = |ms: u64| global.provider().clock_ms.store(ms, Ordering::SeqCst);
+    clock(1000);
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed);
+    global.options().purge_delay_ms.store(10, Ordering::Relaxed);
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let blocks: Vec<*mut u8> = (0..200).map(|_| heap.malloc(40_000)).collect();
+    let huge = heap.malloc(5 << 20);
+    for p in blocks.into_iter().chain([huge]) {
+        // SAFETY: live blocks of this heap.
+        unsafe { global.free(p, hp) };
+    }
+    let dirty = heap.dirty.bytes();
+    assert!(dirty >= 4 << 20, "the freed pages stay resident: {dirty}");
+    let purged = || global.provider().purged_bytes.load(Ordering::SeqCst);
+    let before = purged();
+    // Not due yet: nothing is purged.
+    clock(1005);
+    assert_eq!(global.purge_idle(), 0);
+    assert_eq!(purged(), before);
+    // While the owner changes its pages, the purger passes it by.
+    clock(1020);
+    {
+        let _owner = heap.pages_lock.lock();
+        assert_eq!(global.purge_idle(), 0, "a heap whose lock is held is skipped, not waited for");
+    }
+    // Due: the heap's dirty pages go, with no call from its thread.
+    assert!(global.purge_idle() >= dirty - (1 << 20));
+    assert!(heap.dirty.bytes() < 1 << 20, "{} dirty bytes left", heap.dirty.bytes());
+    assert!(purged() - before >= dirty - (1 << 20));
+    heap.check_invariants();
+    // The huge block stays warm up to its age limit, then goes too.
+    let warm_before = purged();
+    clock(1000 + crate::config::BIGCACHE_WARM_MAX_MS + 1);
+    global.purge_idle();
+    assert!(purged() - warm_before >= 5 << 20, "the idle warm huge block is purged");
+    // The heap still serves, reusing what it kept mapped.
+    let again: Vec<*mut u8> = (0..200).map(|_| heap.malloc(40_000)).collect();
+    for p in again {
+        assert!(!p.is_null());
+        // SAFETY: live blocks of this heap.
+        unsafe { global.free(p, hp) };
+    }
+    heap.check_invariants();
+}
+
+/// Server-style bursts: a burst of page-sized churn, then a 50 ms pause in
+/// which only the idle purger runs (every 10 ms). Returns the bytes purged
+/// in each burst and the pause after it.
+fn bursts_with_idle_gaps(learn: u8, bursts: usize) -> (Vec<usize>, &'static Global<TestProvider>) {
+    let global = new_global(TestProvider::new());
+    let mut now = 1000;
+    global.provider().clock_ms.store(now, Ordering::SeqCst);
+    global.options().learn.store(learn, Ordering::Relaxed);
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let mut purged_per_burst = Vec::new();
+    for _ in 0..bursts {
+        let before = global.provider().purged_bytes.load(Ordering::SeqCst);
+        let blocks: Vec<*mut u8> = (0..256).map(|_| heap.malloc(40_000)).collect();
+        for p in blocks {
+            // SAFETY: live blocks of this heap.
+            unsafe { global.free(p, hp) };
+        }
+        for _ in 0..5 {
+            now += 10;
+            global.provider().clock_ms.store(now, Ordering::SeqCst);
+            global.purge_idle();
+        }
+        purged_per_burst.push(global.provider().purged_bytes.load(Ordering::SeqCst) - before);
+    }
+    heap.check_invariants();
+    (purged_per_burst, global)
+}
+
+#[test]
+fn the_learned_purge_delay_keeps_pages_warm_across_the_pauses_between_bursts() {
+    use crate::config::{LEARN_FROZEN, LEARN_OFF, LEARN_ON};
+    // The fixed 10 ms delay purges every burst's pages in the pause after it
+    // (and the next burst faults them in again).
+    let (off, _) = bursts_with_idle_gaps(LEARN_OFF, 30);
+    assert!(off[10..].iter().all(|&p| p >= 4 << 20), "{off:?}");
+    // Learning sees the pages come back 50 ms after their release, sets a
+    // delay that covers it, and the later bursts reuse them warm.
+    let (on, global) = bursts_with_idle_gaps(LEARN_ON, 30);
+    assert_eq!(global.purge_delay_ms(), 64, "{on:?}");
+    assert!(on[20..].iter().all(|&p| p == 0), "{on:?}");
+    let windows = global.learner().windows.load(Ordering::Relaxed);
+    assert!(windows >= 2, "{windows} windows");
+    // Frozen: purges like off, and reports what learning would choose.
+    let (frozen, global) = bursts_with_idle_gaps(LEARN_FROZEN, 30);
+    assert!(frozen[10..].iter().all(|&p| p >= 4 << 20), "{frozen:?}");
+    assert_eq!(global.purge_delay_ms(), 10);
+    assert_eq!(global.learner().proposed_ms(), 64);
+}
+
+#[test]
 fn freed_pages_are_purged_after_the_delay_or_over_the_cap() {
     let global = new_global(TestProvider::new());
     global.provider().clock_ms.store(1000, Ordering::SeqCst);
@@ -1335,7 +1434,11 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
     static HEAPS: PerCpuHeaps<Arena<Host>, CPUS, Mask> = PerCpuHeaps::per_cpu(&GLOBAL, Mask, cpu_id);
     // Static, as a kernel's: near the other static arena, so that both
     // lie in the small geometry's segment map window.
-    const REGION_BYTES: usize = 96 << 20;
+    // Under Miri, a smaller configuration: a third of the arena, a
+    // twentieth of the steps and fewer blocks kept.
+    const REGION_BYTES: usize = if cfg!(miri) { 32 << 20 } else { 96 << 20 };
+    const STEPS: usize = if cfg!(miri) { 1_000 } else { 20_000 };
+    const KEPT: usize = if cfg!(miri) { 100 } else { 500 };
     static mut REGION: [u8; REGION_BYTES] = [0; REGION_BYTES];
     // SAFETY: the only reference ever made to REGION.
     GLOBAL.provider().add_static(unsafe { core::slice::from_raw_parts_mut((&raw mut REGION).cast::<u8>(), REGION_BYTES) });
@@ -1353,7 +1456,7 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
                 CPU.with(|c| c.set(cpu));
                 let mut rng = cpu as u64 + 1;
                 let mut own = Vec::new();
-                for i in 0..20_000usize {
+                for i in 0..STEPS {
                     let r = splitmix64(&mut rng);
                     let layout = Layout::from_size_align(1 + r as usize % 5000, 1 << ((r >> 60) % 6)).unwrap();
                     // SAFETY: non-zero layout.
@@ -1370,7 +1473,7 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
                         // SAFETY: a live block of HEAPS with this layout.
                         unsafe { HEAPS.dealloc(p, layout) };
                     }
-                    if own.len() > 500 {
+                    if own.len() > KEPT {
                         let Block(p, layout, seed) = own.swap_remove(r as usize % own.len());
                         verify(p, layout.size().min(64), seed);
                         // SAFETY: as above.

@@ -78,6 +78,9 @@ struct hakmem_stats {
     size_t unmapped_bytes;       /* bytes unmapped (cumulative) */
     size_t resident_bytes;       /* resident memory of the process (0: unknown) */
     size_t resident_peak_bytes;  /* most resident memory of the process so far (0: unknown) */
+    size_t pages_reused_warm;    /* freed pages taken again while still resident */
+    size_t pages_reused_cold;    /* freed pages taken again after they were purged */
+    size_t purge_delay_ms;       /* how long freed pages stay resident now (learned or set) */
 };
 
 /* Fill *out; returns 0 (or EINVAL when out is NULL). */

@@ -11,7 +11,7 @@
 use core::ffi::c_char;
 use core::sync::atomic::Ordering::{self, Relaxed};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
-use hakmem_core::config::Options;
+use hakmem_core::config::{Options, LEARN_FROZEN, LEARN_OFF, LEARN_ON};
 use hakmem_core::message::MessageBuffer;
 
 extern "C" {
@@ -84,7 +84,7 @@ fn show_bool(out: &mut MessageBuffer, on: bool) {
 }
 
 /// Every variable hakmem reads.
-pub static VARIABLES: [Variable; 11] = [
+pub static VARIABLES: [Variable; 13] = [
     Variable {
         name: "STATS",
         accepts: "1/on/table (a table and the line), line (the line only) or 0/off",
@@ -121,6 +121,34 @@ pub static VARIABLES: [Variable; 11] = [
         name: "PURGE_DELAY",
         accepts: "milliseconds, a whole number",
         value: Value::Number(|o| &o.purge_delay_ms, parse_count),
+    },
+    Variable {
+        name: "LEARN",
+        accepts: "on (learn the purge delay), off (use HAKMEM_PURGE_DELAY) or frozen (use it, and print what learning would choose at exit with HAKMEM_VERBOSE)",
+        value: Value::Other(
+            |v| {
+                let mode = match v {
+                    b"frozen" => Some(LEARN_FROZEN),
+                    _ => parse_bool(v).map(|on| if on { LEARN_ON } else { LEARN_OFF }),
+                };
+                mode.map(|m| options().learn.store(m, Relaxed)).is_some()
+            },
+            |out| {
+                out.push_str(match options().learn.load(Relaxed) {
+                    LEARN_ON => "on",
+                    LEARN_FROZEN => "frozen",
+                    _ => "off",
+                });
+            },
+        ),
+    },
+    Variable {
+        name: "BACKGROUND",
+        accepts: BOOL,
+        value: Value::Other(
+            |v| parse_bool(v).map(|on| crate::background::ENABLED.store(on, Relaxed)).is_some(),
+            |out| show_bool(out, crate::background::ENABLED.load(Relaxed)),
+        ),
     },
     Variable {
         name: "THP",

@@ -9,6 +9,7 @@
 //!  fork: pthread_atfork -> Global::lock_all / unlock_all
 //!  strict mode: a SIGSEGV handler names guard-page hits (fault.rs)
 //!  exit: .fini_array -> HAKMEM_STATS line, HAKMEM_PROF_DUMP profile
+//!  HAKMEM_BACKGROUND: a thread that purges idle memory (background.rs)
 //! ```
 //!
 //! Reentrancy rules kept here:
@@ -23,6 +24,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+mod background;
 pub mod env;
 mod fault;
 pub mod pages;
@@ -355,6 +357,25 @@ fn print_stats_line(stats: &StatsSnapshot) {
     write_fd(STATS_FD.load(Ordering::Relaxed), line.as_bytes());
 }
 
+/// With `HAKMEM_VERBOSE`, at exit: what learning chose (on) or would have
+/// chosen (frozen), as a setting to paste back.
+fn print_learned() {
+    use hakmem_core::config::LEARN_OFF;
+    if GLOBAL.options().learn.load(Ordering::Relaxed) == LEARN_OFF {
+        return;
+    }
+    let learner = GLOBAL.learner();
+    let mut m = hakmem_core::message::MessageBuffer::new();
+    m.push_str("hakmem: learned HAKMEM_PURGE_DELAY=");
+    match learner.proposed_ms() {
+        0 => m.push_str("(no window closed: the setting stays)"),
+        ms => m.push_decimal(ms),
+    };
+    m.push_str(" (in force: ").push_decimal(GLOBAL.purge_delay_ms()).push_str(" ms, ");
+    m.push_decimal(learner.windows.load(Ordering::Relaxed) as usize).push_str(" windows)\n");
+    write_stderr(m.as_bytes());
+}
+
 /// Write the readable statistics table, then the `hakmem-stats:` line,
 /// to stderr.
 pub fn print_stats_table() {
@@ -412,10 +433,14 @@ extern "C" fn on_load() {
     // SAFETY: extern "C" handlers with no arguments.
     unsafe { pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release)) };
     env::ensure_read();
+    background::start_if_enabled();
 }
 
 extern "C" fn on_exit() {
     env::ensure_read();
+    if env::VERBOSE.load(Ordering::Relaxed) {
+        print_learned();
+    }
     match env::STATS_AT_EXIT.load(Ordering::Relaxed) {
         env::STATS_LINE => print_stats(),
         env::STATS_TABLE => print_stats_table(),
