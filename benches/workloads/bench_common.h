@@ -11,6 +11,10 @@
  *   - prints `PEAK_RSS_KIB=<n>`, its VmHWM from /proc/self/status;
  *   - prints `EXPECT_MALLOC_CALLS=<n>`, a lower bound of the allocation calls
  *     it made (the runner compares it with hakmem's own counter);
+ *   - with BENCH_RSS_SAMPLE_MS=<n> in the environment, samples its resident
+ *     set every n ms from a thread of its own (reading /proc/self/statm
+ *     with system calls only, never through the allocator under test) and
+ *     prints `MEAN_RSS_KIB=<n>`, the mean over the run;
  *   - at exit prints `ALLOCATOR_SO=<file>` (and ALLOCATOR_SO_FREE=...), the
  *     shared object that defines `malloc` (and `free`) as resolved by the
  *     dynamic linker in this very process: the proof of which allocator ran.
@@ -66,6 +70,47 @@ static inline double now_sec(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* ---- mean resident set (BENCH_RSS_SAMPLE_MS) ---- */
+#include <fcntl.h>
+#include <unistd.h>
+static volatile unsigned long long rss_sum_kib, rss_samples;
+static long rss_page_kib;
+
+static long current_rss_kib(void) {
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    char *p = buf;
+    while (*p && *p != ' ') p++; /* skip the size field */
+    return atol(p) * rss_page_kib;
+}
+
+static void *rss_sampler(void *arg) {
+    long ms = (long)(intptr_t)arg;
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    for (;;) {
+        long kib = current_rss_kib();
+        if (kib >= 0) {
+            rss_sum_kib += (unsigned long long)kib;
+            rss_samples++;
+        }
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void start_rss_sampler(void) {
+    const char *s = getenv("BENCH_RSS_SAMPLE_MS");
+    if (!s || atol(s) <= 0) return;
+    rss_page_kib = sysconf(_SC_PAGESIZE) / 1024;
+    pthread_t t;
+    if (pthread_create(&t, NULL, rss_sampler, (void *)(intptr_t)atol(s)) == 0) pthread_detach(t);
+}
+
 /* ---- mode ---- */
 static int bench_quick = 1;
 static double bench_scale = 1.0;
@@ -81,6 +126,7 @@ static void bench_init(int argc, char **argv, const char *usage) {
         bench_scale = atof(s);
         if (bench_scale <= 0) bench_scale = 1.0;
     }
+    start_rss_sampler();
 }
 /* iteration count: quick or full value, times BENCH_SCALE, at least 1 */
 static inline uint64_t iters(uint64_t quick, uint64_t full) {
@@ -138,6 +184,7 @@ static void bench_finish(const char *name, const char *metric, double value,
     printf("CHECKSUM=%llx\n", (unsigned long long)checksum);
     printf("EXPECT_MALLOC_CALLS=%llu\n", (unsigned long long)expect_malloc_calls);
     printf("PEAK_RSS_KIB=%ld\n", peak_rss_kib());
+    if (rss_samples) printf("MEAN_RSS_KIB=%llu\n", rss_sum_kib / rss_samples);
     print_so_of("ALLOCATOR_SO", "malloc");
     print_so_of("ALLOCATOR_SO_FREE", "free");
     fflush(stdout);

@@ -128,13 +128,13 @@ pub const RELEASE_BATCH: usize = 8;
 /// Freed pages stay resident this long (ms) for warm reuse before a heap
 /// purges them, as mimalloc's purge delay.
 pub const DEFAULT_PURGE_DELAY_MS: usize = 10;
-/// Learning modes of the purge delay (learn.rs): off (the configured
+/// Learning modes of the purge policy (learn.rs): off (the configured
 /// delay, nothing observed), on (observed and applied), frozen (observed,
 /// not applied: what learning would choose is reported).
 pub const LEARN_OFF: u8 = 0;
 pub const LEARN_ON: u8 = 1;
 pub const LEARN_FROZEN: u8 = 2;
-/// Whether the purge delay is learned unless set otherwise.
+/// Whether the purge policy is learned unless set otherwise.
 pub const DEFAULT_LEARN: u8 = LEARN_ON;
 /// A heap purges at once when it holds more dirty (freed, unpurged) page
 /// bytes than this, whatever the delay.
@@ -150,12 +150,13 @@ pub struct Options {
     pub segment_cache: AtomicUsize,
     /// Bytes of freed huge blocks kept for reuse.
     pub bigcache_bytes: AtomicUsize,
-    /// Dirty (freed, unpurged) page bytes a heap keeps before purging.
+    /// Dirty (freed, unpurged) page bytes a heap keeps before purging
+    /// (while learning is on, the least the learned cap may be).
     pub purge_dirty_bytes: AtomicUsize,
     /// Milliseconds freed pages stay resident before they are purged
     /// (while learning is on, the starting point of the learned delay).
     pub purge_delay_ms: AtomicUsize,
-    /// The purge-delay learner's mode (`LEARN_OFF` / `LEARN_ON` / `LEARN_FROZEN`).
+    /// The purge learner's mode (`LEARN_OFF` / `LEARN_ON` / `LEARN_FROZEN`).
     pub learn: AtomicU8,
     /// Strict mode (strict.rs): read once, when the first heap is made;
     /// set it before the first allocation (later changes are ignored).

@@ -71,8 +71,8 @@ impl<P: PageProvider + 'static> Global<P> {
         self.shared.memory.purge_delay_ms()
     }
 
-    /// The purge-delay learner: its last proposal and its counts.
-    pub fn learner(&self) -> &crate::learn::PurgeDelayLearner {
+    /// The purge learner: its last proposal, learned cap and counts.
+    pub fn learner(&self) -> &crate::learn::PurgeLearner {
         &self.shared.memory.learner
     }
 

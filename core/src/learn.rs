@@ -1,14 +1,20 @@
-//! The learned purge delay: how long freed pages stay resident, chosen
-//! from how long the program takes to reuse them.
+//! The learned purge policy: how long freed pages stay resident, chosen
+//! from how long the program takes to reuse them, and how many dirty
+//! bytes a heap may hold before it purges them all (the cap).
 //!
 //! ```text
 //!  release_page ----------------------------> released += 1
 //!  take_page of a page freed d ms ago ------> reuse distance d (log2 bucket),
 //!    (dirty: warm; purged since: cold)          whether it was warm or cold
-//!  every WINDOW_EVENTS events: propose the delay that keeps TARGET of the
-//!  reuses warm (or the floor when few freed pages come back at all);
-//!  apply it after the proposals agree (up: 2 windows, down: 4, and at
-//!  least 2 buckets lower) -> delay_ms, read when a purge deadline is set
+//!  every WINDOW_REUSES reuses: propose the delay that keeps TARGET of them
+//!  warm; every RARE_WINDOW_RELEASES releases with few reuses: the floor
+//!  (freed pages rarely come back);
+//!  apply it at once when it is higher, after 4 agreeing windows when it
+//!  is at least 2 buckets lower -> delay_ms, read when a deadline is set
+//!  cap: a cold reuse sooner than the delay was purged early (over the
+//!  cap): over 10% of a window's reuses -> cap x2 at once (up to 16x the
+//!  configured one); for 8 windows none, and no heap holding a quarter
+//!  of the cap dirty -> cap / 2 (down to the configured one)
 //! ```
 //!
 //! The distance is measured from each page's own release to its reuse, so
@@ -17,10 +23,15 @@
 //! (a cached segment) count too; a segment given back to the provider in
 //! between is a fresh mapping and tells nothing.
 //!
-//! Modes (`config::LEARN_*`, in `Options::learn`): off (the option's delay, nothing observed), on
-//! (observed and applied), frozen (observed, not applied: the option's
-//! delay stays, and [`PurgeDelayLearner::proposed_ms`] says what learning
-//! would have chosen, to be pasted back as a fixed setting).
+//! A window right after the delay went up may count cold reuses purged
+//! under the shorter delay as early (the cap then doubles once more than
+//! needed: memory it may hold, not faults).
+//!
+//! Modes (`config::LEARN_*`, in `Options::learn`): off (the options'
+//! values, nothing observed), on (observed and applied), frozen
+//! (observed, not applied: the options' values stay, and
+//! [`PurgeLearner::proposed_ms`] and the learned cap say what learning
+//! would have chosen, to be pasted back as fixed settings).
 //!
 //! Everything here runs on slow paths (a page taken or released); a window
 //! is closed by the thread whose event completes it, under a try-lock, so
@@ -28,27 +39,40 @@
 //! under a test clock).
 //!
 //! Invariants: `LEARN_DELAY_MIN_MS <= delay_ms <= LEARN_DELAY_MAX_MS` once
-//! learning has changed it; `proposed_ms` is the last window's proposal.
+//! learning has changed it; `configured <= cap_bytes <= 16 x configured`
+//! once it has changed that; `proposed_ms` is the last window's proposal.
 
 use crate::config::{Options, LEARN_OFF, LEARN_ON};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
-
 
 /// Bounds of the learned delay (ms): a page is never kept longer than a
 /// second for reuse (the BigCache's warm limit), and at least 1 ms.
 pub const LEARN_DELAY_MIN_MS: usize = 1;
 pub const LEARN_DELAY_MAX_MS: usize = 1024;
-/// Events (releases and reuses) per window: enough that one burst does not
-/// decide, few enough that a phase change is followed within a few bursts.
-pub const WINDOW_EVENTS: u32 = 256;
+/// Reuses per window: enough for a stable quantile, few enough that a
+/// program is followed within a burst or two. Counted in reuses, not in
+/// events: a phase that only frees (a cache flushed) says nothing yet.
+pub const WINDOW_REUSES: u32 = 64;
+/// Releases that close a window with fewer than `WINDOW_REUSES` reuses: so
+/// many pages freed and few back is a pattern, not a phase.
+pub const RARE_WINDOW_RELEASES: u32 = 1024;
 /// Fraction of reuses (in 1/256) the delay should find warm.
 const TARGET_WARM: u32 = 230; // 90 %
 /// Below this many reuses per release (in 1/256), freed pages rarely come
 /// back: keep them no longer than the floor.
 const RARE_REUSE: u32 = 32; // 1 in 8
-/// Windows in a row whose proposals must agree before the delay moves.
-const DWELL_UP: u8 = 2;
+/// Windows in a row whose proposals must agree before the delay moves: up
+/// at once (pages purged too soon fault again, which costs time), down
+/// only after four (holding them costs memory only meanwhile).
+const DWELL_UP: u8 = 1;
 const DWELL_DOWN: u8 = 4;
+/// Windows in a row with many early purges before the cap goes up (as
+/// the delay: at once).
+const CAP_DWELL_UP: u8 = 1;
+/// The learned dirty-byte cap goes up to this many times the configured one.
+pub const LEARN_CAP_MAX_FACTOR: usize = 16;
+/// Windows without an early purge before the cap comes down a step.
+const CAP_DWELL_DOWN: u8 = 8;
 
 /// Reuse distances in power-of-two buckets of milliseconds: bucket 0 is
 /// below 1 ms, bucket `b` is `[2^(b-1), 2^b)`, the last one everything
@@ -65,41 +89,65 @@ fn bucket_delay(bucket: usize) -> usize {
     (1usize << bucket).clamp(LEARN_DELAY_MIN_MS, LEARN_DELAY_MAX_MS)
 }
 
-/// The purge-delay learner of one allocator instance.
-pub struct PurgeDelayLearner {
+/// A learned value when learning is on and has set it (non-zero), else
+/// the configured one.
+#[inline]
+fn in_force(options: &Options, learned: &AtomicUsize, configured: &AtomicUsize) -> usize {
+    let learned = learned.load(Ordering::Relaxed);
+    if options.learn.load(Ordering::Relaxed) == LEARN_ON && learned != 0 {
+        learned
+    } else {
+        configured.load(Ordering::Relaxed)
+    }
+}
+
+/// The purge learner of one allocator instance: delay and dirty-byte cap.
+pub struct PurgeLearner {
     /// The learned delay; 0 until learning has moved it (then the option's
     /// value stands).
     delay_ms: AtomicUsize,
     /// The last window's proposal (0: none yet).
     proposed_ms: AtomicUsize,
     reuses: [AtomicU32; BUCKETS],
-    warm_reuses: AtomicU32,
+    window_reuses: AtomicU32,
+    /// Cold reuses sooner than the delay in force: purged early.
+    early_reuses: AtomicU32,
     released: AtomicU32,
-    events: AtomicU32,
     closing: AtomicBool,
     /// Direction and count of agreeing proposals (closing thread only).
     streak: AtomicU8,
     streak_up: AtomicBool,
     /// The least (up) or largest (down) proposal of the streak.
     streak_ms: AtomicUsize,
+    /// The learned dirty-byte cap (0: the configured one stands).
+    cap_bytes: AtomicUsize,
+    /// Most dirty bytes a heap held in this window.
+    peak_dirty: AtomicUsize,
+    /// Windows in a row with many (up) or no (down) early purges.
+    cap_streak_up: AtomicU8,
+    cap_streak_down: AtomicU8,
     /// Windows closed, and delay changes made (statistics, tests).
     pub windows: AtomicU32,
     pub changes: AtomicU32,
 }
 
-impl PurgeDelayLearner {
+impl PurgeLearner {
     pub const fn new() -> Self {
-        PurgeDelayLearner {
+        PurgeLearner {
             delay_ms: AtomicUsize::new(0),
             proposed_ms: AtomicUsize::new(0),
             reuses: [const { AtomicU32::new(0) }; BUCKETS],
-            warm_reuses: AtomicU32::new(0),
+            window_reuses: AtomicU32::new(0),
+            early_reuses: AtomicU32::new(0),
             released: AtomicU32::new(0),
-            events: AtomicU32::new(0),
             closing: AtomicBool::new(false),
             streak: AtomicU8::new(0),
             streak_up: AtomicBool::new(false),
             streak_ms: AtomicUsize::new(0),
+            cap_bytes: AtomicUsize::new(0),
+            peak_dirty: AtomicUsize::new(0),
+            cap_streak_up: AtomicU8::new(0),
+            cap_streak_down: AtomicU8::new(0),
             windows: AtomicU32::new(0),
             changes: AtomicU32::new(0),
         }
@@ -109,12 +157,14 @@ impl PurgeDelayLearner {
     /// moved it, else the configured one.
     #[inline]
     pub fn delay_ms(&self, options: &Options) -> usize {
-        let learned = self.delay_ms.load(Ordering::Relaxed);
-        if options.learn.load(Ordering::Relaxed) == LEARN_ON && learned != 0 {
-            learned
-        } else {
-            options.purge_delay_ms.load(Ordering::Relaxed)
-        }
+        in_force(options, &self.delay_ms, &options.purge_delay_ms)
+    }
+
+    /// The dirty bytes a heap may hold before it purges them all: learned
+    /// when learning is on and has moved it, else the configured one.
+    #[inline]
+    pub fn dirty_cap(&self, options: &Options) -> usize {
+        in_force(options, &self.cap_bytes, &options.purge_dirty_bytes)
     }
 
     /// What the last window proposed (0: no window closed yet): in frozen
@@ -126,8 +176,18 @@ impl PurgeDelayLearner {
     /// A page was released (became dirty).
     pub fn page_released(&self, options: &Options) {
         if options.learn.load(Ordering::Relaxed) != LEARN_OFF {
-            self.released.fetch_add(1, Ordering::Relaxed);
-            self.event(options);
+            let released = self.released.fetch_add(1, Ordering::Relaxed) + 1;
+            if released >= RARE_WINDOW_RELEASES {
+                self.try_close_window(options);
+            }
+        }
+    }
+
+    /// A heap holds `bytes` dirty (checked against the cap).
+    #[inline]
+    pub fn note_dirty(&self, options: &Options, bytes: usize) {
+        if options.learn.load(Ordering::Relaxed) != LEARN_OFF && bytes > self.peak_dirty.load(Ordering::Relaxed) {
+            self.peak_dirty.fetch_max(bytes, Ordering::Relaxed);
         }
     }
 
@@ -136,19 +196,22 @@ impl PurgeDelayLearner {
     pub fn page_reused(&self, options: &Options, distance_ms: u64, warm: bool) {
         if options.learn.load(Ordering::Relaxed) != LEARN_OFF {
             self.reuses[bucket_of(distance_ms)].fetch_add(1, Ordering::Relaxed);
-            if warm {
-                self.warm_reuses.fetch_add(1, Ordering::Relaxed);
+            if !warm && distance_ms < self.delay_ms(options) as u64 {
+                self.early_reuses.fetch_add(1, Ordering::Relaxed);
             }
-            self.event(options);
+            if self.window_reuses.fetch_add(1, Ordering::Relaxed) + 1 >= WINDOW_REUSES {
+                self.try_close_window(options);
+            }
         }
     }
 
-    fn event(&self, options: &Options) {
-        if self.events.fetch_add(1, Ordering::Relaxed) + 1 >= WINDOW_EVENTS
-            && self.closing.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
-        {
-            if self.events.load(Ordering::Relaxed) >= WINDOW_EVENTS {
-                self.close_window(options.purge_delay_ms.load(Ordering::Relaxed));
+    /// Close the window unless another thread is closing it.
+    fn try_close_window(&self, options: &Options) {
+        if self.closing.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            if self.window_reuses.load(Ordering::Relaxed) >= WINDOW_REUSES
+                || self.released.load(Ordering::Relaxed) >= RARE_WINDOW_RELEASES
+            {
+                self.close_window(options);
             }
             self.closing.store(false, Ordering::Release);
         }
@@ -156,15 +219,18 @@ impl PurgeDelayLearner {
 
     /// Read and reset the window's counts, propose a delay, and apply it
     /// once enough windows agree.
-    fn close_window(&self, configured: usize) {
-        self.events.store(0, Ordering::Relaxed);
+    fn close_window(&self, options: &Options) {
+        self.window_reuses.store(0, Ordering::Relaxed);
         let released = self.released.swap(0, Ordering::Relaxed);
-        self.warm_reuses.swap(0, Ordering::Relaxed);
+        let early = self.early_reuses.swap(0, Ordering::Relaxed);
         let mut counts = [0u32; BUCKETS];
         for (count, bucket) in counts.iter_mut().zip(&self.reuses) {
             *count = bucket.swap(0, Ordering::Relaxed);
         }
         let reuses: u32 = counts.iter().sum();
+        let peak_dirty = self.peak_dirty.swap(0, Ordering::Relaxed);
+        self.steer_cap(options.purge_dirty_bytes.load(Ordering::Relaxed), early, reuses, peak_dirty);
+        let configured = options.purge_delay_ms.load(Ordering::Relaxed);
         let proposal = if reuses as u64 * 256 < released as u64 * RARE_REUSE as u64 {
             LEARN_DELAY_MIN_MS
         } else {
@@ -211,7 +277,44 @@ impl PurgeDelayLearner {
     }
 }
 
-impl Default for PurgeDelayLearner {
+impl PurgeLearner {
+    /// The cap controller, once per window: double the cap after a window
+    /// where over 10% of the reuses were purged early,
+    /// halve it (not below the configured one) after eight with none and
+    /// no heap holding a quarter of it dirty (the cap is not what keeps
+    /// the pages warm there).
+    fn steer_cap(&self, configured: usize, early: u32, reuses: u32, peak_dirty: usize) {
+        let cap = match self.cap_bytes.load(Ordering::Relaxed) {
+            0 => configured,
+            learned => learned,
+        };
+        let (up, down) = (&self.cap_streak_up, &self.cap_streak_down);
+        if reuses > 0 && early as u64 * 256 > reuses as u64 * (256 - TARGET_WARM) as u64 {
+            down.store(0, Ordering::Relaxed);
+            let streak = up.load(Ordering::Relaxed) + 1;
+            if streak >= CAP_DWELL_UP {
+                self.cap_bytes.store(cap.saturating_mul(2).min(configured.saturating_mul(LEARN_CAP_MAX_FACTOR)), Ordering::Relaxed);
+                up.store(0, Ordering::Relaxed);
+            } else {
+                up.store(streak, Ordering::Relaxed);
+            }
+        } else if early == 0 && peak_dirty < cap / 4 {
+            up.store(0, Ordering::Relaxed);
+            let streak = down.load(Ordering::Relaxed) + 1;
+            if streak >= CAP_DWELL_DOWN && cap > configured {
+                self.cap_bytes.store((cap / 2).max(configured), Ordering::Relaxed);
+                down.store(0, Ordering::Relaxed);
+            } else {
+                down.store(streak.min(CAP_DWELL_DOWN), Ordering::Relaxed);
+            }
+        } else {
+            up.store(0, Ordering::Relaxed);
+            down.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Default for PurgeLearner {
     fn default() -> Self {
         Self::new()
     }
@@ -223,7 +326,7 @@ mod tests {
     use crate::config::LEARN_FROZEN;
 
     struct Learner {
-        learner: PurgeDelayLearner,
+        learner: PurgeLearner,
         options: Options,
     }
 
@@ -237,11 +340,11 @@ mod tests {
     /// back after `distance(i)` ms (one release, one reuse per pair).
     fn run(l: &Learner, windows: u32, mut distance: impl FnMut(u32) -> u64) -> std::vec::Vec<usize> {
         let mut delays = std::vec::Vec::new();
-        for i in 0..windows * WINDOW_EVENTS / 2 {
+        for i in 0..windows * WINDOW_REUSES {
             l.learner.page_released(&l.options);
             let d = distance(i);
             l.learner.page_reused(&l.options, d, d < l.delay_ms() as u64);
-            if (i + 1) % (WINDOW_EVENTS / 2) == 0 {
+            if (i + 1) % WINDOW_REUSES == 0 {
                 delays.push(l.delay_ms());
             }
         }
@@ -253,7 +356,7 @@ mod tests {
         let options = Options::new();
         options.learn.store(mode, Ordering::Relaxed);
         assert_eq!(options.purge_delay_ms.load(Ordering::Relaxed), 10);
-        Learner { learner: PurgeDelayLearner::new(), options }
+        Learner { learner: PurgeLearner::new(), options }
     }
 
     #[test]
@@ -261,9 +364,8 @@ mod tests {
         // Bursts every 50 ms: pages come back 40-60 ms after release.
         let l = learner(LEARN_ON);
         let delays = run(&l, 6, |i| 40 + (i as u64 * 7) % 21);
-        assert_eq!(delays[0], 10, "one window alone does not move the delay");
-        assert_eq!(delays[1], 64, "two agreeing windows do: the bucket bound over 40-60 ms");
-        assert!(delays[2..].iter().all(|&d| d == 64), "then it stays: {delays:?}");
+        assert_eq!(delays[0], 64, "the first window moves it up: the bucket bound over 40-60 ms");
+        assert!(delays[1..].iter().all(|&d| d == 64), "then it stays: {delays:?}");
         assert_eq!(l.learner.changes.load(Ordering::Relaxed), 1);
     }
 
@@ -274,7 +376,7 @@ mod tests {
         let delays = run(&l, 40, |i| 3 + (i as u64 * 7) % 10);
         let changes = l.learner.changes.load(Ordering::Relaxed);
         assert!(changes <= 1, "{changes} changes on a stationary trace: {delays:?}");
-        assert!(delays[4..].windows(2).all(|w| w[0] == w[1]), "{delays:?}");
+        assert!(delays.windows(2).all(|w| w[0] == w[1]), "{delays:?}");
         assert_eq!(*delays.last().unwrap(), 16);
     }
 
@@ -304,10 +406,38 @@ mod tests {
     #[test]
     fn pages_that_never_come_back_are_not_kept() {
         let l = learner(LEARN_ON);
-        for _ in 0..8 * WINDOW_EVENTS {
+        for _ in 0..4 * RARE_WINDOW_RELEASES {
             l.learner.page_released(&l.options);
         }
         assert_eq!(l.delay_ms(), LEARN_DELAY_MIN_MS);
+    }
+
+    #[test]
+    fn the_cap_doubles_while_pages_are_purged_early_and_comes_back_when_they_are_not() {
+        let l = learner(LEARN_ON);
+        let configured = l.options.purge_dirty_bytes.load(Ordering::Relaxed);
+        let cap = |l: &Learner| l.learner.dirty_cap(&l.options);
+        // Pages come back cold 3 ms after release, under a 10 ms delay:
+        // something purged them early (the cap).
+        let early = |l: &Learner, windows: u32| {
+            for _ in 0..windows * WINDOW_REUSES {
+                l.learner.page_released(&l.options);
+                l.learner.page_reused(&l.options, 3, false);
+            }
+        };
+        early(&l, 1);
+        assert_eq!(cap(&l), 2 * configured, "one window moves it up");
+        early(&l, 1);
+        assert_eq!(cap(&l), 4 * configured);
+        early(&l, 40);
+        assert_eq!(cap(&l), LEARN_CAP_MAX_FACTOR * configured, "bounded");
+        // Warm reuses only: down a step every 8 windows, to the configured cap.
+        run(&l, 7, |_| 3);
+        assert_eq!(cap(&l), LEARN_CAP_MAX_FACTOR * configured);
+        run(&l, 1, |_| 3);
+        assert_eq!(cap(&l), LEARN_CAP_MAX_FACTOR / 2 * configured);
+        run(&l, 100, |_| 3);
+        assert_eq!(cap(&l), configured);
     }
 
     #[test]

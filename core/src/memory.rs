@@ -8,7 +8,7 @@
 //! mappings made through [`Memory::map`] (and resized by `remap`).
 
 use crate::config::Options;
-use crate::learn::PurgeDelayLearner;
+use crate::learn::PurgeLearner;
 use crate::message::MessageBuffer;
 use crate::profile::Profile;
 use crate::provider::PageProvider;
@@ -24,8 +24,8 @@ pub struct Memory<P: PageProvider> {
     strict: spin::Once<bool>,
     pub stats: Stats,
     pub options: Options,
-    /// The learned purge delay (learn.rs).
-    pub learner: PurgeDelayLearner,
+    /// The learned purge policy: delay and dirty-byte cap (learn.rs).
+    pub learner: PurgeLearner,
     /// The heap profiler's records (off until started).
     pub profile: Profile,
 }
@@ -38,7 +38,7 @@ impl<P: PageProvider> Memory<P> {
             strict: spin::Once::new(),
             stats: Stats::new(),
             options: Options::new(),
-            learner: PurgeDelayLearner::new(),
+            learner: PurgeLearner::new(),
             profile: Profile::new(),
         }
     }

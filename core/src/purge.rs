@@ -5,8 +5,8 @@
 //! the purge delay (`Memory::purge_delay_ms`: learned, learn.rs, or
 //! `options.purge_delay_ms`), the heap purges every page that has waited
 //! that long, each by its own release time, and releases its segments left
-//! empty and clean; over `options.purge_dirty_bytes` it purges them all at
-//! once. Checked on slow paths only (page release, refill).
+//! empty and clean; over the dirty-byte cap (learned, or
+//! `options.purge_dirty_bytes`) it purges them all at once. Checked on slow paths only (page release, refill).
 //!
 //! Invariant: `bytes` is the sum of the page sizes of the dirty bits of the
 //! heap's segments (`Segment::dirty`); `deadline_ms == u64::MAX` iff no
@@ -19,7 +19,6 @@ use crate::memory::Memory;
 use crate::provider::PageProvider;
 use crate::segment::Segment;
 use crate::shared::Shared;
-use core::sync::atomic::Ordering;
 
 /// Which dirty pages a purge takes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -73,6 +72,7 @@ impl DirtyPages {
         if self.bytes == 0 {
             return false;
         }
+        memory.learner.note_dirty(&memory.options, self.bytes);
         let now = memory.now_ms();
         if self.deadline_ms == u64::MAX {
             self.deadline_ms = now.saturating_add(memory.purge_delay_ms() as u64);
@@ -83,7 +83,7 @@ impl DirtyPages {
     }
 
     fn over_cap<P: PageProvider>(&self, memory: &Memory<P>) -> bool {
-        self.bytes > memory.options.purge_dirty_bytes.load(Ordering::Relaxed)
+        self.bytes > memory.learner.dirty_cap(&memory.options)
     }
 
     /// Purge the dirty pages of `segments` that `scope` takes and release

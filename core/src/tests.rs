@@ -1432,13 +1432,13 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
     const CPUS: usize = 4;
     static GLOBAL: Global<Arena<Host>> = Global::new(Arena::new(Host));
     static HEAPS: PerCpuHeaps<Arena<Host>, CPUS, Mask> = PerCpuHeaps::per_cpu(&GLOBAL, Mask, cpu_id);
+    // Under Miri, a smaller configuration: a third of the arena, 50 steps
+    // a thread (half of them free a block on another CPU), fewer kept.
+    const REGION_BYTES: usize = if cfg!(miri) { 32 << 20 } else { 96 << 20 };
+    const STEPS: usize = if cfg!(miri) { 50 } else { 20_000 };
+    const KEPT: usize = if cfg!(miri) { 50 } else { 500 };
     // Static, as a kernel's: near the other static arena, so that both
     // lie in the small geometry's segment map window.
-    // Under Miri, a smaller configuration: a third of the arena, a
-    // twentieth of the steps and fewer blocks kept.
-    const REGION_BYTES: usize = if cfg!(miri) { 32 << 20 } else { 96 << 20 };
-    const STEPS: usize = if cfg!(miri) { 1_000 } else { 20_000 };
-    const KEPT: usize = if cfg!(miri) { 100 } else { 500 };
     static mut REGION: [u8; REGION_BYTES] = [0; REGION_BYTES];
     // SAFETY: the only reference ever made to REGION.
     GLOBAL.provider().add_static(unsafe { core::slice::from_raw_parts_mut((&raw mut REGION).cast::<u8>(), REGION_BYTES) });
