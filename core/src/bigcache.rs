@@ -178,7 +178,7 @@ impl HugeCache {
             (*tail).huge_state.store(HUGE_CACHED, Ordering::Relaxed);
             (*segment).map_size = cut - segment as usize;
             memory.stats.huge_mapped.fetch_add(1, Ordering::Relaxed);
-            let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+            let delay = memory.purge_delay_ms() as u64;
             self.tick += 1;
             let slot = CacheSlot { segment: tail, tick: self.tick, cached_ms: now, warm: true };
             self.insert(slot, now.saturating_add(delay.max(BIGCACHE_WARM_MAX_MS)));
@@ -376,7 +376,7 @@ impl HugeCache {
     /// steps ago, however long each step takes, within the byte budget.
     pub fn purge_warm<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64, is_call: bool) {
         let limit = memory.options.bigcache_bytes.load(Ordering::Relaxed);
-        let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        let delay = memory.purge_delay_ms() as u64;
         let max_age = delay.max(BIGCACHE_WARM_MAX_MS);
         let gap = now.saturating_sub(self.last_call_ms);
         let floor = if delay == 0 { 0 } else { delay.max(BIGCACHE_PAUSE_MIN_MS) };
@@ -470,7 +470,7 @@ impl HugeCache {
         }
         self.tick += 1;
         let slot = CacheSlot { segment, tick: self.tick, cached_ms: now, warm: true };
-        let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        let delay = memory.purge_delay_ms() as u64;
         self.insert(slot, now.saturating_add(delay.max(BIGCACHE_WARM_MAX_MS)));
         self.purge_warm(memory, now, true);
     }

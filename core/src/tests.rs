@@ -616,8 +616,8 @@ fn an_idle_heaps_dirty_pages_and_warm_huge_blocks_are_purged_without_its_thread(
     heap.check_invariants();
 }
 
-/// Server-style bursts: a burst of page-sized churn, then a 50 ms pause in
-/// which only the idle purger runs (every 10 ms). Returns the bytes purged
+/// Server-style bursts: a burst of page-sized churn, then a 300 ms pause in
+/// which only the idle purger runs (every 50 ms). Returns the bytes purged
 /// in each burst and the pause after it.
 fn bursts_with_idle_gaps(learn: u8, bursts: usize) -> (Vec<usize>, &'static Global<TestProvider>) {
     let global = new_global(TestProvider::new());
@@ -634,8 +634,8 @@ fn bursts_with_idle_gaps(learn: u8, bursts: usize) -> (Vec<usize>, &'static Glob
             // SAFETY: live blocks of this heap.
             unsafe { global.free(p, hp) };
         }
-        for _ in 0..5 {
-            now += 10;
+        for _ in 0..6 {
+            now += 50;
             global.provider().clock_ms.store(now, Ordering::SeqCst);
             global.purge_idle();
         }
@@ -648,22 +648,25 @@ fn bursts_with_idle_gaps(learn: u8, bursts: usize) -> (Vec<usize>, &'static Glob
 #[test]
 fn the_learned_purge_delay_keeps_pages_warm_across_the_pauses_between_bursts() {
     use crate::config::{LEARN_FROZEN, LEARN_OFF, LEARN_ON};
-    // The fixed 10 ms delay purges every burst's pages in the pause after it
-    // (and the next burst faults them in again).
+    // The fixed 10 ms delay purges every burst's pages in the pause after
+    // it (and the next burst faults them in again).
     let (off, _) = bursts_with_idle_gaps(LEARN_OFF, 30);
     assert!(off[10..].iter().all(|&p| p >= 4 << 20), "{off:?}");
-    // Learning sees the pages come back 50 ms after their release, sets a
-    // delay that covers it, and the later bursts reuse them warm.
+    // Learning starts at 128 ms, sees the pages come back 300 ms after
+    // their release, sets a delay that covers it, and the later bursts
+    // reuse them warm.
     let (on, global) = bursts_with_idle_gaps(LEARN_ON, 30);
-    assert_eq!(global.purge_delay_ms(), 64, "{on:?}");
-    assert!(on[20..].iter().all(|&p| p == 0), "{on:?}");
+    assert!(on[0] >= 4 << 20, "the start is too short for these pauses: {on:?}");
+    // (Some pages wait two pauses: 98% of the reuses may need 1024 ms.)
+    assert!(global.purge_delay_ms() >= 512, "{} ms: {on:?}", global.purge_delay_ms());
+    assert!(on[5..].iter().all(|&p| p == 0), "{on:?}");
     let windows = global.learner().windows.load(Ordering::Relaxed);
     assert!(windows >= 2, "{windows} windows");
     // Frozen: purges like off, and reports what learning would choose.
     let (frozen, global) = bursts_with_idle_gaps(LEARN_FROZEN, 30);
     assert!(frozen[10..].iter().all(|&p| p >= 4 << 20), "{frozen:?}");
     assert_eq!(global.purge_delay_ms(), 10);
-    assert_eq!(global.learner().proposed_ms(), 64);
+    assert!(global.learner().learned_delay_ms() >= 512);
 }
 
 #[test]
@@ -671,6 +674,7 @@ fn freed_pages_are_purged_after_the_delay_or_over_the_cap() {
     let global = new_global(TestProvider::new());
     global.provider().clock_ms.store(1000, Ordering::SeqCst);
     global.options().purge_delay_ms.store(10, Ordering::Relaxed);
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed); // the configured delay
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
     let churn = |heap: &mut Heap<TestProvider>| {
@@ -730,6 +734,7 @@ fn cached_huge_blocks_stay_warm_then_are_purged_but_kept() {
     let global = new_global(TestProvider::new());
     global.provider().clock_ms.store(5000, Ordering::SeqCst);
     global.options().purge_delay_ms.store(10, Ordering::Relaxed);
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed); // the configured delay
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
     let a = heap.malloc(3 << 20);
@@ -764,6 +769,7 @@ fn steady_huge_traffic_keeps_freed_blocks_warm_until_a_pause_or_the_age_limit() 
     let clock = |ms: u64| global.provider().clock_ms.store(ms, Ordering::SeqCst);
     clock(5000);
     global.options().purge_delay_ms.store(10, Ordering::Relaxed);
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed); // the configured delay
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
     // Steady traffic: alloc and free of a 9 MiB block every 8 ms (under the
@@ -974,6 +980,7 @@ fn an_exiting_thread_purges_nothing_and_the_next_thread_takes_its_segments_back_
     let global = new_global(TestProvider::new());
     global.provider().clock_ms.store(1000, Ordering::SeqCst);
     global.options().purge_delay_ms.store(10, Ordering::Relaxed);
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed); // the configured delay
     let first = global.heap_acquire();
     // SAFETY: first is this test's heap until released.
     let blocks: Vec<*mut u8> = (0..20_000).map(|i| unsafe { (*first).malloc(16 + (i % 64) * 16) }).collect();
@@ -1008,6 +1015,7 @@ fn segments_left_by_an_exited_thread_are_purged_after_the_delay() {
     let clock = |ms: u64| global.provider().clock_ms.store(ms, Ordering::SeqCst);
     clock(1000);
     global.options().purge_delay_ms.store(10, Ordering::Relaxed);
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed); // the configured delay
     let [leaving, second, third] = [(); 3].map(|_| global.heap_acquire());
     // Fill several small pages, keep one block, free the rest: dirty pages.
     // SAFETY: each heap is this test's until released.
@@ -1132,6 +1140,7 @@ fn trim_frees_an_emptied_abandoned_segment_while_a_purge_is_due() {
     let clock = |ms: u64| global.provider().clock_ms.store(ms, Ordering::SeqCst);
     clock(1000);
     global.options().purge_delay_ms.store(10, Ordering::Relaxed);
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed); // the configured delay
     let leaving = global.heap_acquire();
     // SAFETY: leaving is this test's heap until released.
     let blocks: Vec<*mut u8> = (0..8_000).map(|_| unsafe { (*leaving).malloc(64) }).collect();
