@@ -12,9 +12,11 @@
 //!  apply it at once when it is higher, after 4 agreeing windows when it
 //!  is at least 2 buckets lower -> delay_ms, read when a deadline is set
 //!  cap: a cold reuse sooner than the delay was purged early (over the
-//!  cap): over 2% of a window's reuses -> cap x2 at once (up to 16x the
+//!  cap, when the cap purged in that window): over 2% of a window's
+//!  reuses -> cap x2 at once (up to 16x the
 //!  configured one); for 8 windows none, and no heap holding a quarter
-//!  of the cap dirty -> cap / 2 (down to the configured one)
+//!  of the cap dirty -> cap / 2 (down to the configured one); in force,
+//!  within a budget of 4 configured caps shared by the live heaps
 //! ```
 //!
 //! The distance is measured from each page's own release to its reuse, so
@@ -22,6 +24,11 @@
 //! says how much longer it should have stayed. Pages reused by another heap
 //! (a cached segment) count too; a segment given back to the provider in
 //! between is a fresh mapping and tells nothing.
+//!
+//! The learned values govern live heaps' pages and the huge-block cache;
+//! the segment store (exited threads' segments) keeps the configured
+//! delay, and the cap in force stays within a process-wide budget, so
+//! that thread churn does not hold more than with learning off.
 //!
 //! A window right after the delay went up may count cold reuses purged
 //! under the shorter delay as early (the cap then doubles once more than
@@ -61,12 +68,6 @@ const TARGET_WARM: u32 = 251; // 98 %: a cold reuse costs faults, time
 /// Below this many reuses per release (in 1/256), freed pages rarely come
 /// back: keep them no longer than the floor.
 const RARE_REUSE: u32 = 32; // 1 in 8
-/// Where the learned delay starts, before anything is known: long enough
-/// for reuse a few bursts apart; it comes down when the program shows
-/// shorter distances (or rare reuse).
-pub const LEARN_START_MS: usize = 128;
-/// Where the learned cap starts, in configured caps.
-pub const LEARN_START_CAP_FACTOR: usize = 4;
 /// Windows in a row whose proposals must agree before the delay moves: up
 /// at once (pages purged too soon fault again, which costs time), down
 /// only after four (holding them costs memory only meanwhile).
@@ -77,6 +78,9 @@ const DWELL_DOWN: u8 = 4;
 const CAP_DWELL_UP: u8 = 1;
 /// The learned dirty-byte cap goes up to this many times the configured one.
 pub const LEARN_CAP_MAX_FACTOR: usize = 16;
+/// The memory budget that bounds it: all live heaps together hold at most
+/// this many configured caps dirty (a heap never less than one).
+pub const LEARN_DIRTY_BUDGET_FACTOR: usize = 4;
 /// Windows without an early purge before the cap comes down a step.
 const CAP_DWELL_DOWN: u8 = 8;
 
@@ -97,8 +101,8 @@ fn bucket_delay(bucket: usize) -> usize {
 
 /// The purge learner of one allocator instance: delay and dirty-byte cap.
 pub struct PurgeLearner {
-    /// The learned delay; 0 until learning has moved it (then
-    /// `LEARN_START_MS` stands).
+    /// The learned delay; 0 until learning has moved it (then the
+    /// configured one stands: learning starts from it).
     delay_ms: AtomicUsize,
     /// The last window's proposal (0: none yet).
     proposed_ms: AtomicUsize,
@@ -113,11 +117,13 @@ pub struct PurgeLearner {
     streak_up: AtomicBool,
     /// The least (up) or largest (down) proposal of the streak.
     streak_ms: AtomicUsize,
-    /// The learned dirty-byte cap (0: `LEARN_START_CAP_FACTOR` configured
-    /// caps stand).
+    /// The learned dirty-byte cap (0: the configured one stands).
     cap_bytes: AtomicUsize,
     /// Most dirty bytes a heap held in this window.
     peak_dirty: AtomicUsize,
+    /// Purges the cap forced in this window (early colds count against
+    /// the cap only when it purged something).
+    cap_purges: AtomicU32,
     /// Windows in a row with many (up) or no (down) early purges.
     cap_streak_up: AtomicU8,
     cap_streak_down: AtomicU8,
@@ -141,6 +147,7 @@ impl PurgeLearner {
             streak_ms: AtomicUsize::new(0),
             cap_bytes: AtomicUsize::new(0),
             peak_dirty: AtomicUsize::new(0),
+            cap_purges: AtomicU32::new(0),
             cap_streak_up: AtomicU8::new(0),
             cap_streak_down: AtomicU8::new(0),
             windows: AtomicU32::new(0),
@@ -153,27 +160,30 @@ impl PurgeLearner {
     #[inline]
     pub fn delay_ms(&self, options: &Options) -> usize {
         if options.learn.load(Ordering::Relaxed) == LEARN_ON {
-            self.learned_delay_ms()
+            self.learned_delay_ms(options)
         } else {
             options.purge_delay_ms.load(Ordering::Relaxed)
         }
     }
 
-    /// The dirty bytes a heap may hold before it purges them all: the
-    /// learned cap when learning is on, else the configured one.
+    /// The dirty bytes a heap may hold before it purges them all, with
+    /// `heaps` heaps live: the learned cap when learning is on (within the
+    /// process's budget), else the configured one.
     #[inline]
-    pub fn dirty_cap(&self, options: &Options) -> usize {
+    pub fn dirty_cap(&self, options: &Options, heaps: usize) -> usize {
+        let configured = options.purge_dirty_bytes.load(Ordering::Relaxed);
         if options.learn.load(Ordering::Relaxed) == LEARN_ON {
-            self.learned_cap(options)
+            let budget = configured.saturating_mul(LEARN_DIRTY_BUDGET_FACTOR) / heaps.max(1);
+            self.learned_cap(options).min(budget).max(configured)
         } else {
-            options.purge_dirty_bytes.load(Ordering::Relaxed)
+            configured
         }
     }
 
     /// The learned delay (what learning uses, or would: frozen).
-    pub fn learned_delay_ms(&self) -> usize {
+    pub fn learned_delay_ms(&self, options: &Options) -> usize {
         match self.delay_ms.load(Ordering::Relaxed) {
-            0 => LEARN_START_MS,
+            0 => options.purge_delay_ms.load(Ordering::Relaxed).clamp(LEARN_DELAY_MIN_MS, LEARN_DELAY_MAX_MS),
             ms => ms,
         }
     }
@@ -181,7 +191,7 @@ impl PurgeLearner {
     /// The learned cap (what learning uses, or would: frozen).
     pub fn learned_cap(&self, options: &Options) -> usize {
         match self.cap_bytes.load(Ordering::Relaxed) {
-            0 => options.purge_dirty_bytes.load(Ordering::Relaxed).saturating_mul(LEARN_START_CAP_FACTOR),
+            0 => options.purge_dirty_bytes.load(Ordering::Relaxed),
             bytes => bytes,
         }
     }
@@ -207,6 +217,13 @@ impl PurgeLearner {
     pub fn note_dirty(&self, options: &Options, bytes: usize) {
         if options.learn.load(Ordering::Relaxed) != LEARN_OFF && bytes > self.peak_dirty.load(Ordering::Relaxed) {
             self.peak_dirty.fetch_max(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// A heap purged all its dirty pages because it held more than the cap.
+    pub fn cap_purged(&self, options: &Options) {
+        if options.learn.load(Ordering::Relaxed) != LEARN_OFF {
+            self.cap_purges.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -248,7 +265,8 @@ impl PurgeLearner {
         }
         let reuses: u32 = counts.iter().sum();
         let peak_dirty = self.peak_dirty.swap(0, Ordering::Relaxed);
-        self.steer_cap(options, early, reuses, peak_dirty);
+        let cap_purges = self.cap_purges.swap(0, Ordering::Relaxed);
+        self.steer_cap(options, if cap_purges > 0 { early } else { 0 }, reuses, peak_dirty);
         let proposal = if reuses as u64 * 256 < released as u64 * RARE_REUSE as u64 {
             LEARN_DELAY_MIN_MS
         } else {
@@ -266,7 +284,7 @@ impl PurgeLearner {
         };
         self.proposed_ms.store(proposal, Ordering::Relaxed);
         self.windows.fetch_add(1, Ordering::Relaxed);
-        let current = self.learned_delay_ms();
+        let current = self.learned_delay_ms(options);
         // Dead band: up by any bucket, down only by two or more.
         let up = proposal > current;
         if !up && proposal * 4 > current {
@@ -376,7 +394,7 @@ mod tests {
     fn converges_to_the_reuse_distance_of_bursts_within_a_few_windows() {
         // Bursts every 350 ms: pages come back 300-400 ms after release.
         let l = learner(LEARN_ON);
-        assert_eq!(l.delay_ms(), LEARN_START_MS);
+        assert_eq!(l.delay_ms(), 10, "it starts from the configured delay");
         let delays = run(&l, 6, |i| 300 + (i as u64 * 7) % 101);
         assert_eq!(delays[0], 512, "the first window moves it up: the bucket bound over 300-400 ms");
         assert!(delays[1..].iter().all(|&d| d == 512), "then it stays: {delays:?}");
@@ -389,9 +407,8 @@ mod tests {
         let l = learner(LEARN_ON);
         let delays = run(&l, 40, |i| 3 + (i as u64 * 7) % 10);
         let changes = l.learner.changes.load(Ordering::Relaxed);
-        assert_eq!(changes, 1, "one change (down, after four windows) on a stationary trace: {delays:?}");
-        assert_eq!(delays[..3], [LEARN_START_MS; 3]);
-        assert!(delays[3..].iter().all(|&d| d == 16), "{delays:?}");
+        assert_eq!(changes, 1, "one change (up, at once) on a stationary trace: {delays:?}");
+        assert!(delays.iter().all(|&d| d == 16), "{delays:?}");
     }
 
     #[test]
@@ -430,18 +447,28 @@ mod tests {
     fn the_cap_doubles_while_pages_are_purged_early_and_comes_back_when_they_are_not() {
         let l = learner(LEARN_ON);
         let configured = l.options.purge_dirty_bytes.load(Ordering::Relaxed);
-        let cap = |l: &Learner| l.learner.dirty_cap(&l.options);
-        assert_eq!(cap(&l), LEARN_START_CAP_FACTOR * configured);
-        // Pages come back cold 3 ms after release, under a 128 ms delay:
+        let cap = |l: &Learner| l.learner.learned_cap(&l.options);
+        assert_eq!(cap(&l), configured);
+        // Pages come back cold 3 ms after release, under a 10 ms delay:
         // something purged them early (the cap).
         let early = |l: &Learner, windows: u32| {
-            for _ in 0..windows * WINDOW_REUSES {
+            for i in 0..windows * WINDOW_REUSES {
+                if i % WINDOW_REUSES == 0 {
+                    l.learner.cap_purged(&l.options);
+                }
                 l.learner.page_released(&l.options);
                 l.learner.page_reused(&l.options, 3, false);
             }
         };
+        // Early colds with no purge by the cap (a trim, another policy) do
+        // not move it.
+        for _ in 0..4 * WINDOW_REUSES {
+            l.learner.page_released(&l.options);
+            l.learner.page_reused(&l.options, 3, false);
+        }
+        assert_eq!(cap(&l), configured);
         early(&l, 1);
-        assert_eq!(cap(&l), 2 * LEARN_START_CAP_FACTOR * configured, "one window moves it up");
+        assert_eq!(cap(&l), 2 * configured, "one window moves it up");
         early(&l, 40);
         assert_eq!(cap(&l), LEARN_CAP_MAX_FACTOR * configured, "bounded");
         // Warm reuses only: down a step every 8 windows, to the configured cap.
@@ -454,12 +481,32 @@ mod tests {
     }
 
     #[test]
+    fn the_cap_in_force_stays_within_the_process_budget() {
+        let l = learner(LEARN_ON);
+        let configured = l.options.purge_dirty_bytes.load(Ordering::Relaxed);
+        for i in 0..40 * WINDOW_REUSES {
+            if i % WINDOW_REUSES == 0 {
+                l.learner.cap_purged(&l.options);
+            }
+            l.learner.page_released(&l.options);
+            l.learner.page_reused(&l.options, 3, false);
+        }
+        assert_eq!(l.learner.learned_cap(&l.options), LEARN_CAP_MAX_FACTOR * configured);
+        let in_force = |heaps| l.learner.dirty_cap(&l.options, heaps);
+        assert_eq!(in_force(1), LEARN_DIRTY_BUDGET_FACTOR * configured, "one heap: the whole budget");
+        assert_eq!(in_force(2), LEARN_DIRTY_BUDGET_FACTOR / 2 * configured);
+        assert_eq!(in_force(64), configured, "never below the configured cap");
+        l.options.learn.store(LEARN_OFF, Ordering::Relaxed);
+        assert_eq!(in_force(1), configured, "off: the configured cap");
+    }
+
+    #[test]
     fn frozen_observes_without_applying_and_off_observes_nothing() {
         let l = learner(LEARN_FROZEN);
         run(&l, 4, |_| 300);
         assert_eq!(l.delay_ms(), 10, "frozen keeps the configured delay");
         assert_eq!(l.learner.proposed_ms(), 512, "and says what it would have chosen");
-        assert_eq!(l.learner.learned_delay_ms(), 512);
+        assert_eq!(l.learner.learned_delay_ms(&l.options), 512);
         let l = learner(LEARN_OFF);
         run(&l, 4, |_| 300);
         assert_eq!((l.delay_ms(), l.learner.proposed_ms(), l.learner.windows.load(Ordering::Relaxed)), (10, 0, 0));

@@ -19,6 +19,7 @@ use crate::memory::Memory;
 use crate::provider::PageProvider;
 use crate::segment::Segment;
 use crate::shared::Shared;
+use core::sync::atomic::Ordering;
 
 /// Which dirty pages a purge takes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -83,7 +84,7 @@ impl DirtyPages {
     }
 
     fn over_cap<P: PageProvider>(&self, memory: &Memory<P>) -> bool {
-        self.bytes > memory.learner.dirty_cap(&memory.options)
+        self.bytes > memory.learner.dirty_cap(&memory.options, memory.stats.heaps_live.load(Ordering::Relaxed))
     }
 
     /// Purge the dirty pages of `segments` that `scope` takes and release
@@ -93,7 +94,11 @@ impl DirtyPages {
     pub fn purge<P: PageProvider>(&mut self, segments: &mut [List<Segment>; PAGED_KINDS], shared: &Shared<P>, scope: PurgeScope) -> usize {
         let memory = &shared.memory;
         let delay = memory.purge_delay_ms() as u64;
-        let cutoff = if scope == PurgeScope::All || self.over_cap(memory) { u64::MAX } else { memory.now_ms().saturating_sub(delay) };
+        let over_cap = self.over_cap(memory);
+        if over_cap {
+            memory.learner.cap_purged(&memory.options);
+        }
+        let cutoff = if scope == PurgeScope::All || over_cap { u64::MAX } else { memory.now_ms().saturating_sub(delay) };
         let (mut released, mut left, mut oldest_left) = (0, 0, u64::MAX);
         for list in segments.iter_mut() {
             let mut segment = list.first;

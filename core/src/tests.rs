@@ -652,9 +652,9 @@ fn the_learned_purge_delay_keeps_pages_warm_across_the_pauses_between_bursts() {
     // it (and the next burst faults them in again).
     let (off, _) = bursts_with_idle_gaps(LEARN_OFF, 30);
     assert!(off[10..].iter().all(|&p| p >= 4 << 20), "{off:?}");
-    // Learning starts at 128 ms, sees the pages come back 300 ms after
-    // their release, sets a delay that covers it, and the later bursts
-    // reuse them warm.
+    // Learning starts from the configured 10 ms, sees the pages come back
+    // 300 ms after their release, sets a delay that covers it, and the
+    // later bursts reuse them warm.
     let (on, global) = bursts_with_idle_gaps(LEARN_ON, 30);
     assert!(on[0] >= 4 << 20, "the start is too short for these pauses: {on:?}");
     // (Some pages wait two pauses: 98% of the reuses may need 1024 ms.)
@@ -666,7 +666,7 @@ fn the_learned_purge_delay_keeps_pages_warm_across_the_pauses_between_bursts() {
     let (frozen, global) = bursts_with_idle_gaps(LEARN_FROZEN, 30);
     assert!(frozen[10..].iter().all(|&p| p >= 4 << 20), "{frozen:?}");
     assert_eq!(global.purge_delay_ms(), 10);
-    assert!(global.learner().learned_delay_ms() >= 512);
+    assert!(global.learner().learned_delay_ms(global.options()) >= 512);
 }
 
 #[test]

@@ -371,7 +371,7 @@ fn print_learned() {
         0 => m.push_str("(no window closed: the setting stays)"),
         ms => m.push_decimal(ms),
     };
-    m.push_str(" HAKMEM_PURGE_DIRTY=").push_decimal(learner.dirty_cap(GLOBAL.options()));
+    m.push_str(" HAKMEM_PURGE_DIRTY=").push_decimal(learner.learned_cap(GLOBAL.options()));
     m.push_str(" (delay in force: ").push_decimal(GLOBAL.purge_delay_ms()).push_str(" ms, ");
     m.push_decimal(learner.windows.load(Ordering::Relaxed) as usize).push_str(" windows)\n");
     write_stderr(m.as_bytes());
