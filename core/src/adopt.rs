@@ -192,6 +192,6 @@ impl<P: PageProvider + 'static> Heap<P> {
                 }
             }
         }
-        self.purge_dirty(true)
+        self.purge_dirty(crate::purge::PurgeScope::All)
     }
 }

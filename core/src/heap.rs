@@ -438,17 +438,16 @@ impl<P: PageProvider + 'static> Heap<P> {
         let pages = self.pages_lock.lock();
         if self.dirty.is_due(&self.shared.memory) {
             drop(pages);
-            self.purge_dirty(false);
+            self.purge_dirty(PurgeScope::Due);
         }
     }
 
-    /// Purge our dirty pages that have waited the purge delay (all of them
-    /// when `everything`) and release the segments left empty and clean.
-    /// Returns bytes released.
-    pub(crate) fn purge_dirty(&mut self, everything: bool) -> usize {
+    /// Purge the dirty pages `scope` takes (`Due` or `All`) and release the
+    /// segments left empty and clean. Returns bytes released.
+    pub(crate) fn purge_dirty(&mut self, scope: PurgeScope) -> usize {
         self.forget_local_segments(); // the purge may free segments
         let _pages = self.pages_lock.lock();
-        self.dirty.purge(&mut self.segments, self.shared, if everything { PurgeScope::All } else { PurgeScope::Due })
+        self.dirty.purge(&mut self.segments, self.shared, scope)
     }
 
     /// From any thread: purge the dirty pages of `this` heap that have

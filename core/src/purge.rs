@@ -6,7 +6,8 @@
 //! `options.purge_delay_ms`), the heap purges every page that has waited
 //! that long, each by its own release time, and releases its segments left
 //! empty and clean; over the dirty-byte cap (learned, or
-//! `options.purge_dirty_bytes`) it purges them all at once. Checked on slow paths only (page release, refill).
+//! `options.purge_dirty_bytes`) it purges them all at once. Checked on
+//! slow paths only (page release, refill).
 //!
 //! Invariant: `bytes` is the sum of the page sizes of the dirty bits of the
 //! heap's segments (`Segment::dirty`); `deadline_ms == u64::MAX` iff no
