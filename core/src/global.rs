@@ -82,6 +82,12 @@ impl<P: PageProvider + 'static> Global<P> {
         self.shared.memory.keys().0
     }
 
+    /// Dirty bytes the segment store holds, for tests of its cap.
+    #[cfg(test)]
+    pub(crate) fn store_dirty_bytes_for_tests(&self) -> usize {
+        self.shared.segments.dirty_bytes()
+    }
+
     /// Abort with `hakmem: <what><address>`.
     #[cold]
     pub fn fatal_at(&self, what: &str, address: usize) -> ! {

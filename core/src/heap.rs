@@ -436,7 +436,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// Purge when the policy says so (purge.rs).
     pub(crate) fn purge_if_due(&mut self) {
         let pages = self.pages_lock.lock();
-        if self.dirty.is_due(&self.shared.memory) {
+        if self.dirty.is_due(&self.shared.memory, true) {
             drop(pages);
             self.purge_dirty(PurgeScope::Due);
         }
@@ -467,7 +467,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         // and `dirty` (the owner takes the lock to change them).
         unsafe {
             let (dirty, segments, shared) = (&mut (*this).dirty, &mut (*this).segments, (*this).shared);
-            if !dirty.is_due(&shared.memory) {
+            if !dirty.is_due(&shared.memory, false) {
                 return 0;
             }
             dirty.purge(segments, shared, PurgeScope::DueInPlace)

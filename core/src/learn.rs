@@ -25,10 +25,11 @@
 //! (a cached segment) count too; a segment given back to the provider in
 //! between is a fresh mapping and tells nothing.
 //!
-//! The learned values govern live heaps' pages and the huge-block cache;
-//! the segment store (exited threads' segments) keeps the configured
-//! delay, and the cap in force stays within a process-wide budget, so
-//! that thread churn does not hold more than with learning off.
+//! The learned delay governs live heaps' pages, the segment store
+//! (exited threads' segments: the next threads reuse them warm) and the
+//! huge-block cache. The learned cap governs live heaps only and stays
+//! within a process-wide budget; the store keeps the configured cap, so
+//! that thread churn does not hold much more than with learning off.
 //!
 //! A window right after the delay went up may count cold reuses purged
 //! under the shorter delay as early (the cap then doubles once more than

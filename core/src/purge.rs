@@ -7,7 +7,8 @@
 //! that long, each by its own release time, and releases its segments left
 //! empty and clean; over the dirty-byte cap (learned, or
 //! `options.purge_dirty_bytes`) it purges them all at once. Checked on
-//! slow paths only (page release, refill).
+//! slow paths only (page release, refill). An owner back from a pause
+//! longer than the delay puts the purge off once (`DirtyPages::is_due`).
 //!
 //! Invariant: `bytes` is the sum of the page sizes of the dirty bits of the
 //! heap's segments (`Segment::dirty`); `deadline_ms == u64::MAX` iff no
@@ -40,11 +41,13 @@ pub struct DirtyPages {
     bytes: usize,
     /// When the current dirty pages are due for purging (`u64::MAX`: none).
     deadline_ms: u64,
+    /// The owner woke up late and put the purge off (once per purge).
+    postponed: bool,
 }
 
 impl DirtyPages {
     pub const fn new() -> Self {
-        DirtyPages { bytes: 0, deadline_ms: u64::MAX }
+        DirtyPages { bytes: 0, deadline_ms: u64::MAX, postponed: false }
     }
 
     /// Pages of `bytes` became dirty (freed, or adopted dirty).
@@ -70,18 +73,34 @@ impl DirtyPages {
     /// Whether some dirty pages should be purged now; starts the delay at
     /// the first call after pages became dirty (the delay in force then
     /// decides: it is chosen before the purge it governs).
-    pub fn is_due<P: PageProvider>(&mut self, memory: &Memory<P>) -> bool {
+    ///
+    /// The owner (`by_owner`) that comes back a whole delay after the
+    /// deadline was idle meanwhile: the pages were held through the pause
+    /// anyway, and purging them as the program wakes up would fault back
+    /// what it is about to reuse (a server's next burst). It puts the
+    /// purge off by one delay, once per purge; the idle purger, which
+    /// runs during the pause, never does.
+    pub fn is_due<P: PageProvider>(&mut self, memory: &Memory<P>, by_owner: bool) -> bool {
         if self.bytes == 0 {
             return false;
         }
         memory.learner.note_dirty(&memory.options, self.bytes);
+        if self.over_cap(memory) {
+            return true;
+        }
         let now = memory.now_ms();
+        let delay = memory.purge_delay_ms() as u64;
         if self.deadline_ms == u64::MAX {
-            self.deadline_ms = now.saturating_add(memory.purge_delay_ms() as u64);
+            self.deadline_ms = now.saturating_add(delay);
         }
         // Without a clock (now == 0) only a zero delay is ever due.
         let due = now >= self.deadline_ms && (now != 0 || self.deadline_ms == 0);
-        due || self.over_cap(memory)
+        if due && by_owner && !self.postponed && delay > 0 && now >= self.deadline_ms.saturating_add(delay) {
+            self.postponed = true;
+            self.deadline_ms = now.saturating_add(delay);
+            return false;
+        }
+        due
     }
 
     fn over_cap<P: PageProvider>(&self, memory: &Memory<P>) -> bool {
@@ -123,6 +142,7 @@ impl DirtyPages {
         }
         self.bytes = left;
         self.deadline_ms = if left == 0 { u64::MAX } else { oldest_left.saturating_add(delay) };
+        self.postponed = false;
         released
     }
 }

@@ -16,12 +16,20 @@
 //! dirty pages once each has waited the purge delay (counted from when it
 //! became dirty, across owners: `Segment::dirty_ms`; checked on the store's
 //! own calls), or at once when the provider has no clock or the delay is 0.
+//! The delay is the heaps' (learned, or configured: `Memory::purge_delay_ms`);
+//! the dirty bytes the store holds are capped by `HAKMEM_PURGE_DIRTY`:
+//! beyond it, whole segments are purged, the oldest abandoned first, down
+//! to half of it.
 //!
-//! Invariants: `count` is the length of each list; `abandoned_count` is
-//! `abandoned.count` outside the lock plus the abandoned segments a purge
-//! holds out of the list (it lets refill skip the lock when zero); a segment is in at most one list, and a listed segment's `owner`
-//! says which; no listed segment has a dirty page due (`dirty_ms + delay`)
-//! before `next_purge_ms`. No store method is called with a store lock held. Lock order: purging -> abandoned -> cache.
+//! Invariants: `count` is the length of each list; `dirty_bytes` is the
+//! sum of `Segment::dirty_bytes` over the listed segments;
+//! `abandoned_count` is `abandoned.count` outside the lock plus the
+//! abandoned segments a purge holds out of the list (it lets refill skip
+//! the lock when zero); a segment is in at most one list, and a listed
+//! segment's `owner` says which; no listed segment has a dirty page due
+//! (`dirty_ms + delay`, the delay in force when it was listed) before
+//! `next_purge_ms`. No store method is called with a store lock held.
+//! Lock order: purging -> abandoned -> cache.
 
 use crate::class::SegmentKind;
 use crate::config::{PURGE_BATCH, SEGMENT_SIZE};
@@ -39,6 +47,7 @@ struct SegmentStack {
     list: List<Segment>,
     count: usize,
 }
+
 // SAFETY: the raw pointers are only followed under the owning Mutex.
 unsafe impl Send for SegmentStack {}
 
@@ -47,20 +56,24 @@ impl SegmentStack {
         SegmentStack { list: List::new(), count: 0 }
     }
 
-    /// Take the first segment (null when empty).
-    fn pop(&mut self) -> *mut Segment {
+    /// Take the first segment (null when empty); its dirty bytes leave
+    /// the store's count `dirty`.
+    fn pop(&mut self, dirty: &AtomicUsize) -> *mut Segment {
         let segment = self.list.pop_front();
         if !segment.is_null() {
             self.count -= 1;
+            // SAFETY: a segment that was listed is live.
+            dirty.fetch_sub(unsafe { Segment::dirty_bytes(segment) }, Ordering::Relaxed);
         }
         segment
     }
 
-    /// Add a segment to be taken first (`first`) or last.
+    /// Add a segment to be taken first (`first`) or last; its dirty bytes
+    /// join the store's count `dirty`.
     ///
     /// # Safety
     /// `segment` is live and in no list.
-    unsafe fn push(&mut self, segment: *mut Segment, first: bool) {
+    unsafe fn push(&mut self, segment: *mut Segment, first: bool, dirty: &AtomicUsize) {
         // SAFETY: per the contract.
         unsafe {
             if first {
@@ -68,15 +81,19 @@ impl SegmentStack {
             } else {
                 self.list.push_back(segment);
             }
+            dirty.fetch_add(Segment::dirty_bytes(segment), Ordering::Relaxed);
         }
         self.count += 1;
     }
 
     /// # Safety
     /// `segment` is in this stack.
-    unsafe fn remove(&mut self, segment: *mut Segment) {
+    unsafe fn remove(&mut self, segment: *mut Segment, dirty: &AtomicUsize) {
         // SAFETY: per the contract.
-        unsafe { self.list.remove(segment) };
+        unsafe {
+            self.list.remove(segment);
+            dirty.fetch_sub(Segment::dirty_bytes(segment), Ordering::Relaxed);
+        }
         self.count -= 1;
     }
 }
@@ -92,6 +109,10 @@ pub struct SegmentStore {
     /// and across `fork`: a child never inherits segments a purge holds
     /// out of the lists.
     purging: Mutex<()>,
+    /// Dirty bytes of the listed segments (a purge's segments out of the
+    /// lists not counted): beyond the dirty-byte cap, the store purges
+    /// without waiting for the delay.
+    dirty_bytes: AtomicUsize,
 }
 
 impl SegmentStore {
@@ -102,6 +123,7 @@ impl SegmentStore {
             abandoned_count: AtomicUsize::new(0),
             next_purge_ms: AtomicU64::new(u64::MAX),
             purging: Mutex::new(()),
+            dirty_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -111,7 +133,7 @@ impl SegmentStore {
     /// Null when out of memory.
     pub fn alloc<P: PageProvider>(&self, memory: &Memory<P>, kind: SegmentKind) -> *mut Segment {
         self.purge_expired(memory);
-        let cached = self.cache.lock().pop();
+        let cached = self.cache.lock().pop(&self.dirty_bytes);
         if cached.is_null() {
             memory.stats.segment_cache_misses.fetch_add(1, Ordering::Relaxed);
             let Some(mapping) = memory.map(SEGMENT_SIZE, SEGMENT_SIZE, Mapping::Segment) else {
@@ -153,11 +175,11 @@ impl SegmentStore {
                 // SAFETY: the segment is empty and in no list.
                 let due = unsafe {
                     let due = Self::due_ms(memory, segment);
-                    cache.push(segment, true);
+                    cache.push(segment, true, &self.dirty_bytes);
                     due
                 };
                 drop(cache);
-                self.schedule(due);
+                self.schedule(memory, due);
                 self.purge_expired(memory);
                 return;
             }
@@ -174,11 +196,7 @@ impl SegmentStore {
     /// # Safety
     /// The caller owns `segment` (it is entering the store).
     unsafe fn due_ms<P: PageProvider>(memory: &Memory<P>, segment: *mut Segment) -> Option<u64> {
-        // The configured delay, not the learned one: what the store holds
-        // belongs to no thread (exited threads' segments, empty ones), and
-        // keeping it as long as live heaps keep theirs let 3000 short-lived
-        // threads grow the process by 100 MiB (tests/tests/faults.rs churn).
-        let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        let delay = memory.purge_delay_ms() as u64;
         // SAFETY: per the contract.
         unsafe {
             if (*segment).dirty == 0 {
@@ -192,11 +210,31 @@ impl SegmentStore {
         }
     }
 
-    /// Note that a listed segment has dirty pages due at `due`.
-    fn schedule(&self, due: Option<u64>) {
+    /// Dirty bytes of the listed segments.
+    pub fn dirty_bytes(&self) -> usize {
+        self.dirty_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Note that a listed segment has dirty pages due at `due`, and that
+    /// everything is due when the store holds more dirty bytes than the cap.
+    fn schedule<P: PageProvider>(&self, memory: &Memory<P>, due: Option<u64>) {
+        let due = if self.over_cap(memory) { Some(0) } else { due };
         if let Some(due) = due {
             self.next_purge_ms.fetch_min(due, Ordering::Relaxed);
         }
+    }
+
+    /// The store's dirty-byte cap: the configured one, as a heap's. What the
+    /// store holds belongs to no thread (exited threads' segments, empty
+    /// ones); the cap bounds it whatever the delay: with the learned
+    /// delay and no cap, 3000 short-lived threads grew the process by
+    /// 100 MiB (tests/tests/faults.rs, churn).
+    fn dirty_cap<P: PageProvider>(memory: &Memory<P>) -> usize {
+        memory.options.purge_dirty_bytes.load(Ordering::Relaxed)
+    }
+
+    fn over_cap<P: PageProvider>(&self, memory: &Memory<P>) -> bool {
+        self.dirty_bytes.load(Ordering::Relaxed) > Self::dirty_cap(memory)
     }
 
     /// Purge the dirty pages of listed segments held for the purge delay.
@@ -213,15 +251,21 @@ impl SegmentStore {
         let Some(_purging) = self.purging.try_lock() else {
             return;
         };
-        let delay = memory.options.purge_delay_ms.load(Ordering::Relaxed) as u64;
+        let delay = memory.purge_delay_ms() as u64;
         let cutoff = now.saturating_sub(delay);
-        let mut due = [(null_mut::<Segment>(), false); PURGE_BATCH];
+        // (segment, abandoned, purge the pages dirty since)
+        let mut due = [(null_mut::<Segment>(), false, 0); PURGE_BATCH];
         let mut taken = 0;
         let mut next = u64::MAX;
         {
             let mut abandoned = self.abandoned.lock();
             let mut cache = self.cache.lock();
             self.next_purge_ms.store(u64::MAX, Ordering::Relaxed);
+            // Over the cap: purge whole segments, the oldest abandoned
+            // first, down to half the cap (not one segment per call).
+            let cap = Self::dirty_cap(memory);
+            let dirty = self.dirty_bytes.load(Ordering::Relaxed);
+            let mut excess = if dirty > cap { dirty - cap / 2 } else { 0 };
             for (stack, is_abandoned) in [(&mut *abandoned, true), (&mut *cache, false)] {
                 let mut segment = stack.list.first;
                 while !segment.is_null() {
@@ -229,9 +273,11 @@ impl SegmentStore {
                     unsafe {
                         let following = (*segment).next;
                         let oldest = Segment::oldest_dirty_ms(segment);
-                        if oldest <= cutoff && taken < PURGE_BATCH {
-                            stack.remove(segment);
-                            due[taken] = (segment, is_abandoned);
+                        let since = if oldest <= cutoff { cutoff } else if excess > 0 && oldest != u64::MAX { u64::MAX } else { 0 };
+                        if since != 0 && taken < PURGE_BATCH {
+                            excess = excess.saturating_sub(Segment::dirty_bytes(segment));
+                            stack.remove(segment, &self.dirty_bytes);
+                            due[taken] = (segment, is_abandoned, since);
                             taken += 1;
                         } else if oldest != u64::MAX {
                             next = next.min(oldest.saturating_add(delay));
@@ -242,17 +288,17 @@ impl SegmentStore {
             }
         }
         self.next_purge_ms.fetch_min(next, Ordering::Relaxed);
-        for &(segment, is_abandoned) in &due[..taken] {
+        for &(segment, is_abandoned, since) in &due[..taken] {
             // SAFETY: taken out of its list, the segment is ours alone
             // (remote frees into its pages touch no page bookkeeping).
             unsafe {
-                let (_, oldest_left) = Segment::purge_pages_dirty_since(segment, memory, cutoff);
+                let (_, oldest_left) = Segment::purge_pages_dirty_since(segment, memory, since);
                 // Abandoned ones at the front, with the oldest (the back is
                 // where a returning heap looks for its own); cached ones at
                 // the back, the cold end (the front is reused first), or
                 // unmapped when the cache filled up meanwhile.
                 if is_abandoned {
-                    self.abandoned.lock().push(segment, true);
+                    self.abandoned.lock().push(segment, true, &self.dirty_bytes);
                 } else {
                     let mut cache = self.cache.lock();
                     if cache.count >= memory.options.segment_cache.load(Ordering::Relaxed) {
@@ -260,9 +306,9 @@ impl SegmentStore {
                         Self::unmap(memory, segment);
                         continue;
                     }
-                    cache.push(segment, false);
+                    cache.push(segment, false, &self.dirty_bytes);
                 }
-                self.schedule((oldest_left != u64::MAX).then(|| oldest_left.saturating_add(delay)));
+                self.schedule(memory, (oldest_left != u64::MAX).then(|| oldest_left.saturating_add(delay)));
             }
         }
     }
@@ -286,11 +332,11 @@ impl SegmentStore {
             let due = Self::due_ms(memory, segment);
             (*segment).abandoned_by = by;
             (*segment).owner.store(ABANDONED_OWNER, Ordering::Release);
-            self.abandoned.lock().push(segment, false);
+            self.abandoned.lock().push(segment, false, &self.dirty_bytes);
             due
         };
         self.abandoned_count.fetch_add(1, Ordering::Relaxed);
-        self.schedule(due);
+        self.schedule(memory, due);
         self.purge_expired(memory);
     }
 
@@ -299,7 +345,7 @@ impl SegmentStore {
         if self.abandoned_count.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let segment = self.abandoned.lock().pop();
+        let segment = self.abandoned.lock().pop(&self.dirty_bytes);
         if segment.is_null() {
             return None;
         }
@@ -321,7 +367,7 @@ impl SegmentStore {
             return None;
         }
         // SAFETY: newest is in the list.
-        unsafe { abandoned.remove(newest) };
+        unsafe { abandoned.remove(newest, &self.dirty_bytes) };
         self.abandoned_count.fetch_sub(1, Ordering::Relaxed);
         Some(newest)
     }
@@ -341,6 +387,7 @@ impl SegmentStore {
             // SAFETY: the lock gives us exclusive ownership of listed segments.
             unsafe {
                 let next = (*segment).next;
+                let dirty_before = Segment::dirty_bytes(segment);
                 for page in Segment::pages_in_use(segment) {
                     if (*page).collect_remote(list_key).is_none() {
                         memory.fatal_at("corrupted remote free list in page ", page as usize);
@@ -349,13 +396,16 @@ impl SegmentStore {
                         Segment::release_page(segment, page, memory);
                     }
                 }
+                if (*segment).used_pages != 0 {
+                    released += Segment::purge_dirty_pages(segment, memory);
+                }
+                // Listed while its pages were released and purged: counted anew.
+                self.dirty_bytes.fetch_add(Segment::dirty_bytes(segment).wrapping_sub(dirty_before), Ordering::Relaxed);
                 if (*segment).used_pages == 0 {
-                    abandoned.remove(segment);
+                    abandoned.remove(segment, &self.dirty_bytes);
                     self.abandoned_count.fetch_sub(1, Ordering::Relaxed);
                     released += SEGMENT_SIZE;
                     emptied.push_back(segment);
-                } else {
-                    released += Segment::purge_dirty_pages(segment, memory);
                 }
                 segment = next;
             }
@@ -376,7 +426,7 @@ impl SegmentStore {
     pub fn release_cached<P: PageProvider>(&self, memory: &Memory<P>) -> usize {
         let mut released = 0;
         loop {
-            let segment = self.cache.lock().pop();
+            let segment = self.cache.lock().pop(&self.dirty_bytes);
             if segment.is_null() {
                 break;
             }

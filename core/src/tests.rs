@@ -616,6 +616,48 @@ fn an_idle_heaps_dirty_pages_and_warm_huge_blocks_are_purged_without_its_thread(
     heap.check_invariants();
 }
 
+#[test]
+fn a_heap_back_from_a_pause_reuses_its_dirty_pages_before_purging_them() {
+    let global = new_global(TestProvider::new());
+    let clock = |ms: u64| global.provider().clock_ms.store(ms, Ordering::SeqCst);
+    clock(1000);
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed);
+    global.options().purge_delay_ms.store(10, Ordering::Relaxed);
+    // Only through the raw pointer: `free` reads the heap through it too.
+    let hp = heap(global) as *mut Heap<TestProvider>;
+    let purged = || global.provider().purged_bytes.load(Ordering::SeqCst);
+    let burst = || {
+        // SAFETY: this test's heap.
+        let blocks: Vec<*mut u8> = (0..200).map(|_| unsafe { (*hp).malloc(40_000) }).collect();
+        for p in blocks {
+            assert!(!p.is_null());
+            // SAFETY: live blocks of this heap.
+            unsafe { global.free(p, hp) };
+        }
+    };
+    burst();
+    // SAFETY: as above.
+    assert!(unsafe { (*hp).dirty.bytes() } >= 4 << 20, "the freed pages stay resident");
+    let (before, warm) = (purged(), global.stats().pages_reused_warm);
+    // Back long after the deadline (1010): the pages held through the
+    // pause serve the next burst warm; nothing is purged.
+    clock(1050);
+    burst();
+    assert_eq!(purged(), before, "the pages were purged as the heap woke up");
+    assert!(global.stats().pages_reused_warm >= warm + 8, "{:?}", global.stats());
+    // Put off once per purge: back late again, the due pages go.
+    clock(1100);
+    burst();
+    assert!(purged() >= before + (4 << 20), "a second late wake-up did not purge");
+    // The idle purger never puts off: what waited the delay goes.
+    let before = purged();
+    clock(1200);
+    assert!(global.purge_idle() >= 4 << 20);
+    assert!(purged() >= before + (4 << 20));
+    // SAFETY: as above.
+    unsafe { (*hp).check_invariants() };
+}
+
 /// Server-style bursts: a burst of page-sized churn, then a 300 ms pause in
 /// which only the idle purger runs (every 50 ms). Returns the bytes purged
 /// in each burst and the pause after it.
@@ -1046,6 +1088,49 @@ fn segments_left_by_an_exited_thread_are_purged_after_the_delay() {
     assert!(unsafe { global.trim(core::ptr::null_mut()) });
     let stats = global.stats();
     assert_eq!((stats.pages_in_use, stats.segments_mapped), (0, 0), "{stats:?}");
+}
+
+#[test]
+fn the_segment_store_holds_no_more_dirty_bytes_than_the_cap_whatever_the_delay() {
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(1000, Ordering::SeqCst); // stands still: nothing is due
+    global.options().purge_delay_ms.store(1000, Ordering::Relaxed);
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed); // the configured delay
+    // Under Miri a quarter of it all.
+    let (cap, each) = if cfg!(miri) { (1 << 20, 768 << 10) } else { (4 << 20, 3 << 20) };
+    global.options().purge_dirty_bytes.store(cap, Ordering::Relaxed);
+    // Six threads each allocate `each` bytes in 1 KiB blocks and free all
+    // but the first: that much dirty, under a heap's own cap.
+    let heaps = [(); 6].map(|_| global.heap_acquire());
+    let kept = heaps.map(|h| {
+        // SAFETY: each heap is this test's until released.
+        let blocks: Vec<*mut u8> = (0..each / 1024).map(|_| unsafe { (*h).malloc(1024) }).collect();
+        for &p in &blocks[1..] {
+            // SAFETY: live block of `h`.
+            unsafe { global.free(p, h) };
+        }
+        blocks[0]
+    });
+    // Then they exit: their segments go to the store, dirty pages and all.
+    let (mut held, mut most) = (0usize, 0usize);
+    for h in heaps {
+        let before = global.store_dirty_bytes_for_tests();
+        // SAFETY: its thread exits: no further use of `h`.
+        unsafe { global.heap_release(h) };
+        let after = global.store_dirty_bytes_for_tests();
+        held += after.saturating_sub(before);
+        most = most.max(after);
+    }
+    assert!(held > 0, "no exiting heap left dirty pages in the store");
+    assert!(most <= cap, "the store held {most} dirty bytes, over the cap of {cap}");
+    assert!(global.stats().purged_bytes > 6 * each - cap - (1 << 20), "{:?}", global.stats());
+    for p in kept {
+        // SAFETY: live blocks; this thread has no heap.
+        unsafe { global.free(p, core::ptr::null_mut()) };
+    }
+    // SAFETY: no heap of the caller's is passed.
+    assert!(unsafe { global.trim(core::ptr::null_mut()) });
+    assert_eq!(global.store_dirty_bytes_for_tests(), 0, "trim left the store's count behind");
 }
 
 #[test]

@@ -402,7 +402,8 @@ static void run_churn(void) {
            threads, atomic_load(&churn_handed), base_kib, peak_kib, mid.heaps_live, mid.segments_mapped);
     /* The live set is at most the table (2048 blocks, mostly under 2 KiB)
      * plus 8 threads' blocks: a few MiB. 96 MiB is room for 8 threads'
-     * segments and caches (about 45 MiB measured), and what 3000 threads
+     * segments and caches (about 65 MiB measured: the segment store keeps
+     * up to HAKMEM_PURGE_DIRTY of exited threads' pages), and what 3000 threads
      * would leave behind if each exiting thread kept 32 KiB. */
     if (peak_kib - base_kib > 96 * 1024)
         failed("%s: %p resident memory grew by %zu KiB over 3000 short-lived threads", "churn", NULL,
