@@ -7,16 +7,16 @@
 //!  take_page of a page freed d ms ago ------> reuse distance d (log2 bucket),
 //!    (dirty: warm; purged since: cold)          whether it was warm or cold
 //!  every WINDOW_REUSES reuses: propose the delay that keeps TARGET of them
-//!  warm; every RARE_WINDOW_RELEASES releases with few reuses: the floor
+//!  (by bytes) warm; every RARE_WINDOW_RELEASES releases with few reuses: the floor
 //!  (freed pages rarely come back);
 //!  apply it at once when it is higher, after 4 agreeing windows when it
 //!  is at least 2 buckets lower -> delay_ms, read when a deadline is set
 //!  cap: a cold reuse sooner than the delay was purged early (over the
 //!  cap, when the cap purged in that window): over 2% of a window's
-//!  reuses -> cap x2 at once (up to 16x the
-//!  configured one); for 8 windows none, and no heap holding a quarter
-//!  of the cap dirty -> cap / 2 (down to the configured one); in force,
-//!  within a budget of 4 configured caps shared by the live heaps
+//!  reuses -> cap x2 at once (from 4x the configured one, up to 16x);
+//!  for 8 windows none, and no heap holding a quarter of the cap dirty
+//!  -> cap / 2 (down to the configured one); in force, within a budget
+//!  of 4 configured caps shared by the live heaps
 //! ```
 //!
 //! The distance is measured from each page's own release to its reuse, so
@@ -60,7 +60,11 @@ pub const LEARN_DELAY_MAX_MS: usize = 1024;
 /// Reuses per window: enough for a stable quantile, few enough that a
 /// program is followed within a burst or two. Counted in reuses, not in
 /// events: a phase that only frees (a cache flushed) says nothing yet.
+/// Windows and releases count pages; the distances within a window are
+/// weighed by bytes, in units of `PAGE_UNIT` (a small page 1, a medium one
+/// 8, a large one 32): a cold page costs faults in proportion to its size.
 pub const WINDOW_REUSES: u32 = 64;
+pub const PAGE_UNIT: usize = 64 << 10;
 /// Releases that close a window with fewer than `WINDOW_REUSES` reuses: so
 /// many pages freed and few back is a pattern, not a phase.
 pub const RARE_WINDOW_RELEASES: u32 = 1024;
@@ -82,6 +86,8 @@ pub const LEARN_CAP_MAX_FACTOR: usize = 16;
 /// The memory budget that bounds it: all live heaps together hold at most
 /// this many configured caps dirty (a heap never less than one).
 pub const LEARN_DIRTY_BUDGET_FACTOR: usize = 4;
+/// The learned cap starts at the budget, in configured caps.
+pub const LEARN_CAP_START_FACTOR: usize = LEARN_DIRTY_BUDGET_FACTOR;
 /// Windows without an early purge before the cap comes down a step.
 const CAP_DWELL_DOWN: u8 = 8;
 
@@ -192,7 +198,9 @@ impl PurgeLearner {
     /// The learned cap (what learning uses, or would: frozen).
     pub fn learned_cap(&self, options: &Options) -> usize {
         match self.cap_bytes.load(Ordering::Relaxed) {
-            0 => options.purge_dirty_bytes.load(Ordering::Relaxed),
+            // It starts at the budget (a heap that frees a flushed cache
+            // keeps it for the refill; the windows that tell come after).
+            0 => options.purge_dirty_bytes.load(Ordering::Relaxed).saturating_mul(LEARN_CAP_START_FACTOR),
             bytes => bytes,
         }
     }
@@ -228,13 +236,14 @@ impl PurgeLearner {
         }
     }
 
-    /// A page released `distance_ms` ago was taken again, `warm` (still
-    /// resident) or purged in between.
-    pub fn page_reused(&self, options: &Options, distance_ms: u64, warm: bool) {
+    /// A page of `units` (its bytes in `PAGE_UNIT`s) released
+    /// `distance_ms` ago was taken again, `warm` (still resident) or purged
+    /// in between.
+    pub fn page_reused(&self, options: &Options, distance_ms: u64, warm: bool, units: u32) {
         if options.learn.load(Ordering::Relaxed) != LEARN_OFF {
-            self.reuses[bucket_of(distance_ms)].fetch_add(1, Ordering::Relaxed);
+            self.reuses[bucket_of(distance_ms)].fetch_add(units, Ordering::Relaxed);
             if !warm && distance_ms < self.delay_ms(options) as u64 {
-                self.early_reuses.fetch_add(1, Ordering::Relaxed);
+                self.early_reuses.fetch_add(units, Ordering::Relaxed);
             }
             if self.window_reuses.fetch_add(1, Ordering::Relaxed) + 1 >= WINDOW_REUSES {
                 self.try_close_window(options);
@@ -257,7 +266,7 @@ impl PurgeLearner {
     /// Read and reset the window's counts, propose a delay, and apply it
     /// once enough windows agree.
     fn close_window(&self, options: &Options) {
-        self.window_reuses.store(0, Ordering::Relaxed);
+        let pages_reused = self.window_reuses.swap(0, Ordering::Relaxed);
         let released = self.released.swap(0, Ordering::Relaxed);
         let early = self.early_reuses.swap(0, Ordering::Relaxed);
         let mut counts = [0u32; BUCKETS];
@@ -268,7 +277,7 @@ impl PurgeLearner {
         let peak_dirty = self.peak_dirty.swap(0, Ordering::Relaxed);
         let cap_purges = self.cap_purges.swap(0, Ordering::Relaxed);
         self.steer_cap(options, if cap_purges > 0 { early } else { 0 }, reuses, peak_dirty);
-        let proposal = if reuses as u64 * 256 < released as u64 * RARE_REUSE as u64 {
+        let proposal = if pages_reused as u64 * 256 < released as u64 * RARE_REUSE as u64 {
             LEARN_DELAY_MIN_MS
         } else {
             // The least bucket bound that covers TARGET_WARM of the reuses.
@@ -375,7 +384,7 @@ mod tests {
         for i in 0..windows * WINDOW_REUSES {
             l.learner.page_released(&l.options);
             let d = distance(i);
-            l.learner.page_reused(&l.options, d, d < l.delay_ms() as u64);
+            l.learner.page_reused(&l.options, d, d < l.delay_ms() as u64, 1);
             if (i + 1) % WINDOW_REUSES == 0 {
                 delays.push(l.delay_ms());
             }
@@ -449,7 +458,8 @@ mod tests {
         let l = learner(LEARN_ON);
         let configured = l.options.purge_dirty_bytes.load(Ordering::Relaxed);
         let cap = |l: &Learner| l.learner.learned_cap(&l.options);
-        assert_eq!(cap(&l), configured);
+        let start = LEARN_CAP_START_FACTOR * configured;
+        assert_eq!(cap(&l), start, "it starts at the budget");
         // Pages come back cold 3 ms after release, under a 10 ms delay:
         // something purged them early (the cap).
         let early = |l: &Learner, windows: u32| {
@@ -458,18 +468,18 @@ mod tests {
                     l.learner.cap_purged(&l.options);
                 }
                 l.learner.page_released(&l.options);
-                l.learner.page_reused(&l.options, 3, false);
+                l.learner.page_reused(&l.options, 3, false, 1);
             }
         };
         // Early colds with no purge by the cap (a trim, another policy) do
         // not move it.
         for _ in 0..4 * WINDOW_REUSES {
             l.learner.page_released(&l.options);
-            l.learner.page_reused(&l.options, 3, false);
+            l.learner.page_reused(&l.options, 3, false, 1);
         }
-        assert_eq!(cap(&l), configured);
+        assert_eq!(cap(&l), start);
         early(&l, 1);
-        assert_eq!(cap(&l), 2 * configured, "one window moves it up");
+        assert_eq!(cap(&l), 2 * start, "one window moves it up");
         early(&l, 40);
         assert_eq!(cap(&l), LEARN_CAP_MAX_FACTOR * configured, "bounded");
         // Warm reuses only: down a step every 8 windows, to the configured cap.
@@ -490,7 +500,7 @@ mod tests {
                 l.learner.cap_purged(&l.options);
             }
             l.learner.page_released(&l.options);
-            l.learner.page_reused(&l.options, 3, false);
+            l.learner.page_reused(&l.options, 3, false, 1);
         }
         assert_eq!(l.learner.learned_cap(&l.options), LEARN_CAP_MAX_FACTOR * configured);
         let in_force = |heaps| l.learner.dirty_cap(&l.options, heaps);

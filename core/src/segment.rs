@@ -341,7 +341,8 @@ impl Segment {
                 let index = released.trailing_zeros() as usize;
                 *released &= !(1 << index);
                 let distance = memory.now_ms().saturating_sub((*this).dirty_ms[index]);
-                memory.learner.page_reused(&memory.options, distance, dirty);
+                let units = ((1usize << shift) / crate::learn::PAGE_UNIT).max(1) as u32;
+                memory.learner.page_reused(&memory.options, distance, dirty, units);
                 let reused = if dirty { &memory.stats.pages_reused_warm } else { &memory.stats.pages_reused_cold };
                 reused.fetch_add(1, Ordering::Relaxed);
                 index
