@@ -20,7 +20,7 @@
 //! the link check and four stores; everything else is `#[cold]`.
 
 use crate::class::{class_of, class_size, mid_class_of, small_slot, CLASS_COUNT};
-use crate::config::{KEPT_FULL_PAGES, LARGE_MAX, MAX_REQUEST, MEDIUM_MAX, MIN_ALIGN, SEGMENT_HEADER_BYTES, SMALL_MAX};
+use crate::config::{KEPT_FULL_PAGES, LARGE_MAX, MAX_REQUEST, MEDIUM_MAX, MIN_ALIGN, REFILLS_PER_PURGE_CHECK, SEGMENT_HEADER_BYTES, SMALL_MAX};
 use crate::heap::{empty_page, Heap};
 use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
 use crate::provider::PageProvider;
@@ -198,7 +198,14 @@ impl<P: PageProvider + 'static> Heap<P> {
         crate::debug_count!(refills);
         self.hand_over_pending();
         self.drain_delayed();
-        self.purge_if_due();
+        // Pages become dirty on the release path, which checks every time;
+        // here, for a heap that no longer releases, one refill in
+        // REFILLS_PER_PURGE_CHECK does (the check reads the clock).
+        self.refills_unchecked += 1;
+        if self.refills_unchecked >= REFILLS_PER_PURGE_CHECK {
+            self.refills_unchecked = 0;
+            self.purge_if_due();
+        }
         for attempt in 0..2 {
             let mut page = self.queues[class].first;
             let mut kept = 0;

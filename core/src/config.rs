@@ -124,6 +124,8 @@ pub const STITCH_MIN_BYTES: usize = 64 << 10;
 pub const PURGE_BATCH: usize = 16;
 /// Evicted huge blocks gathered before they are unmapped together.
 pub const RELEASE_BATCH: usize = 8;
+/// Refills between two purge checks on the refill path (alloc.rs).
+pub const REFILLS_PER_PURGE_CHECK: u8 = 8;
 
 /// Freed pages stay resident this long (ms) for warm reuse before a heap
 /// purges them, as mimalloc's purge delay.

@@ -106,6 +106,8 @@ pub struct Heap<P: PageProvider + 'static> {
     /// Held while `segments`, their pages' dirty state or `dirty` change:
     /// by the owner (slow paths only), or by the idle purger.
     pub(crate) pages_lock: spin::Mutex<()>,
+    /// Refills since the last purge check on the refill path.
+    pub(crate) refills_unchecked: u8,
     /// This thread's frees into other heaps' pages, not yet handed over.
     pub(crate) pending: PendingFrees,
     /// The heap profiler's byte countdown (sampling.rs).
@@ -139,6 +141,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             segments: [const { List::new() }; PAGED_KINDS],
             dirty: DirtyPages::new(),
             pages_lock: spin::Mutex::new(()),
+            refills_unchecked: 0,
             pending: PendingFrees::new(),
             sampler: Sampler::new(list_key as u64 ^ HEAPS_MADE.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             strict: shared.memory.strict(),

@@ -339,10 +339,17 @@ impl Page {
 
     /// Carve the next run of blocks (`PAGE_EXTEND_BYTES`, or at least
     /// `PAGE_EXTEND_MIN_BLOCKS` blocks, or what is left) onto the free
-    /// list. Returns false when the page is fully carved. Out of line: the
+    /// list. Returns false when the page is fully carved (one compare,
+    /// inline: refills ask it of every page they look at).
+    #[inline(always)]
+    pub fn extend(&self, list_key: usize) -> bool {
+        self.carved_bytes.load(Ordering::Relaxed) < self.reserved as u32 * self.block_size && self.carve(list_key)
+    }
+
+    /// `extend` for a page with blocks left to carve. Out of line: the
     /// malloc paths that call it stay free of its registers.
     #[inline(never)]
-    pub fn extend(&self, list_key: usize) -> bool {
+    fn carve(&self, list_key: usize) -> bool {
         let capacity = self.capacity();
         let remaining = self.reserved - capacity;
         if remaining == 0 {
