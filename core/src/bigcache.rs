@@ -9,7 +9,8 @@
 //!                   one with CAN_MOVE) | stitch the pages of warm ones into
 //!                   a new mapping (CAN_MOVE) | purged fit
 //!  growing realloc -> the warm mapping right after the block, joined (CAN_SPLIT)
-//!  warm --> purged (kept mapped): over `bigcache_bytes` (oldest first), after
+//!  warm --> purged (kept mapped): over the warm limit (`HAKMEM_BIGCACHE_MAX`,
+//!           or learned: capacity.rs; oldest first), after
 //!           a pause in huge calls (at least BIGCACHE_PAUSE_MIN_MS), or warm
 //!           for BIGCACHE_WARM_MAX_MS
 //!  evicted (slots or BIGCACHE_MAPPED_BYTES full), too big, trim
@@ -18,9 +19,9 @@
 //!
 //! Invariants: `slots[..len]` are the cached mappings; `cached_bytes` is
 //! the sum of their sizes, `warm_bytes` the same over warm slots;
-//! `warm_bytes <= bigcache_bytes` after every free; `cached_bytes <=
-//! BIGCACHE_MAPPED_BYTES`; every cached mapping's header starts it and its
-//! `huge_state` is `HUGE_CACHED`.
+//! `warm_bytes <=` the warm limit (`Memory::bigcache_limit`) after every
+//! free; `cached_bytes <= BIGCACHE_MAPPED_BYTES`; every cached mapping's
+//! header starts it and its `huge_state` is `HUGE_CACHED`.
 
 use crate::class::SegmentKind;
 use crate::config::{
@@ -70,7 +71,7 @@ const EMPTY_SLOT: CacheSlot = CacheSlot { segment: null_mut(), tick: 0, cached_m
 /// BigCache and the release batch (behind the lock of `HugeBlocks`).
 ///
 /// Invariants: `cached_bytes` = sum of the cached mappings' sizes,
-/// `warm_bytes` = the same over warm slots; `warm_bytes <= bigcache_bytes`
+/// `warm_bytes` = the same over warm slots; `warm_bytes <=` the warm limit
 /// after every free; `cached_bytes <= BIGCACHE_MAPPED_BYTES`.
 pub struct HugeCache {
     /// `slots[..len]` are occupied (kept dense: scans touch only those).
@@ -365,7 +366,7 @@ impl HugeCache {
 
 impl HugeCache {
     /// Purge warm cached mappings (they stay mapped and cached): the oldest
-    /// while there are more warm bytes than `bigcache_bytes`; those older
+    /// while there are more warm bytes than the warm limit; those older
     /// than the purge delay after a pause (no huge call for the purge delay,
     /// `BIGCACHE_PAUSE_MIN_MS` and 8 times the usual gap between huge calls:
     /// what the program freed is not about to be reused); and any warm
@@ -375,7 +376,7 @@ impl HugeCache {
     /// Steady huge-block traffic thus reuses warm what it freed a few
     /// steps ago, however long each step takes, within the byte budget.
     pub fn purge_warm<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64, is_call: bool) {
-        let limit = memory.options.bigcache_bytes.load(Ordering::Relaxed);
+        let limit = memory.bigcache_limit();
         let delay = memory.purge_delay_ms() as u64;
         let max_age = delay.max(BIGCACHE_WARM_MAX_MS);
         let gap = now.saturating_sub(self.last_call_ms);
@@ -396,6 +397,9 @@ impl HugeCache {
             let over = self.warm_bytes > limit;
             let expired = |s: &CacheSlot| s.warm && (over || (now != 0 && s.cached_ms.saturating_add(age_limit) <= now));
             let Some(i) = self.oldest(expired) else { break };
+            if over {
+                memory.bigcache.evicted(&memory.options);
+            }
             let segment = self.slots[i].segment;
             // SAFETY: a cached mapping holds nothing live; keep its header.
             unsafe {
@@ -472,6 +476,7 @@ impl HugeCache {
         let slot = CacheSlot { segment, tick: self.tick, cached_ms: now, warm: true };
         let delay = memory.purge_delay_ms() as u64;
         self.insert(slot, now.saturating_add(delay.max(BIGCACHE_WARM_MAX_MS)));
+        memory.bigcache.held(&memory.options, self.warm_bytes);
         self.purge_warm(memory, now, true);
     }
 

@@ -76,10 +76,27 @@ impl<P: PageProvider + 'static> Global<P> {
         &self.shared.memory.learner
     }
 
+    /// What the capacity learners chose (learning on) or would choose
+    /// (frozen): empty segments kept, and BigCache's warm bytes.
+    pub fn learned_capacities(&self) -> (usize, usize) {
+        let memory = &self.shared.memory;
+        let options = &memory.options;
+        (
+            memory.segment_cache.learned(options.segment_cache.load(Ordering::Relaxed)),
+            memory.bigcache.learned(options.bigcache_bytes.load(Ordering::Relaxed)),
+        )
+    }
+
     /// The free-list key, for tests that walk lists themselves.
     #[cfg(test)]
     pub(crate) fn keys_for_tests(&self) -> usize {
         self.shared.memory.keys().0
+    }
+
+    /// BigCache's warm limit in force, for tests of its learning.
+    #[cfg(test)]
+    pub(crate) fn learner_bigcache_limit_for_tests(&self) -> usize {
+        self.shared.memory.bigcache_limit()
     }
 
     /// Dirty bytes the segment store holds, for tests of its cap.

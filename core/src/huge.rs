@@ -119,6 +119,7 @@ impl HugeBlocks {
         } else {
             None
         };
+        let warm = matches!(reused, Some((_, Reuse::Warm | Reuse::Resize)));
         let reused = match reused {
             // SAFETY: taken from the cache, the mapping is ours; it holds
             // nothing live.
@@ -135,6 +136,10 @@ impl HugeBlocks {
             Some((segment, reuse)) => Some((segment, reuse == Reuse::Purged && P::PURGE_ZEROES)),
             None => None,
         };
+        if header_offset == 0 {
+            let configured = memory.options.bigcache_bytes.load(Ordering::Relaxed);
+            memory.bigcache.lookup(&memory.options, configured, warm && reused.is_some());
+        }
         let (segment, zeroed) = match reused {
             Some(reused) => {
                 memory.stats.bigcache_hits.fetch_add(1, Ordering::Relaxed);

@@ -31,6 +31,7 @@
 //!  segment     the segment header, pointer -> metadata, segment map, page bookkeeping
 //!  memory      the provider, counted: map / unmap / purge, keys, options, fatal
 //!  learn       the learned purge delay, from pages' reuse distances
+//!  capacity    learned cache capacities (segment cache, BigCache bytes), toward a hit rate
 //!  profile     the heap profiler's sample and stack tables, dumps
 //!  page        page descriptor, local free list, carving
 //!  stats  class  config  message  provider           leaves
@@ -77,6 +78,7 @@ mod adopt;
 pub mod alloc;
 pub mod arena;
 pub mod bigcache;
+pub mod capacity;
 pub mod census;
 pub mod class;
 pub mod config;

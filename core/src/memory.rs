@@ -7,6 +7,7 @@
 //! Invariant: `stats.bytes_mapped` is the sum of the sizes of the live
 //! mappings made through [`Memory::map`] (and resized by `remap`).
 
+use crate::capacity::{CapacityLearner, BIGCACHE_MAX_FACTOR, SEGMENT_CACHE_MAX_FACTOR};
 use crate::config::Options;
 use crate::learn::PurgeLearner;
 use crate::message::MessageBuffer;
@@ -26,6 +27,10 @@ pub struct Memory<P: PageProvider> {
     pub options: Options,
     /// The learned purge policy: delay and dirty-byte cap (learn.rs).
     pub learner: PurgeLearner,
+    /// The learned capacities of the segment cache (segments) and of
+    /// BigCache (warm bytes) (capacity.rs).
+    pub segment_cache: CapacityLearner,
+    pub bigcache: CapacityLearner,
     /// The heap profiler's records (off until started).
     pub profile: Profile,
 }
@@ -39,6 +44,8 @@ impl<P: PageProvider> Memory<P> {
             stats: Stats::new(),
             options: Options::new(),
             learner: PurgeLearner::new(),
+            segment_cache: CapacityLearner::new(SEGMENT_CACHE_MAX_FACTOR),
+            bigcache: CapacityLearner::new(BIGCACHE_MAX_FACTOR),
             profile: Profile::new(),
         }
     }
@@ -78,6 +85,16 @@ impl<P: PageProvider> Memory<P> {
     /// How long freed pages stay resident (ms): learned or configured.
     pub fn purge_delay_ms(&self) -> usize {
         self.learner.delay_ms(&self.options)
+    }
+
+    /// Empty segments the segment store keeps mapped: learned or configured.
+    pub fn segment_cache_limit(&self) -> usize {
+        self.segment_cache.capacity(&self.options, self.options.segment_cache.load(Ordering::Relaxed))
+    }
+
+    /// Bytes of freed huge blocks BigCache keeps warm: learned or configured.
+    pub fn bigcache_limit(&self) -> usize {
+        self.bigcache.capacity(&self.options, self.options.bigcache_bytes.load(Ordering::Relaxed))
     }
 
     /// Abort with `hakmem: <what><address>`.

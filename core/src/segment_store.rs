@@ -134,6 +134,8 @@ impl SegmentStore {
     pub fn alloc<P: PageProvider>(&self, memory: &Memory<P>, kind: SegmentKind) -> *mut Segment {
         self.purge_expired(memory);
         let cached = self.cache.lock().pop(&self.dirty_bytes);
+        let configured = memory.options.segment_cache.load(Ordering::Relaxed);
+        memory.segment_cache.lookup(&memory.options, configured, !cached.is_null());
         if cached.is_null() {
             memory.stats.segment_cache_misses.fetch_add(1, Ordering::Relaxed);
             let Some(mapping) = memory.map(SEGMENT_SIZE, SEGMENT_SIZE, Mapping::Segment) else {
@@ -168,7 +170,7 @@ impl SegmentStore {
             debug_assert_eq!((*segment).used_pages, 0);
             (*segment).owner.store(CACHED_OWNER, Ordering::Release);
         }
-        let limit = memory.options.segment_cache.load(Ordering::Relaxed);
+        let limit = memory.segment_cache_limit();
         {
             let mut cache = self.cache.lock();
             if cache.count < limit {
@@ -178,12 +180,14 @@ impl SegmentStore {
                     cache.push(segment, true, &self.dirty_bytes);
                     due
                 };
+                memory.segment_cache.held(&memory.options, cache.count);
                 drop(cache);
                 self.schedule(memory, due);
                 self.purge_expired(memory);
                 return;
             }
         }
+        memory.segment_cache.evicted(&memory.options);
         // SAFETY: empty, unlisted, one whole mapping.
         unsafe { Self::unmap(memory, segment) };
     }
@@ -301,8 +305,9 @@ impl SegmentStore {
                     self.abandoned.lock().push(segment, true, &self.dirty_bytes);
                 } else {
                     let mut cache = self.cache.lock();
-                    if cache.count >= memory.options.segment_cache.load(Ordering::Relaxed) {
+                    if cache.count >= memory.segment_cache_limit() {
                         drop(cache); // over the limit while it was out: unmapped
+                        memory.segment_cache.evicted(&memory.options);
                         Self::unmap(memory, segment);
                         continue;
                     }

@@ -743,6 +743,66 @@ fn freed_pages_are_purged_after_the_delay_or_over_the_cap() {
 }
 
 #[test]
+fn bigcache_learns_to_keep_the_huge_blocks_a_program_reuses_warm() {
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(1000, Ordering::SeqCst); // stands still: no pause, no age
+    global.options().purge_delay_ms.store(1000, Ordering::Relaxed);
+    global.options().learn.store(crate::config::LEARN_ON, Ordering::Relaxed);
+    const CONFIGURED: usize = 8 << 20;
+    global.options().bigcache_bytes.store(CONFIGURED, Ordering::Relaxed);
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let purged = || global.provider().purged_bytes.load(Ordering::SeqCst);
+    // Rounds of three 5 MiB blocks allocated, then freed: 15 MiB to keep
+    // warm, over the configured 8 MiB.
+    let mut purged_per_round = Vec::new();
+    for _ in 0..40 {
+        let before = purged();
+        let blocks: Vec<*mut u8> = (0..3).map(|_| heap.malloc(5 << 20)).collect();
+        for p in blocks {
+            assert!(!p.is_null());
+            // SAFETY: live blocks of this heap.
+            unsafe { global.free(p, hp) };
+        }
+        purged_per_round.push(purged() - before);
+    }
+    let learned = global.learner_bigcache_limit_for_tests();
+    assert!((16 << 20..=crate::capacity::BIGCACHE_MAX_FACTOR * CONFIGURED).contains(&learned), "learned {learned}");
+    assert!(purged_per_round[0] > 0, "the configured limit purged nothing: {purged_per_round:?}");
+    assert!(purged_per_round[30..].iter().all(|&p| p == 0), "still purging: {purged_per_round:?}");
+}
+
+#[test]
+fn the_segment_cache_learns_to_keep_the_segments_exiting_threads_leave() {
+    let global = new_global(TestProvider::new());
+    global.options().learn.store(crate::config::LEARN_ON, Ordering::Relaxed);
+    global.options().segment_cache.store(2, Ordering::Relaxed);
+    // Rounds of four threads, each with a segment of its own, exiting
+    // together: four empty segments for a cache of two.
+    let mut unmapped_per_round = Vec::new();
+    for _ in 0..60 {
+        let before = global.stats().unmapped_bytes;
+        let heaps = [(); 4].map(|_| global.heap_acquire());
+        for h in heaps {
+            // SAFETY: each heap is this test's until released.
+            let p = unsafe { (*h).malloc(100 << 10) };
+            assert!(!p.is_null());
+            // SAFETY: a live block of `h`.
+            unsafe { global.free(p, h) };
+        }
+        for h in heaps {
+            // SAFETY: its thread exits: no further use of `h`.
+            unsafe { global.heap_release(h) };
+        }
+        unmapped_per_round.push(global.stats().unmapped_bytes - before);
+    }
+    assert!(unmapped_per_round[1] > 0, "the configured cache unmapped nothing: {unmapped_per_round:?}");
+    assert!(unmapped_per_round[40..].iter().all(|&b| b == 0), "still unmapping: {unmapped_per_round:?}");
+    let stats = global.stats();
+    assert!(stats.segment_cache_hits > 150, "{stats:?}");
+}
+
+#[test]
 fn huge_realloc_moves_the_mapping_and_keeps_contents_and_checks() {
     let global = new_global(TestProvider::new());
     let heap = heap(global);

@@ -123,3 +123,20 @@ fn valid_settings_print_nothing() {
     let out = preloaded_true(&vars);
     assert_eq!(out.stderr_str(), "", "valid settings, not verbose: nothing on stderr");
 }
+
+#[test]
+fn frozen_learning_prints_what_it_would_choose_as_settings() {
+    let out = preloaded_true(&[("HAKMEM_LEARN", "frozen"), ("HAKMEM_VERBOSE", "1"), ("HAKMEM_SEGMENT_CACHE", "3")]);
+    let stderr = out.stderr_str();
+    let line = stderr.lines().find(|l| l.starts_with("hakmem: learned ")).unwrap_or_else(|| panic!("no learned line:\n{stderr}"));
+    let value = |name: &str| -> Option<u64> {
+        let rest = line.split_once(&format!(" {name}="))?.1;
+        rest.split(' ').next()?.parse().ok()
+    };
+    // `true` makes too few calls for a window: the configured values, or
+    // what learning starts from (the dirty cap starts at its budget).
+    assert_eq!(value("HAKMEM_SEGMENT_CACHE"), Some(3), "{line}");
+    assert_eq!(value("HAKMEM_BIGCACHE_MAX"), Some(256 << 20), "{line}");
+    assert_eq!(value("HAKMEM_PURGE_DIRTY"), Some(4 * (64 << 20)), "{line}");
+    assert!(line.contains("HAKMEM_PURGE_DELAY="), "{line}");
+}
