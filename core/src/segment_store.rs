@@ -63,7 +63,9 @@ impl SegmentStack {
         if !segment.is_null() {
             self.count -= 1;
             // SAFETY: a segment that was listed is live.
-            dirty.fetch_sub(unsafe { Segment::dirty_bytes(segment) }, Ordering::Relaxed);
+            let bytes = unsafe { Segment::dirty_bytes(segment) };
+            debug_assert!(dirty.load(Ordering::Relaxed) >= bytes, "the store's dirty count lost track");
+            dirty.fetch_sub(bytes, Ordering::Relaxed);
         }
         segment
     }
@@ -92,7 +94,9 @@ impl SegmentStack {
         // SAFETY: per the contract.
         unsafe {
             self.list.remove(segment);
-            dirty.fetch_sub(Segment::dirty_bytes(segment), Ordering::Relaxed);
+            let bytes = Segment::dirty_bytes(segment);
+            debug_assert!(dirty.load(Ordering::Relaxed) >= bytes, "the store's dirty count lost track");
+            dirty.fetch_sub(bytes, Ordering::Relaxed);
         }
         self.count -= 1;
     }
