@@ -261,7 +261,8 @@ impl Segment {
 
     /// Give an empty segment the page geometry of `kind`, keeping track of
     /// which memory is still resident: a new page is dirty when any old
-    /// dirty page overlaps it.
+    /// dirty page overlaps it, else purged when an old purged one does (so
+    /// that its reuse still tells the learner it was purged too soon).
     ///
     /// # Safety
     /// The caller owns `this`, and no page of it is in use.
@@ -271,16 +272,18 @@ impl Segment {
         // SAFETY: per the contract.
         unsafe {
             let (old_shift, new_shift) = ((*this).page_shift as usize, kind.page_shift());
-            let mut old = (*this).dirty;
+            let old_dirty = (*this).dirty;
+            let mut old = old_dirty | (*this).purged;
             let old_ms = (*this).dirty_ms;
-            let mut dirty = 0u32;
+            let (mut dirty, mut purged) = (0u32, 0u32);
             let mut dirty_ms = [0u64; MAX_PAGES_PER_SEGMENT];
             while old != 0 {
                 let index = old.trailing_zeros() as usize;
                 old &= old - 1;
+                let into = if old_dirty & (1 << index) != 0 { &mut dirty } else { &mut purged };
                 let (first, last) = ((index << old_shift) >> new_shift, (((index + 1) << old_shift) - 1) >> new_shift);
                 for (new_index, ms) in dirty_ms.iter_mut().enumerate().take(last + 1).skip(first) {
-                    dirty |= 1 << new_index;
+                    *into |= 1 << new_index;
                     // The youngest overlapping page decides (purged no sooner).
                     *ms = (*ms).max(old_ms[index]);
                 }
@@ -291,7 +294,7 @@ impl Segment {
             (*this).page_count = (SEGMENT_SIZE >> new_shift) as u8;
             (*this).used_pages = 0;
             (*this).dirty = dirty;
-            (*this).purged = 0;
+            (*this).purged = purged & !dirty;
         }
     }
 

@@ -803,6 +803,37 @@ fn the_segment_cache_learns_to_keep_the_segments_exiting_threads_leave() {
 }
 
 #[test]
+fn a_purged_page_reused_under_another_geometry_counts_as_cold() {
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(1000, Ordering::SeqCst);
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed);
+    global.options().purge_delay_ms.store(0, Ordering::Relaxed); // purged as soon as freed
+    // A thread fills small pages, frees them all and exits: its empty
+    // segment goes to the cache, its pages purged.
+    let leaving = global.heap_acquire();
+    // SAFETY: `leaving` is this test's heap until released.
+    let small: Vec<*mut u8> = (0..4000).map(|_| unsafe { (*leaving).malloc(64) }).collect();
+    for p in small {
+        // SAFETY: live blocks of `leaving`.
+        unsafe { global.free(p, leaving) };
+    }
+    // SAFETY: its thread exits: no further use of `leaving`.
+    unsafe { global.heap_release(leaving) };
+    let cold = global.stats().pages_reused_cold;
+    // The next thread's mid block: the cached segment comes back with
+    // 512 KiB pages over the purged 64 KiB ones; taking one is a cold reuse.
+    let next = global.heap_acquire();
+    // SAFETY: `next` is this test's heap.
+    let mid = unsafe { (*next).malloc(40_000) };
+    assert!(!mid.is_null());
+    let stats = global.stats();
+    assert!(stats.segment_cache_hits >= 1, "{stats:?}");
+    assert!(stats.pages_reused_cold > cold, "{stats:?}");
+    // SAFETY: a live block of `next`.
+    unsafe { global.free(mid, next) };
+}
+
+#[test]
 fn huge_realloc_moves_the_mapping_and_keeps_contents_and_checks() {
     let global = new_global(TestProvider::new());
     let heap = heap(global);
