@@ -124,7 +124,8 @@ pub struct PurgeLearner {
     streak_up: AtomicBool,
     /// The least (up) or largest (down) proposal of the streak.
     streak_ms: AtomicUsize,
-    /// The learned dirty-byte cap (0: the configured one stands).
+    /// The learned dirty-byte cap (0: `LEARN_CAP_START_FACTOR` configured
+    /// caps stand).
     cap_bytes: AtomicUsize,
     /// Most dirty bytes a heap held in this window.
     peak_dirty: AtomicUsize,

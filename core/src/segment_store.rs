@@ -63,9 +63,7 @@ impl SegmentStack {
         if !segment.is_null() {
             self.count -= 1;
             // SAFETY: a segment that was listed is live.
-            let bytes = unsafe { Segment::dirty_bytes(segment) };
-            debug_assert!(dirty.load(Ordering::Relaxed) >= bytes, "the store's dirty count lost track");
-            dirty.fetch_sub(bytes, Ordering::Relaxed);
+            unsafe { uncount_dirty(segment, dirty) };
         }
         segment
     }
@@ -94,12 +92,21 @@ impl SegmentStack {
         // SAFETY: per the contract.
         unsafe {
             self.list.remove(segment);
-            let bytes = Segment::dirty_bytes(segment);
-            debug_assert!(dirty.load(Ordering::Relaxed) >= bytes, "the store's dirty count lost track");
-            dirty.fetch_sub(bytes, Ordering::Relaxed);
+            uncount_dirty(segment, dirty);
         }
         self.count -= 1;
     }
+}
+
+/// Take a segment leaving the store off its dirty count `dirty`.
+///
+/// # Safety
+/// `segment` is live and was listed, counted, until now.
+unsafe fn uncount_dirty(segment: *mut Segment, dirty: &AtomicUsize) {
+    // SAFETY: per the contract.
+    let bytes = unsafe { Segment::dirty_bytes(segment) };
+    debug_assert!(dirty.load(Ordering::Relaxed) >= bytes, "the store's dirty count lost track");
+    dirty.fetch_sub(bytes, Ordering::Relaxed);
 }
 
 /// Empty and abandoned segments.
@@ -262,7 +269,7 @@ impl SegmentStore {
         let delay = memory.purge_delay_ms() as u64;
         let cutoff = now.saturating_sub(delay);
         // (segment, abandoned, purge the pages dirty since)
-        let mut due = [(null_mut::<Segment>(), false, 0); PURGE_BATCH];
+        let mut due = [(null_mut::<Segment>(), false, 0u64); PURGE_BATCH];
         let mut taken = 0;
         let mut next = u64::MAX;
         {
@@ -281,8 +288,15 @@ impl SegmentStore {
                     unsafe {
                         let following = (*segment).next;
                         let oldest = Segment::oldest_dirty_ms(segment);
-                        let since = if oldest <= cutoff { cutoff } else if excess > 0 && oldest != u64::MAX { u64::MAX } else { 0 };
-                        if since != 0 && taken < PURGE_BATCH {
+                        // Due: its pages past the delay; over the cap: all of them.
+                        let since = if oldest <= cutoff {
+                            Some(cutoff)
+                        } else if excess > 0 && oldest != u64::MAX {
+                            Some(u64::MAX)
+                        } else {
+                            None
+                        };
+                        if let Some(since) = since.filter(|_| taken < PURGE_BATCH) {
                             excess = excess.saturating_sub(Segment::dirty_bytes(segment));
                             stack.remove(segment, &self.dirty_bytes);
                             due[taken] = (segment, is_abandoned, since);
