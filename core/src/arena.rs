@@ -11,8 +11,11 @@
 //!  free spans: one address-ordered list, each span's link in its first bytes
 //! ```
 //!
-//! `map` is first fit in address order (the alignment slack before a span
-//! stays free for smaller requests), `unmap` coalesces with both
+//! `map` is first fit in address order for segment-aligned requests;
+//! metadata takes room below a span's first segment boundary (alignment
+//! slack no segment can use), else the top of the highest span, so that it
+//! never costs a segment. `map_up_to` takes the longest aligned room left
+//! (a short segment, segment.rs). `unmap` coalesces with both
 //! neighbours, `remap` resizes in place when the span after the block is
 //! free. Memory cannot be given back to anyone, so `purge` does nothing.
 //!
@@ -22,6 +25,7 @@
 //! - `in_use` is the bytes handed out by `map` and not returned;
 //!   `bytes - in_use` is the sum of the free spans' lengths.
 
+use crate::config::SEGMENT_SIZE;
 use crate::provider::PageProvider;
 use core::ptr::{null_mut, NonNull};
 
@@ -171,24 +175,71 @@ impl<H: ArenaHost> Arena<H> {
     }
 }
 
+/// Which of the spans that can serve a request [`Spans::take_where`] takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    /// The lowest in address order.
+    First,
+    /// The highest.
+    Last,
+    /// The longest (first among equals).
+    Longest,
+}
+
 impl Spans {
-    /// Carve `size` bytes at an `align`-aligned address from the first span
-    /// with room.
+    /// Carve `size` bytes at an `align`-aligned address. Segment-aligned
+    /// requests (segments, huge blocks) take the first span with room;
+    /// smaller ones (metadata) take room no segment can use (a span's part
+    /// below its first segment boundary), else the top of the highest span:
+    /// a page of metadata at a segment boundary would cost the arena a
+    /// whole segment.
     fn take(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        let aligned = |span: usize, len: usize| {
+            let start = span.next_multiple_of(align);
+            start.checked_add(size).is_some_and(|end| end <= span + len).then_some((start, size))
+        };
+        if align >= SEGMENT_SIZE {
+            return self.take_where(Fit::First, aligned).map(|(start, _)| start);
+        }
+        let below_a_boundary = |span: usize, len: usize| {
+            aligned(span, len.min(span.next_multiple_of(SEGMENT_SIZE) - span))
+        };
+        let top = |span: usize, len: usize| {
+            let start = (span + len).checked_sub(size)? & !(align - 1);
+            (start >= span).then_some((start, size))
+        };
+        let taken = self.take_where(Fit::First, below_a_boundary).or_else(|| self.take_where(Fit::Last, top));
+        taken.map(|(start, _)| start)
+    }
+
+    /// Carve the range `pick(span start, span length)` proposes (start and
+    /// length, inside the span) from the span `fit` chooses among those it
+    /// proposes one for. Returns its start and length.
+    fn take_where(&mut self, fit: Fit, pick: impl Fn(usize, usize) -> Option<(usize, usize)>) -> Option<(NonNull<u8>, usize)> {
+        let mut chosen: Option<(*mut FreeSpan, *mut FreeSpan, usize, usize)> = None;
         let (mut prev, mut span) = (null_mut::<FreeSpan>(), self.first);
         while !span.is_null() {
             // SAFETY: a span of the list (module invariants).
             let (len, next) = unsafe { ((*span).len, (*span).next) };
-            let slack = (span as usize).next_multiple_of(align) - span as usize;
-            if slack.checked_add(size).is_some_and(|need| need <= len) {
-                let start = span.cast::<u8>().wrapping_add(slack);
-                // SAFETY: [start, start + size) lies in this span.
-                unsafe { self.carve(prev, span, start, size) };
-                return NonNull::new(start);
+            if let Some((start, size)) = pick(span as usize, len) {
+                let better = match (fit, chosen) {
+                    (_, None) | (Fit::Last, _) => true,
+                    (Fit::Longest, Some((.., longest))) => size > longest,
+                    (Fit::First, Some(_)) => false,
+                };
+                if better {
+                    chosen = Some((prev, span, start, size));
+                }
+                if fit == Fit::First {
+                    break;
+                }
             }
             (prev, span) = (span, next);
         }
-        None
+        let (prev, span, start, size) = chosen?;
+        // SAFETY: `pick` proposed [start, start + size) inside this span.
+        unsafe { self.carve(prev, span, start as *mut u8, size) };
+        Some((NonNull::new(start as *mut u8)?, size))
     }
 
     /// Take `start..start + size` out of `span` (whose predecessor is
@@ -328,6 +379,17 @@ unsafe impl<H: ArenaHost> PageProvider for Arena<H> {
         }
     }
 
+    /// The longest aligned room of at least `min` bytes, up to `max`: the
+    /// arena's free memory shorter than a segment, as a short segment.
+    fn map_up_to(&self, min: usize, max: usize, align: usize) -> Option<(NonNull<u8>, usize)> {
+        let align = align.max(ARENA_PAGE);
+        self.spans.lock().take_where(Fit::Longest, |span, len| {
+            let start = span.next_multiple_of(align);
+            let room = (span + len).checked_sub(start)?.min(max);
+            (room >= min).then_some((start, room))
+        })
+    }
+
     unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: per the contract, the range was handed out and is unused.
         if unsafe { self.spans.lock().give(ptr.as_ptr(), size) }.is_err() {
@@ -408,10 +470,12 @@ mod tests {
         let a = arena.map(3 * ARENA_PAGE, ARENA_PAGE).unwrap();
         let b = arena.map(ARENA_PAGE, 8 * ARENA_PAGE).unwrap();
         let c = arena.map(2 * ARENA_PAGE, ARENA_PAGE).unwrap();
-        assert_eq!(a.as_ptr() as usize, base);
-        assert_eq!(b.as_ptr() as usize % (8 * ARENA_PAGE), 0);
-        // The alignment slack before b serves c (first fit in address order).
-        assert!((c.as_ptr() as usize) < b.as_ptr() as usize);
+        // Metadata comes from the top (the region starts at a segment boundary).
+        assert_eq!(a.as_ptr() as usize, base + 61 * ARENA_PAGE);
+        assert_eq!(b.as_ptr() as usize, base + 56 * ARENA_PAGE, "aligned below a");
+        // The room b's alignment left above it holds no segment boundary:
+        // it serves c.
+        assert_eq!(c.as_ptr() as usize, base + 57 * ARENA_PAGE);
         let used = arena.usage();
         assert_eq!((used.bytes, used.in_use, used.free), (64 * ARENA_PAGE, 6 * ARENA_PAGE, 58 * ARENA_PAGE));
         unsafe {
@@ -421,6 +485,32 @@ mod tests {
         }
         let used = arena.usage();
         assert_eq!((used.in_use, used.free_spans, used.largest_free, used.high_water), (0, 1, 64 * ARENA_PAGE, 6 * ARENA_PAGE));
+    }
+
+    #[test]
+    fn metadata_keeps_off_segment_boundaries_and_the_rest_serves_a_short_segment() {
+        use crate::config::SEGMENT_SIZE;
+        let pages = SEGMENT_SIZE / ARENA_PAGE;
+        let arena = Arena::new(Host);
+        let memory = region(pages + 8);
+        let base = memory.as_ptr() as usize;
+        // Starts 4 pages past a segment boundary, ends 8 pages past the next.
+        arena.add_static(&mut memory[4 * ARENA_PAGE..]);
+        let meta = arena.map(2 * ARENA_PAGE, ARENA_PAGE).unwrap();
+        assert_eq!(meta.as_ptr() as usize, base + 4 * ARENA_PAGE, "below the first boundary, where no segment fits");
+        assert!(arena.map(SEGMENT_SIZE, SEGMENT_SIZE).is_none(), "no whole segment");
+        assert!(arena.map_up_to(9 * ARENA_PAGE, SEGMENT_SIZE, SEGMENT_SIZE).is_none(), "8 pages past the boundary");
+        let (short, len) = arena.map_up_to(4 * ARENA_PAGE, SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
+        assert_eq!((short.as_ptr() as usize, len), (base + SEGMENT_SIZE, 8 * ARENA_PAGE), "the longest aligned room");
+        let more = arena.map(ARENA_PAGE, ARENA_PAGE).unwrap();
+        assert_eq!(more.as_ptr() as usize, base + 6 * ARENA_PAGE, "metadata: right after the first");
+        unsafe {
+            arena.unmap(short, len);
+            arena.unmap(meta, 2 * ARENA_PAGE);
+            arena.unmap(more, ARENA_PAGE);
+        }
+        let used = arena.usage();
+        assert_eq!((used.in_use, used.free_spans, used.largest_free), (0, 1, (pages + 4) * ARENA_PAGE));
     }
 
     #[test]
@@ -450,15 +540,17 @@ mod tests {
     fn remap_grows_into_the_free_span_after_and_shrinks_by_freeing_the_tail() {
         let arena = Arena::new(Host);
         arena.add_static(region(16));
-        let a = arena.map(2 * ARENA_PAGE, ARENA_PAGE).unwrap();
+        // Segment aligned: from the bottom (the region starts at a boundary).
+        let a = arena.map(2 * ARENA_PAGE, crate::config::SEGMENT_SIZE).unwrap();
         unsafe {
             assert_eq!(arena.remap(a, 2 * ARENA_PAGE, 10 * ARENA_PAGE, ARENA_PAGE), Some(a));
             assert_eq!(arena.usage().in_use, 10 * ARENA_PAGE);
-            let b = arena.map(ARENA_PAGE, ARENA_PAGE).unwrap();
+            // Metadata: from the top, the rest of the region.
+            let b = arena.map(6 * ARENA_PAGE, ARENA_PAGE).unwrap();
             assert_eq!(b.as_ptr() as usize, a.as_ptr() as usize + 10 * ARENA_PAGE);
             assert_eq!(arena.remap(a, 10 * ARENA_PAGE, 11 * ARENA_PAGE, ARENA_PAGE), None, "b is in the way");
             assert_eq!(arena.remap(a, 10 * ARENA_PAGE, 4 * ARENA_PAGE, ARENA_PAGE), Some(a));
-            assert_eq!(arena.usage().in_use, 5 * ARENA_PAGE);
+            assert_eq!(arena.usage().in_use, 10 * ARENA_PAGE);
         }
     }
 

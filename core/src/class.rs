@@ -46,6 +46,16 @@ impl SegmentKind {
             SegmentKind::Large | SegmentKind::Huge => LARGE_PAGE_SHIFT,
         }
     }
+
+    /// The largest block a page of this kind holds (huge: none).
+    pub const fn max_block(self) -> usize {
+        match self {
+            SegmentKind::Small => SMALL_MAX,
+            SegmentKind::Medium => MEDIUM_MAX,
+            SegmentKind::Large => LARGE_MAX,
+            SegmentKind::Huge => 0,
+        }
+    }
 }
 
 /// Block size of class `class` (`class < CLASS_COUNT`).

@@ -34,6 +34,8 @@ struct HeapPool<P: PageProvider + 'static> {
     all: *mut Heap<P>,
     chunk_next: usize,
     chunk_end: usize,
+    /// Bytes of the last chunk mapped (0: none yet).
+    chunk_bytes: usize,
 }
 // SAFETY: the raw pointers are only followed under the owning Mutex.
 unsafe impl<P: PageProvider> Send for HeapPool<P> {}
@@ -51,7 +53,7 @@ impl<P: PageProvider + 'static> Global<P> {
     pub const fn new(provider: P) -> Self {
         Global {
             shared: Shared::new(provider),
-            heaps: Mutex::new(HeapPool { free: null_mut(), all: null_mut(), chunk_next: 0, chunk_end: 0 }),
+            heaps: Mutex::new(HeapPool { free: null_mut(), all: null_mut(), chunk_next: 0, chunk_end: 0, chunk_bytes: 0 }),
             idle: Mutex::new(()),
         }
     }
@@ -135,11 +137,16 @@ impl<P: PageProvider + 'static> Global<P> {
             } else {
                 let size = core::mem::size_of::<Heap<P>>().next_multiple_of(64);
                 if pool.chunk_next + size > pool.chunk_end {
-                    let Some(chunk) = self.shared.memory.map(HEAP_CHUNK_BYTES, P::PAGE_SIZE, Mapping::Metadata) else {
+                    // The first chunk holds one heap, each next one twice
+                    // the last, up to HEAP_CHUNK_BYTES: a small arena with
+                    // one heap gives it a page, not a chunk.
+                    let bytes = (pool.chunk_bytes * 2).min(HEAP_CHUNK_BYTES).max(size.next_multiple_of(P::PAGE_SIZE));
+                    let Some(chunk) = self.shared.memory.map(bytes, P::PAGE_SIZE, Mapping::Metadata) else {
                         return null_mut();
                     };
                     pool.chunk_next = chunk.as_ptr() as usize;
-                    pool.chunk_end = pool.chunk_next + HEAP_CHUNK_BYTES;
+                    pool.chunk_end = pool.chunk_next + bytes;
+                    pool.chunk_bytes = bytes;
                 }
                 let heap = pool.chunk_next as *mut Heap<P>;
                 pool.chunk_next += size;

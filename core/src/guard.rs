@@ -63,7 +63,8 @@ pub unsafe fn guard_segment<P: PageProvider>(memory: &Memory<P>, segment: *mut S
     // SAFETY: per the contract, both ranges are unused memory of the segment.
     unsafe {
         protect(memory, base + header_end::<P>(), base + SEGMENT_HEADER_BYTES);
-        protect(memory, base + SEGMENT_SIZE - P::PAGE_SIZE, base + SEGMENT_SIZE);
+        let end = base + (*segment).map_size;
+        protect(memory, end - P::PAGE_SIZE, end);
         (*segment).tail_guard = P::PAGE_SIZE as u32;
     }
 }

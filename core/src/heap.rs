@@ -30,7 +30,7 @@
 //!   with its page shift.
 
 use crate::class::{class_size, kind_of_class, small_slots_of, CLASS_COUNT, PAGED_KINDS, SMALL_SLOTS};
-use crate::config::{SEGMENT_MASK, SEGMENT_SHIFT, SMALL_MAX};
+use crate::config::{SEGMENT_MASK, SEGMENT_SHIFT, SMALL_MAX, SMALL_PAGE_SHIFT};
 use crate::list::List;
 use crate::page::{Block, Page, PAGE_FULL, PAGE_STRICT};
 use crate::provider::PageProvider;
@@ -485,6 +485,12 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub(crate) unsafe fn remember_local(&mut self, segment: *mut Segment) {
         // SAFETY: per the contract.
         let page_shift = unsafe { (*segment).page_shift } as usize;
+        // A short segment with pages smaller than a small page: a pointer
+        // past its end would index a page past the last (`Segment::holds`
+        // checks its frees).
+        if page_shift < SMALL_PAGE_SHIFT {
+            return;
+        }
         self.local_segments[local_slot(segment as usize)] = segment as usize | page_shift;
     }
 

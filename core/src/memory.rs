@@ -121,6 +121,14 @@ impl<P: PageProvider> Memory<P> {
         Some(memory)
     }
 
+    /// Map what the provider has of `min..=max` bytes aligned to `align`
+    /// (see [`PageProvider::map_up_to`]) and count it as `what`.
+    pub fn map_up_to(&self, min: usize, max: usize, align: usize, what: Mapping) -> Option<(NonNull<u8>, usize)> {
+        let (memory, bytes) = self.provider.map_up_to(min, max, align)?;
+        self.stats.mapped(bytes, what);
+        Some((memory, bytes))
+    }
+
     /// Unmap a mapping made by [`Memory::map`] and count it.
     ///
     /// # Safety

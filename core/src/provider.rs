@@ -12,10 +12,12 @@
 ///   readable and writable range of `size` bytes aligned to `align`, that no
 ///   one else uses until it is passed to `unmap`. When `MAPS_ZEROED` is true
 ///   the range reads as zeros.
+/// - `map_up_to` returns `None` or a range as `map` does, of the length
+///   it returns.
 /// - `unmap` and `purge` accept exactly ranges previously returned by `map`
-///   (`unmap`: the whole range; `purge`: any page-aligned subrange), or,
-///   when `CAN_SPLIT` is true, any page-aligned subranges, each unmapped at
-///   most once.
+///   or `map_up_to` (`unmap`: the whole range; `purge`: any page-aligned
+///   subrange), or, when `CAN_SPLIT` is true, any page-aligned subranges,
+///   each unmapped at most once.
 /// - After `purge`, the range stays mapped and usable; its contents are
 ///   unspecified (zeros on Linux with `MADV_DONTNEED`).
 /// - No method allocates through any global allocator, recurses into the
@@ -46,6 +48,17 @@ pub unsafe trait PageProvider: Sync {
     /// Map `size` bytes (a multiple of `PAGE_SIZE`) aligned to `align` (a
     /// power of two, at least `PAGE_SIZE`).
     fn map(&self, size: usize, align: usize) -> Option<core::ptr::NonNull<u8>>;
+
+    /// Map the longest range it can of at least `min` and at most `max`
+    /// bytes (multiples of `PAGE_SIZE`) aligned to `align`, when
+    /// `map(max, align)` failed: returns its start and length (a multiple
+    /// of `PAGE_SIZE`), which `unmap` then takes. A fixed arena whose free
+    /// room is shorter than a segment serves a shortened segment from it.
+    /// The default has none (an address space maps `max` or nothing).
+    fn map_up_to(&self, min: usize, max: usize, align: usize) -> Option<(core::ptr::NonNull<u8>, usize)> {
+        let _ = (min, max, align);
+        None
+    }
 
     /// Return a range obtained from `map` to the system.
     ///

@@ -15,7 +15,6 @@
 //! deadline is running.
 
 use crate::class::PAGED_KINDS;
-use crate::config::SEGMENT_SIZE;
 use crate::list::List;
 use crate::memory::Memory;
 use crate::provider::PageProvider;
@@ -129,8 +128,8 @@ impl DirtyPages {
                     let (purged, oldest) = Segment::purge_pages_dirty_since(segment, memory, cutoff);
                     if (*segment).used_pages == 0 && (*segment).dirty == 0 && scope != PurgeScope::DueInPlace {
                         list.remove(segment);
+                        released += (*segment).map_size;
                         shared.segments.free(memory, segment);
-                        released += SEGMENT_SIZE;
                     } else {
                         released += purged;
                         left += Segment::dirty_bytes(segment);

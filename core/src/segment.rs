@@ -40,6 +40,10 @@ use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use static_assertions::const_assert;
 
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
 /// Owner of a segment whose heap's thread exited (pages await adoption).
 pub const ABANDONED_OWNER: usize = 1;
 /// Owner of a huge mapping (no heap owns it; frees go to the global cache).
@@ -121,14 +125,14 @@ impl Segment {
     /// `SEGMENT_HEADER_BYTES` are ours to write.
     #[must_use]
     pub unsafe fn write_header(at: *mut Segment, owner: usize, kind: SegmentKind, map_base: *mut u8, map_size: usize) -> bool {
-        let page_shift = kind.page_shift();
+        let (page_shift, page_count) = Segment::geometry(kind, map_size.min(SEGMENT_SIZE));
         // SAFETY: per the contract.
         unsafe {
             at.write(Segment {
                 owner: AtomicUsize::new(owner),
                 kind,
                 page_shift: page_shift as u8,
-                page_count: (SEGMENT_SIZE >> page_shift) as u8,
+                page_count: page_count as u8,
                 used_pages: 0,
                 dirty: 0,
                 dirty_ms: [0; MAX_PAGES_PER_SEGMENT],
@@ -149,6 +153,46 @@ impl Segment {
         segment_map_insert(at)
     }
 
+    /// Page shift and page count of a segment of `kind` and `len` bytes. A
+    /// whole segment has its kind's pages. A short one (the end of a fixed
+    /// arena) has pages as small as still hold eight blocks of the kind's
+    /// largest class (and twice the header), so that many classes share
+    /// it, and a shorter last page when that holds one such block besides
+    /// a strict-mode tail guard (at most a header's bytes). Huge: one
+    /// page, the block.
+    pub const fn geometry(kind: SegmentKind, len: usize) -> (usize, usize) {
+        let mut shift = kind.page_shift();
+        if matches!(kind, SegmentKind::Huge) {
+            return (shift, 1);
+        }
+        if len < SEGMENT_SIZE {
+            let least = max(2 * SEGMENT_HEADER_BYTES, 8 * kind.max_block()).next_power_of_two().trailing_zeros() as usize;
+            while shift > least && len >> (shift - 1) < MAX_PAGES_PER_SEGMENT {
+                shift -= 1;
+            }
+        }
+        let (whole, rest) = (len >> shift, len & ((1 << shift) - 1));
+        let area = if whole == 0 { rest.saturating_sub(SEGMENT_HEADER_BYTES) } else { rest };
+        (shift, whole + (area >= SEGMENT_HEADER_BYTES + kind.max_block()) as usize)
+    }
+
+    /// Bytes a short segment of `kind` needs (its header, and a page as
+    /// [`Segment::geometry`] counts one), in multiples of `page` bytes.
+    pub const fn short_min(kind: SegmentKind, page: usize) -> usize {
+        (2 * SEGMENT_HEADER_BYTES + kind.max_block()).next_multiple_of(page)
+    }
+
+    /// Whether the segment is shorter than `SEGMENT_SIZE` (served from the
+    /// end of a fixed arena: never cached, and never reused for another
+    /// kind).
+    ///
+    /// # Safety
+    /// `this` is a live paged segment.
+    pub unsafe fn is_short(this: *mut Segment) -> bool {
+        // SAFETY: per the contract.
+        unsafe { (*this).map_size < SEGMENT_SIZE }
+    }
+
     /// The segment header for `ptr` (which need not be valid).
     ///
     /// Masks `ptr - 1`: no block starts at offset 0 of a segment (the header
@@ -162,25 +206,28 @@ impl Segment {
     /// Whether `ptr`, whose [`Segment::of_ptr`] is the known header `this`,
     /// lies inside the segment: masking `ptr - 1` also maps the address
     /// right past a segment's end to it, which only a huge block may start
-    /// at (a foreign pointer there would index a page past the last).
+    /// at (a foreign pointer there would index a page past the last), and
+    /// a short segment ends before `SEGMENT_SIZE`.
     ///
     /// # Safety
     /// `this` is a mapped header (the segment map says so).
     pub unsafe fn holds(this: *mut Segment, ptr: *const u8) -> bool {
-        // SAFETY: per the contract.
-        (ptr as usize).wrapping_sub(this as usize) < SEGMENT_SIZE || unsafe { (*this).owner.load(Ordering::Relaxed) } == HUGE_OWNER
+        let offset = (ptr as usize).wrapping_sub(this as usize);
+        // SAFETY: per the contract. (A short segment ends before SEGMENT_SIZE.)
+        unsafe { offset < SEGMENT_SIZE && offset < (*this).map_size || (*this).owner.load(Ordering::Relaxed) == HUGE_OWNER }
     }
 
     /// The page descriptor covering `ptr`, which lies in this segment.
     ///
     /// # Safety
-    /// `this` is a live segment header and `ptr` lies inside its first 2 MiB.
+    /// `this` is a live segment header and `ptr` lies inside the segment
+    /// (`holds`).
     #[inline(always)]
     pub unsafe fn page_of(this: *mut Segment, ptr: *const u8) -> *mut Page {
         // SAFETY: the caller guarantees the header is live and ptr lies in
-        // its first SEGMENT_SIZE bytes; SEGMENT_SIZE >> page_shift is at most
-        // MAX_PAGES_PER_SEGMENT, so the index is in bounds (the
-        // length of `pages`): no bounds check is needed.
+        // the segment (`holds`); its pages are at most MAX_PAGES_PER_SEGMENT
+        // (`geometry`), so the index is in bounds (the length of `pages`):
+        // no bounds check is needed.
         unsafe { Segment::page_at(this, ptr, (*this).page_shift as usize) }
     }
 
@@ -238,15 +285,17 @@ impl Segment {
     }
 
     /// Start and length of the block area of page `index` (the header
-    /// shortens page 0, a tail guard the last page).
+    /// shortens page 0, a tail guard or a short segment's end the last
+    /// page).
     ///
     /// # Safety
     /// `this` is a live segment header.
     pub unsafe fn page_area(this: *mut Segment, index: usize) -> (*mut u8, usize) {
         // SAFETY: per the contract.
-        let (page_shift, tail_guard) = unsafe { ((*this).page_shift as usize, (*this).tail_guard as usize) };
+        let (page_shift, tail_guard, len) = unsafe { ((*this).page_shift as usize, (*this).tail_guard as usize, (*this).map_size) };
         let start = if index == 0 { SEGMENT_HEADER_BYTES } else { index << page_shift };
-        let end = ((index + 1) << page_shift).min(SEGMENT_SIZE - tail_guard);
+        // A short segment's last page ends with its mapping.
+        let end = ((index + 1) << page_shift).min(len.min(SEGMENT_SIZE) - tail_guard);
         ((this as usize + start) as *mut u8, end - start)
     }
 
@@ -271,7 +320,8 @@ impl Segment {
         let _census = HEADER_CENSUS.lock();
         // SAFETY: per the contract.
         unsafe {
-            let (old_shift, new_shift) = ((*this).page_shift as usize, kind.page_shift());
+            let (new_shift, page_count) = Segment::geometry(kind, (*this).map_size);
+            let old_shift = (*this).page_shift as usize;
             let old_dirty = (*this).dirty;
             let mut old = old_dirty | (*this).purged;
             let old_ms = (*this).dirty_ms;
@@ -291,7 +341,7 @@ impl Segment {
             (*this).dirty_ms = dirty_ms;
             (*this).kind = kind;
             (*this).page_shift = new_shift as u8;
-            (*this).page_count = (SEGMENT_SIZE >> new_shift) as u8;
+            (*this).page_count = page_count as u8;
             (*this).used_pages = 0;
             (*this).dirty = dirty;
             (*this).purged = purged & !dirty;

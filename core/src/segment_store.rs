@@ -149,15 +149,19 @@ impl SegmentStore {
         memory.segment_cache.lookup(&memory.options, configured, !cached.is_null());
         if cached.is_null() {
             memory.stats.segment_cache_misses.fetch_add(1, Ordering::Relaxed);
-            let Some(mapping) = memory.map(SEGMENT_SIZE, SEGMENT_SIZE, Mapping::Segment) else {
+            // A fixed arena with less than a segment of room left serves a
+            // short segment from what it has.
+            let short_min = Segment::short_min(kind, P::PAGE_SIZE);
+            let mapping = memory.map(SEGMENT_SIZE, SEGMENT_SIZE, Mapping::Segment).map(|m| (m, SEGMENT_SIZE));
+            let Some((mapping, len)) = mapping.or_else(|| memory.map_up_to(short_min, SEGMENT_SIZE, SEGMENT_SIZE, Mapping::Segment)) else {
                 return null_mut();
             };
             let segment = mapping.as_ptr() as *mut Segment;
-            // SAFETY: a fresh segment-aligned mapping of one segment; one
-            // outside the segment map's window goes back unused.
+            // SAFETY: a fresh segment-aligned mapping of at most one segment;
+            // one outside the segment map's window goes back unused.
             unsafe {
-                if !Segment::write_header(segment, CACHED_OWNER, kind, mapping.as_ptr(), SEGMENT_SIZE) {
-                    memory.unmap(mapping, SEGMENT_SIZE, Mapping::Segment);
+                if !Segment::write_header(segment, CACHED_OWNER, kind, mapping.as_ptr(), len) {
+                    memory.unmap(mapping, len, Mapping::Segment);
                     return null_mut();
                 }
                 crate::guard::guard_segment(memory, segment);
@@ -171,7 +175,8 @@ impl SegmentStore {
     }
 
     /// Take back a segment none of whose pages is in use: into the cache
-    /// (dirty pages and all) while it has room, else unmapped.
+    /// (dirty pages and all) while it has room, else (and when short)
+    /// unmapped.
     ///
     /// # Safety
     /// The caller owned `segment`, lists it nowhere and uses it no more.
@@ -179,6 +184,11 @@ impl SegmentStore {
         // SAFETY: per the contract.
         unsafe {
             debug_assert_eq!((*segment).used_pages, 0);
+            if Segment::is_short(segment) {
+                // Back to its arena at once: there it serves any mapping,
+                // where cached it could not serve every kind.
+                return Self::unmap(memory, segment);
+            }
             (*segment).owner.store(CACHED_OWNER, Ordering::Release);
         }
         let limit = memory.segment_cache_limit();
@@ -341,7 +351,7 @@ impl SegmentStore {
     unsafe fn unmap<P: PageProvider>(memory: &Memory<P>, segment: *mut Segment) {
         segment_map_remove(segment);
         // SAFETY: per the contract.
-        unsafe { memory.unmap(NonNull::new_unchecked(segment as *mut u8), SEGMENT_SIZE, Mapping::Segment) };
+        unsafe { memory.unmap(NonNull::new_unchecked(segment as *mut u8), (*segment).map_size, Mapping::Segment) };
     }
 
     /// Park a segment whose heap (`by`) was released; its pages stay in
@@ -427,7 +437,7 @@ impl SegmentStore {
                 if (*segment).used_pages == 0 {
                     abandoned.remove(segment, &self.dirty_bytes);
                     self.abandoned_count.fetch_sub(1, Ordering::Relaxed);
-                    released += SEGMENT_SIZE;
+                    released += (*segment).map_size;
                     emptied.push_back(segment);
                 }
                 segment = next;
@@ -453,9 +463,11 @@ impl SegmentStore {
             if segment.is_null() {
                 break;
             }
-            released += SEGMENT_SIZE;
             // SAFETY: out of the cache, the empty segment is ours alone.
-            unsafe { Self::unmap(memory, segment) };
+            unsafe {
+                released += (*segment).map_size;
+                Self::unmap(memory, segment);
+            }
         }
         released
     }

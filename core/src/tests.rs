@@ -1746,6 +1746,68 @@ fn out_of_arena_a_request_is_served_from_a_larger_class_page() {
     assert!(!heap.malloc(16).is_null(), "serves again after the frees");
 }
 
+/// A fixed arena shorter than a segment (half of one) serves every small
+/// size from a short segment (the smallest from larger classes' pages once
+/// its pages run out), gives the segment back when its blocks are freed
+/// (then a mid block gets a short segment of its own), and rejects a
+/// pointer past the short segment's end.
+#[test]
+fn an_arena_shorter_than_a_segment_serves_from_a_short_segment() {
+    use crate::config::{MEDIUM_MAX, SMALL_MAX};
+    use crate::{Arena, ArenaHost};
+    const MID: usize = MEDIUM_MAX / 2 + 1000;
+    struct Host;
+    // SAFETY: never grows.
+    unsafe impl ArenaHost for Host {
+        fn fatal(&self, message: &[u8]) -> ! {
+            std::panic!("{}", std::string::String::from_utf8_lossy(message))
+        }
+    }
+    const BYTES: usize = SEGMENT_SIZE / 2;
+    let layout = std::alloc::Layout::from_size_align(SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
+    // SAFETY: a non-zero layout; leaked, its first half the arena's for good.
+    let base = unsafe { std::alloc::alloc(layout) };
+    let global: &'static Global<Arena<Host>> = Box::leak(Box::new(Global::new(Arena::new(Host))));
+    // SAFETY: the range lies in the leaked allocation above.
+    unsafe { global.provider().add_range(base, BYTES) };
+    let hp = global.heap_acquire();
+    assert!(!hp.is_null());
+    // The heap is this thread's; used through `hp` alone (no `&mut` beside the raw frees).
+    let malloc = |size: usize| unsafe { (*hp).malloc(size) };
+    let inside = |p: *mut u8| (base as usize..base as usize + BYTES).contains(&(p as usize));
+    let mut blocks = Vec::new();
+    for size in (16..=SMALL_MAX).rev().step_by(16) {
+        let p = malloc(size);
+        assert!(!p.is_null() && inside(p), "{size} B from the arena");
+        fill(p, size, size as u8);
+        blocks.push((p, size));
+    }
+    assert!(malloc(MID).is_null(), "the small segment holds the arena");
+    // A local free (a heap remembers the segments it frees into), then a
+    // pointer past the short segment's end, inside its SEGMENT_SIZE.
+    let (p, size) = blocks.pop().unwrap();
+    unsafe { global.free(p, hp) };
+    assert_eq!(malloc(size), p);
+    fill(p, size, size as u8);
+    blocks.push((p, size));
+    let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { global.free(base.add(BYTES + 4096), hp) }))
+        .expect_err("a pointer past the short segment went unnoticed");
+    let message = message.downcast_ref::<std::string::String>().cloned().unwrap_or_default();
+    assert!(message.contains("free(): invalid pointer"), "{message}");
+    for &(p, size) in &blocks {
+        verify(p, size, size as u8);
+        // SAFETY: a live block of this heap.
+        unsafe { global.free(p, hp) };
+    }
+    let mid = malloc(MID);
+    assert!(!mid.is_null() && inside(mid), "the emptied short segment went back to the arena");
+    fill(mid, MID, 7);
+    verify(mid, MID, 7);
+    // SAFETY: as above.
+    unsafe { global.free(mid, hp) };
+    unsafe { (*hp).check_invariants() };
+}
+
 /// Allocate and free `size` bytes as many times as the quarantine holds
 /// blocks: whatever was quarantined before leaves it (checked).
 fn fill_quarantine(global: &'static Global<TestProvider>, heap: &mut Heap<TestProvider>, size: usize) {

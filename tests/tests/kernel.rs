@@ -82,7 +82,10 @@ fn boots_and_passes_every_check(geometry: Geometry, name: &str, arena_bytes: u64
     assert_eq!(field("bytes"), arena_bytes, "the arena grew to all its ranges");
     assert!(field("in_use") < field("high_water") && field("high_water") <= arena_bytes);
     assert_eq!(field("free"), field("bytes") - field("in_use"));
-    assert_eq!(field("free_spans"), 1, "freed spans coalesced back into one");
+    // Trimmed, only metadata pages stay in use (the arena puts them off
+    // segment boundaries, at the top of its first range before it grew):
+    // each splits at most one free span in two.
+    assert!(field("free_spans") <= 1 + field("in_use") / 4096, "freed spans coalesced back:\n{serial}");
     println!("{serial}");
 }
 
