@@ -38,6 +38,10 @@ use core::sync::atomic::Ordering;
 #[derive(Clone, Copy)]
 struct CacheSlot {
     segment: *mut Segment,
+    /// Its `map_size`, kept here while cached: a lookup compares the sizes
+    /// of every slot, and reading each from its header would miss on up to
+    /// 128 lines (and pages).
+    size: usize,
     /// Insertion tick, for LRU eviction.
     tick: u64,
     /// When it was cached (provider clock, ms), for the purge delay.
@@ -66,7 +70,7 @@ const fn split_min(map_size: usize) -> usize {
     map_size.next_multiple_of(SEGMENT_SIZE) + SEGMENT_SIZE
 }
 
-const EMPTY_SLOT: CacheSlot = CacheSlot { segment: null_mut(), tick: 0, cached_ms: 0, warm: false };
+const EMPTY_SLOT: CacheSlot = CacheSlot { segment: null_mut(), size: 0, tick: 0, cached_ms: 0, warm: false };
 
 /// BigCache and the release batch (behind the lock of `HugeBlocks`).
 ///
@@ -114,11 +118,6 @@ impl HugeCache {
         (self.len, self.cached_bytes)
     }
 
-    fn size_of(slot: &CacheSlot) -> usize {
-        // SAFETY: cached segments are live mappings owned by the cache.
-        unsafe { (*slot.segment).map_size }
-    }
-
     /// Take the cached mapping that serves `map_size` best: a warm one that
     /// fits (at most 25 % larger) as it is; else, when `can_split`, the
     /// smallest warm one with at least 2 MiB to spare past the request's
@@ -131,27 +130,44 @@ impl HugeCache {
     /// Returns it and how to reuse it.
     pub fn take(&mut self, map_size: usize, can_resize: bool, can_split: bool, can_stitch: bool) -> Option<(*mut Segment, Reuse)> {
         let fits = |size: usize| size >= map_size && size <= map_size + map_size / 4;
-        let slots = &self.slots[..self.len];
-        let size = |i: usize| Self::size_of(&slots[i]);
-        let warm = |i: &usize| slots[*i].warm;
-        let resize_cost = |i: usize| if size(i) >= map_size { (size(i) - map_size) / 4 } else { map_size - size(i) };
+        let resize_cost = |size: usize| if size >= map_size { (size - map_size) / 4 } else { map_size - size };
         let split_min = split_min(map_size);
-        let fit_warm = (0..slots.len()).filter(warm).filter(|&i| fits(size(i))).min_by_key(|&i| size(i));
-        let split = (0..slots.len()).filter(warm).filter(|&i| can_split && size(i) >= split_min).min_by_key(|&i| size(i));
         let stitch = can_stitch && Self::worth_stitching(self.warm_bytes, map_size);
-        let shrinks = |i: &usize| !stitch || size(*i) >= map_size;
-        let nearest = (0..slots.len()).filter(warm).filter(|_| can_resize).filter(shrinks).min_by_key(|&i| resize_cost(i));
-        let (i, reuse) = if let Some(i) = fit_warm {
+        // One pass, each candidate the first with the least key.
+        let least = |best: &mut Option<(usize, usize)>, key: usize, i: usize| {
+            if best.is_none_or(|(least, _)| key < least) {
+                *best = Some((key, i));
+            }
+        };
+        let (mut fit_warm, mut split, mut nearest, mut fit_purged) = (None, None, None, None);
+        for (i, slot) in self.slots[..self.len].iter().enumerate() {
+            let size = slot.size;
+            if !slot.warm {
+                if fits(size) {
+                    least(&mut fit_purged, size, i);
+                }
+                continue;
+            }
+            if fits(size) {
+                least(&mut fit_warm, size, i);
+            }
+            if can_split && size >= split_min {
+                least(&mut split, size, i);
+            }
+            if can_resize && (!stitch || size >= map_size) {
+                least(&mut nearest, resize_cost(size), i);
+            }
+        }
+        let (i, reuse) = if let Some((_, i)) = fit_warm {
             (i, Reuse::Warm)
-        } else if let Some(i) = split {
+        } else if let Some((_, i)) = split {
             (i, Reuse::Split)
-        } else if let Some(i) = nearest {
+        } else if let Some((_, i)) = nearest {
             (i, Reuse::Resize)
         } else if stitch {
             return None;
         } else {
-            let i = (0..slots.len()).filter(|&i| fits(size(i))).min_by_key(|&i| size(i))?;
-            (i, Reuse::Purged)
+            (fit_purged?.1, Reuse::Purged)
         };
         Some((self.remove(i).segment, reuse))
     }
@@ -181,7 +197,7 @@ impl HugeCache {
             memory.stats.huge_mapped.fetch_add(1, Ordering::Relaxed);
             let delay = memory.purge_delay_ms() as u64;
             self.tick += 1;
-            let slot = CacheSlot { segment: tail, tick: self.tick, cached_ms: now, warm: true };
+            let slot = CacheSlot { segment: tail, size: end - cut, tick: self.tick, cached_ms: now, warm: true };
             self.insert(slot, now.saturating_add(delay.max(BIGCACHE_WARM_MAX_MS)));
         }
     }
@@ -214,16 +230,16 @@ impl HugeCache {
         let base = mapping.as_ptr() as usize;
         let mut filled = 0;
         // A donor keeps at least its header; one down to that gives no more.
-        let gives = |slot: &CacheSlot| slot.warm && Self::size_of(slot) > SEGMENT_HEADER_BYTES;
+        let gives = |slot: &CacheSlot| slot.warm && slot.size > SEGMENT_HEADER_BYTES;
         // SAFETY: cached mappings are live and the cache's.
         let pieced = |slot: &CacheSlot| unsafe { (*slot.segment).pieced };
         while filled < map_size {
             // The largest first; pieced ones last (see `Segment::pieced`).
-            let Some(i) = (0..self.len).filter(|&i| gives(&self.slots[i])).max_by_key(|&i| (!pieced(&self.slots[i]), Self::size_of(&self.slots[i])))
+            let Some(i) = (0..self.len).filter(|&i| gives(&self.slots[i])).max_by_key(|&i| (!pieced(&self.slots[i]), self.slots[i].size))
             else {
                 break;
             };
-            let (donor, size, need) = (self.slots[i].segment, Self::size_of(&self.slots[i]), map_size - filled);
+            let (donor, size, need) = (self.slots[i].segment, self.slots[i].size, map_size - filled);
             // All of it, or its tail (it keeps at least its header).
             let whole = size <= need;
             let part = if whole { size } else { need.min(size - SEGMENT_HEADER_BYTES) };
@@ -235,6 +251,7 @@ impl HugeCache {
                     segment_map_remove(donor);
                 } else {
                     (*donor).map_size -= part;
+                    self.slots[i].size -= part;
                     self.cached_bytes -= part;
                     self.warm_bytes -= part;
                 }
@@ -300,7 +317,7 @@ impl HugeCache {
                 Self::join(memory, segment, next);
             }
             let start = segment as usize;
-            if let Some(i) = (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize + Self::size_of(&self.slots[i]) == start) {
+            if let Some(i) = (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize + self.slots[i].size == start) {
                 let prev = self.remove(i).segment;
                 Self::join(memory, prev, segment);
                 segment = prev;
@@ -317,7 +334,7 @@ impl HugeCache {
     unsafe fn warm_slot_after(&self, segment: *mut Segment, min_size: usize) -> Option<usize> {
         // SAFETY: per the contract.
         let end = segment as usize + unsafe { (*segment).map_size };
-        (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize == end && Self::size_of(&self.slots[i]) >= min_size)
+        (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize == end && self.slots[i].size >= min_size)
     }
 
     /// Make `second`, the mapping right after `first` (taken out of the
@@ -338,7 +355,9 @@ impl HugeCache {
 
     fn remove(&mut self, i: usize) -> CacheSlot {
         let slot = self.slots[i];
-        let size = Self::size_of(&slot);
+        // SAFETY: cached segments are live mappings owned by the cache.
+        debug_assert_eq!(slot.size, unsafe { (*slot.segment).map_size }, "a cached slot's size went stale");
+        let size = slot.size;
         self.cached_bytes -= size;
         if slot.warm {
             self.warm_bytes -= size;
@@ -350,7 +369,7 @@ impl HugeCache {
     }
 
     fn insert(&mut self, slot: CacheSlot, expiry_ms: u64) {
-        let size = Self::size_of(&slot);
+        let size = slot.size;
         self.slots[self.len] = slot;
         self.len += 1;
         self.cached_bytes += size;
@@ -408,7 +427,7 @@ impl HugeCache {
                 memory.purge(body, end - body);
             }
             self.slots[i].warm = false;
-            self.warm_bytes -= Self::size_of(&self.slots[i]);
+            self.warm_bytes -= self.slots[i].size;
         }
         for slot in &self.slots[..self.len] {
             if slot.warm {
@@ -473,7 +492,7 @@ impl HugeCache {
             self.batch_push(memory, old);
         }
         self.tick += 1;
-        let slot = CacheSlot { segment, tick: self.tick, cached_ms: now, warm: true };
+        let slot = CacheSlot { segment, size, tick: self.tick, cached_ms: now, warm: true };
         let delay = memory.purge_delay_ms() as u64;
         self.insert(slot, now.saturating_add(delay.max(BIGCACHE_WARM_MAX_MS)));
         memory.bigcache.held(&memory.options, self.warm_bytes);

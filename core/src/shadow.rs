@@ -425,6 +425,14 @@ pub fn run_threads(global: &'static Global<TestProvider>, streams: &[Vec<u8>]) {
         streams.iter().map(|_| std::sync::mpsc::channel()).unzip();
     // Thread i sends to thread i + 1's inbox.
     senders.rotate_left(1);
+    // Every thread's heap is made (then pooled) before any thread injects
+    // map failures: one made later could find the provider refusing.
+    let heaps: Vec<_> = streams.iter().map(|_| global.heap_acquire()).collect();
+    for heap in heaps {
+        assert!(!heap.is_null());
+        // SAFETY: a fresh heap no thread uses.
+        unsafe { global.heap_release(heap) };
+    }
     std::thread::scope(|scope| {
         for ((stream, outbox), inbox) in streams.iter().zip(senders).zip(receivers) {
             let model = &model;
