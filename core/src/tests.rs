@@ -1772,6 +1772,7 @@ fn an_arena_shorter_than_a_segment_serves_from_a_short_segment() {
     unsafe { global.provider().add_range(base, BYTES) };
     let hp = global.heap_acquire();
     assert!(!hp.is_null());
+    assert_eq!(global.provider().usage().in_use, 4096, "one heap takes one page of the arena");
     // The heap is this thread's; used through `hp` alone (no `&mut` beside the raw frees).
     let malloc = |size: usize| unsafe { (*hp).malloc(size) };
     let inside = |p: *mut u8| (base as usize..base as usize + BYTES).contains(&(p as usize));
