@@ -14,6 +14,12 @@
 //!                         ones) or retire it to the full queue; adopt an
 //!                         abandoned segment; else a fresh page; out of
 //!                         memory: a block of a larger class
+//!
+//!  Heap::realloc_in_place - a remembered segment, a block start below the
+//!                         page's fast_capacity, the size within its block
+//!                         and at least half of it: the same pointer
+//!  Heap::realloc -------- in place (any block), huge to huge (the mapping
+//!                         moves), else malloc + copy + free
 //! ```
 //!
 //! The fast path ([`Heap::malloc`]) is a table lookup, one load and test,
@@ -347,6 +353,29 @@ impl<P: PageProvider + 'static> Heap<P> {
             unsafe { core::ptr::write_bytes(p, 0, size) };
         }
         p
+    }
+
+    /// realloc's fast path: `ptr` itself when it starts a carved block of a
+    /// segment this heap remembers, on a page with no flag set (so not
+    /// strict, sampled, aligned or full), and `size` fits the block without
+    /// leaving more than half of it unused; else `None` ([`Heap::realloc`]
+    /// decides). Nothing is written: a string grown one append at a time
+    /// takes this path on all but a few of its reallocs.
+    ///
+    /// # Safety
+    /// `ptr` is null or a live block from this allocator.
+    #[inline(always)]
+    pub unsafe fn realloc_in_place(&self, ptr: *mut u8, size: usize) -> Option<*mut u8> {
+        if ptr.is_null() {
+            return None;
+        }
+        let page = self.remembered_page_of(ptr)?;
+        // SAFETY: a remembered segment is mapped and ours (`local_segments`).
+        unsafe {
+            let usable = (*page).block_size as usize;
+            let fits = (size <= usable) & (size >= usable / 2);
+            ((*page).starts_block_below(ptr, (*page).fast_capacity.get()) & fits).then_some(ptr)
+        }
     }
 
     /// Resize the block at `ptr` (null: allocate) to `size` bytes, keeping

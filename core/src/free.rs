@@ -58,8 +58,7 @@ pub unsafe fn free<P: PageProvider>(
     // need not be read.
     unsafe {
         if !heap.is_null() {
-            if let Some((segment, page_shift)) = (*heap).remembered_segment_of(ptr) {
-                let page = Segment::page_at(segment, ptr, page_shift);
+            if let Some(page) = (*heap).remembered_page_of(ptr) {
                 return (*heap).free_local(page, ptr);
             }
         }
@@ -93,13 +92,12 @@ impl<P: PageProvider + 'static> Heap<P> {
     unsafe fn free_local(&mut self, page: *mut Page, ptr: *mut u8) {
         // SAFETY: per the contract; the block lies in the page's area.
         unsafe {
-            let (index, is_start) = (*page).block_index_exact(ptr);
             let block = ptr as *mut Block;
             let marker = block as usize ^ self.marker_key;
             // checked_block's conditions, folded into one branch: a block
             // start, carved, of a page with no flag set (fast_capacity),
             // not marked free.
-            if is_start & (index < (*page).fast_capacity.get() as usize) & ((*block).marker != marker) {
+            if (*page).starts_block_below(ptr, (*page).fast_capacity.get()) & ((*block).marker != marker) {
                 (*block).marker = marker;
                 self.count_free();
                 crate::debug_count!(frees_local_fast);

@@ -26,7 +26,7 @@
 //!   `full` iff they have it, and in neither only while being moved or freed.
 //! - Every segment whose `owner` is this heap is in `segments[kind]`, and
 //!   `owner` is the heap's address, which is also `delayed`'s (first field).
-//! - each `local_segments` entry is 0 or one of those segments, tagged
+//! - each `local_segments` entry is `NO_SEGMENT` or one of those segments, tagged
 //!   with its page shift.
 
 use crate::class::{class_size, kind_of_class, small_slots_of, CLASS_COUNT, PAGED_KINDS, SMALL_SLOTS};
@@ -64,6 +64,12 @@ static HEAPS_MADE: AtomicU64 = AtomicU64::new(0);
 /// segments without two in one slot.
 pub(crate) const LOCAL_SEGMENTS: usize = 32;
 
+/// A `local_segments` entry naming no segment: its high bits match no
+/// pointer a program can hold (x86_64 and aarch64 user addresses are
+/// below 2^48; 0 would match the pointers below 2 MiB, and a free of one,
+/// which is misuse, must reach the checks of the segment map).
+pub(crate) const NO_SEGMENT: usize = 1 << (usize::BITS - 1);
+
 /// Slot in `local_segments` of the segment holding `address` (a segment
 /// address or a block in it): the low bits of the segment number.
 #[inline(always)]
@@ -83,7 +89,7 @@ pub struct Heap<P: PageProvider + 'static> {
     /// The current page of each class: its queue's first page.
     pub(crate) current: [*mut Page; CLASS_COUNT],
     /// Segments local frees went to, by segment number (`local_slot`):
-    /// each entry 0 or the address of a segment this heap owns (so it is
+    /// each entry `NO_SEGMENT` or the address of a segment this heap owns (so it is
     /// mapped) with its `page_shift` in the low bits; cleared whenever the
     /// heap gives segments away (purge, abandon). A free whose segment is
     /// found here skips the segment map and the owner load, and finds its
@@ -93,6 +99,13 @@ pub struct Heap<P: PageProvider + 'static> {
     /// segment" test first: frees spread over a few segments made that
     /// test mispredict on every other free.
     pub(crate) local_segments: [usize; LOCAL_SEGMENTS],
+    /// For each `local_segments` entry, where the descriptor of the page
+    /// holding `ptr` is found from `ptr` alone: at
+    /// `local_pages[slot] + (ptr >> page_shift) * size_of::<Page>()` (the
+    /// segment's first descriptor less `segment >> page_shift` of them), one
+    /// shift and one add on the free path instead of the offset into the
+    /// segment. (An array of its own: both loads keep simple addresses.)
+    pub(crate) local_pages: [usize; LOCAL_SEGMENTS],
     pub(crate) list_key: usize,
     pub(crate) marker_key: usize,
     malloc_calls: AtomicU64,
@@ -129,7 +142,8 @@ impl<P: PageProvider + 'static> Heap<P> {
             delayed: DelayedFrees::new(),
             direct: [empty_page(); SMALL_SLOTS],
             current: [empty_page(); CLASS_COUNT],
-            local_segments: [0; LOCAL_SEGMENTS],
+            local_segments: [NO_SEGMENT; LOCAL_SEGMENTS],
+            local_pages: [0; LOCAL_SEGMENTS],
             list_key,
             marker_key,
             malloc_calls: AtomicU64::new(0),
@@ -491,20 +505,39 @@ impl<P: PageProvider + 'static> Heap<P> {
         if page_shift < SMALL_PAGE_SHIFT {
             return;
         }
-        self.local_segments[local_slot(segment as usize)] = segment as usize | page_shift;
+        // SAFETY: per the contract (an address, nothing read).
+        let first_page = unsafe { core::ptr::addr_of!((*segment).pages) } as usize;
+        let pages = first_page.wrapping_sub((segment as usize >> page_shift) * core::mem::size_of::<Page>());
+        let slot = local_slot(segment as usize);
+        self.local_segments[slot] = segment as usize | page_shift;
+        self.local_pages[slot] = pages;
     }
 
     /// The segment and page shift of the block at `ptr` when the heap
     /// remembers its segment. `ptr` itself is looked up (no `ptr - 1` as in
     /// `Segment::of_ptr`): a pointer at a 2 MiB boundary starts a huge
     /// block, never in a segment the heap remembers, so it is not found
-    /// here. The entry's high bits equal `ptr`'s exactly when it is this
-    /// segment's, whatever its tag; its low bits are the shift.
+    /// here. The tag's high bits equal `ptr`'s exactly when it is this
+    /// segment's, whatever its low bits, which are the shift.
     #[inline(always)]
     pub(crate) fn remembered_segment_of(&self, ptr: *const u8) -> Option<(*mut Segment, usize)> {
-        let entry = self.local_segments[local_slot(ptr as usize)];
-        if (entry ^ ptr as usize) <= SEGMENT_MASK {
-            Some(((entry & !SEGMENT_MASK) as *mut Segment, entry & SEGMENT_MASK))
+        let tag = self.local_segments[local_slot(ptr as usize)];
+        if (tag ^ ptr as usize) <= SEGMENT_MASK {
+            Some(((tag & !SEGMENT_MASK) as *mut Segment, tag & SEGMENT_MASK))
+        } else {
+            None
+        }
+    }
+
+    /// The page descriptor of the block at `ptr` when the heap remembers
+    /// its segment (as [`Heap::remembered_segment_of`]).
+    #[inline(always)]
+    pub(crate) fn remembered_page_of(&self, ptr: *const u8) -> Option<*mut Page> {
+        let slot = local_slot(ptr as usize);
+        let tag = self.local_segments[slot];
+        if (tag ^ ptr as usize) <= SEGMENT_MASK {
+            let page_shift = tag & SEGMENT_MASK;
+            Some(self.local_pages[slot].wrapping_add((ptr as usize >> page_shift) * core::mem::size_of::<Page>()) as *mut Page)
         } else {
             None
         }
@@ -512,7 +545,7 @@ impl<P: PageProvider + 'static> Heap<P> {
 
     /// Forget the remembered segments (before giving segments away).
     pub(crate) fn forget_local_segments(&mut self) {
-        self.local_segments = [0; LOCAL_SEGMENTS];
+        self.local_segments = [NO_SEGMENT; LOCAL_SEGMENTS];
     }
 
     /// Walk every structure and check the invariants in the module docs.
@@ -523,7 +556,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         let _pages = self.pages_lock.lock();
         let me = self as *const Self as usize;
         for (i, &entry) in self.local_segments.iter().enumerate() {
-            if entry == 0 {
+            if entry == NO_SEGMENT {
                 continue;
             }
             let local = (entry & !SEGMENT_MASK) as *mut Segment;
@@ -539,6 +572,14 @@ impl<P: PageProvider + 'static> Heap<P> {
                 !segment.is_null()
             });
             assert!(listed, "a remembered local segment is not one of the heap's segments");
+            // SAFETY: a live segment of ours (just checked).
+            let (page_shift, page_count) = unsafe { ((*local).page_shift as usize, (*local).page_count as usize) };
+            for index in 0..page_count {
+                let inside = (local as usize + (index << page_shift) + 16) as *const u8;
+                // SAFETY: as above; `index` is below the segment's page count.
+                let expected = unsafe { core::ptr::addr_of_mut!((*local).pages).cast::<Page>().add(index) };
+                assert_eq!(self.remembered_page_of(inside), Some(expected), "local_segments pages of page {index}");
+            }
         }
         for class in 0..CLASS_COUNT {
             let queue = &self.queues[class];

@@ -47,7 +47,7 @@ pub const PAGE_SAMPLED: u8 = 8;
 pub const PAGE_STRICT: u8 = 16;
 
 const RECIPROCAL_SHIFT: u32 = 42;
-/// See `Page::block_index_exact`: the fraction bound of a block start.
+/// See `Page::starts_block_below`: the fraction bound of a block start.
 const START_FRACTION: u64 = 1 << 22;
 static_assertions::const_assert!(crate::config::SEGMENT_SIZE as u64 <= START_FRACTION / 2);
 static_assertions::const_assert!((1u64 << RECIPROCAL_SHIFT) / crate::config::LARGE_MAX as u64 >= START_FRACTION);
@@ -280,17 +280,19 @@ impl Page {
         self.index_of(self.carved_bytes.load(Ordering::Relaxed) as usize) as u16
     }
 
-    /// Index of the block containing `ptr` (in this page's area), and
-    /// whether `ptr` is its start, from one multiply: the low
+    /// Whether `ptr` (in this page's area) starts one of its first `bound`
+    /// blocks, from one multiply and one compare: the low
     /// `RECIPROCAL_SHIFT` bits of `offset * reciprocal` are `k * (size - r)`
     /// at the start of block `k` (`r = 2^42 mod size`), below 2^21 since
     /// offsets are, and at least `reciprocal > 2^42 / size >= 2^22` past
-    /// a start (blocks are at most 1 MiB): `START_FRACTION` splits them.
+    /// a start (blocks are at most 1 MiB): bits 22..42 are zero exactly at
+    /// a start (`START_FRACTION`). Rotated to the top, above the index
+    /// (bits 42..), they make any non-start compare above `bound`.
     #[inline(always)]
-    pub fn block_index_exact(&self, ptr: *const u8) -> (usize, bool) {
+    pub fn starts_block_below(&self, ptr: *const u8, bound: u16) -> bool {
         let product = ((ptr as usize).wrapping_sub(self.start as usize) as u64).wrapping_mul(self.reciprocal);
-        let fraction = product & ((1u64 << RECIPROCAL_SHIFT) - 1);
-        ((product >> RECIPROCAL_SHIFT) as usize, fraction < START_FRACTION)
+        const FRACTION_BITS: u32 = RECIPROCAL_SHIFT - START_FRACTION.trailing_zeros();
+        (product >> START_FRACTION.trailing_zeros()).rotate_right(FRACTION_BITS) < bound as u64
     }
 
     /// Index of the block at `offset` bytes into the area (below 2 MiB).
@@ -417,8 +419,11 @@ mod tests {
                 for delta in [0, 1, 15, size / 2, size - 1] {
                     let got = unsafe { Page::block_of(&page, (block + delta) as *const u8) } as usize;
                     assert_eq!(got, block, "class {class} index {index} delta {delta}");
-                    let exact = page.block_index_exact((block + delta) as *const u8);
-                    assert_eq!(exact, (index, delta == 0), "class {class} index {index} delta {delta}");
+                    let below = |bound: usize| page.starts_block_below((block + delta) as *const u8, bound.min(u16::MAX as usize) as u16);
+                    if index < u16::MAX as usize {
+                        assert_eq!(below(index + 1), delta == 0, "class {class} index {index} delta {delta}");
+                    }
+                    assert!(!below(index), "class {class} index {index} delta {delta}");
                 }
             }
         }

@@ -2223,3 +2223,39 @@ fn every_interleaving_of_the_owner_draining_and_remote_frees_keeps_every_block()
     std::eprintln!("{runs} schedules");
     assert!(runs > 20, "only {runs} schedules");
 }
+
+#[test]
+fn realloc_in_place_keeps_only_whole_carved_blocks_of_remembered_segments() {
+    let global = new_global(TestProvider::new());
+    let hp = global.heap_acquire();
+    // SAFETY: hp is this thread's heap; each reference below is dropped
+    // before the frees through hp.
+    let (first, p) = unsafe { ((*hp).malloc(100), (*hp).malloc(100)) };
+    let usable = class_size(crate::class::class_of(100));
+    // SAFETY: p is live, hp is ours.
+    let in_place = |ptr: *mut u8, size: usize| unsafe { (*hp).realloc_in_place(ptr, size) };
+    assert_eq!(in_place(p, 100), None, "a segment no free has named yet is not remembered");
+    // SAFETY: first is live.
+    unsafe { global.free(first, hp) };
+    for size in [usable / 2, 100, usable] {
+        assert_eq!(in_place(p, size), Some(p), "size {size} of a {usable}-byte block");
+    }
+    for size in [0, usable / 2 - 1, usable + 1, usize::MAX] {
+        assert_eq!(in_place(p, size), None, "size {size} of a {usable}-byte block");
+    }
+    assert_eq!(in_place(core::ptr::null_mut(), 16), None, "null");
+    // SAFETY: an address inside p's block (never dereferenced as a block).
+    assert_eq!(in_place(unsafe { p.add(16) }, 50), None, "a pointer inside a block");
+    // SAFETY: an address 64 blocks further in the page (never dereferenced):
+    // past what it has carved (4 KiB at a time, 36 blocks of 112 bytes).
+    let beyond = unsafe { p.add(usable * 64) };
+    assert_eq!(in_place(beyond, 50), None, "a block not carved yet");
+    // SAFETY: hp is ours.
+    unsafe { (*hp).forget_local_segments() };
+    assert_eq!(in_place(p, 100), None, "a forgotten segment");
+    // SAFETY: p is live; its realloc keeps it in place (the slow path).
+    let q = unsafe { (*hp).realloc(p, 100) };
+    assert_eq!(q, p);
+    // SAFETY: q is live.
+    unsafe { global.free(q, hp) };
+}

@@ -97,7 +97,21 @@ pub unsafe extern "C" fn __libc_calloc(count: usize, size: usize) -> *mut c_void
 
 /// glibc semantics: realloc(p, 0) frees p and returns NULL;
 /// realloc(NULL, n) is malloc(n); on failure the old block is untouched.
+#[inline(always)]
 unsafe fn realloc_c(ptr: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: ptr is null or a live block (C contract). size 0 never
+    // fits in place (a block is at least 16 bytes).
+    if let Some(same) = unsafe { hk::realloc_in_place(ptr as *mut u8, size) } {
+        return same as *mut c_void;
+    }
+    // SAFETY: the same contract.
+    unsafe { realloc_c_slow(ptr, size) }
+}
+
+/// realloc_c beyond the in-place fast path: out of line, so that the fast
+/// path needs no stack frame.
+#[inline(never)]
+unsafe fn realloc_c_slow(ptr: *mut c_void, size: usize) -> *mut c_void {
     if !ptr.is_null() && size == 0 {
         // SAFETY: ptr is a live block (C contract).
         unsafe { hk::free(ptr as *mut u8) };

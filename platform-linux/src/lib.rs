@@ -270,6 +270,19 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
     with_heap(|heap| unsafe { heap.realloc(ptr, size) })
 }
 
+/// realloc's fast path (`Heap::realloc_in_place`): `ptr` itself when its
+/// block takes `size` bytes as it is, else `None` (call [`realloc`]).
+/// Only the fs-relative TLS read here, as in [`free`].
+///
+/// # Safety
+/// `ptr` is null or a live block from hakmem.
+#[inline(always)]
+pub unsafe fn realloc_in_place(ptr: *mut u8, size: usize) -> Option<*mut u8> {
+    let current = tls_fast::read()?;
+    // SAFETY: current is this thread's heap or null; ptr per the contract.
+    unsafe { current.as_ref()?.realloc_in_place(ptr, size) }
+}
+
 /// free: null is ignored; misuse aborts with a message.
 ///
 /// # Safety

@@ -8,6 +8,8 @@
  *   double_free_huge          8 MiB block freed twice
  *   free_stack_pointer        free() of a stack address
  *   free_interior_pointer     free(malloc(64) + 16)
+ *   free_low_pointer          free() of address 0x1000 (below the first 2 MiB,
+ *                             which no segment covers) by a thread with a heap
  *   free_sized_too_big        free_sized(malloc(100), 100000)
  *   double_free_cross_thread  first free in thread A, second in thread B
  * Caught in strict mode (HAKMEM_STRICT=1) only; default mode survives them:
@@ -247,6 +249,10 @@ int main(int argc, char **argv) {
         memset(p, 1, 64);
         reached();
         free(opaque_ptr(p + 16));
+    } else if (!strcmp(cur, "free_low_pointer")) {
+        free(malloc(32));
+        reached();
+        free(opaque_ptr((char *)0x1000));
     } else if (!strcmp(cur, "free_sized_too_big")) {
         void (*fs)(void *, size_t) = HK_SYM(free_sized);
         if (!fs) {

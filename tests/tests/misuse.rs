@@ -155,6 +155,7 @@ fn strict_mode_catches_every_default_case() {
         ("double_free_cross_thread", "double free", true),
         ("free_stack_pointer", "invalid", false),
         ("free_interior_pointer", "invalid", true),
+        ("free_low_pointer", "invalid", false),
         ("free_sized_too_big", "", false),
     ] {
         let line = expect_abort_in(case, Some(word), true);
@@ -214,6 +215,13 @@ fn free_stack_pointer() {
 #[test]
 fn free_interior_pointer() {
     expect_abort("free_interior_pointer", Some("invalid"));
+}
+
+/// Below 2 MiB: the heap's table of remembered segments once matched it
+/// (its empty entries were 0), and the free read a page at address ~0.
+#[test]
+fn free_low_pointer() {
+    expect_abort("free_low_pointer", Some("invalid"));
 }
 
 #[test]
