@@ -58,9 +58,10 @@ impl<P: PageProvider + 'static> Heap<P> {
     }
 
     /// The fast path of the sizes above `SMALL_MAX`: a block of the
-    /// current page of a mid class, or null. Out of line, so that the
-    /// small path stays one straight run of instructions.
-    #[inline(never)]
+    /// current page of a mid class, or null. Inline: out of line, its call
+    /// and the frame around it cost a mid malloc nine instructions, and the
+    /// small path is the same run of instructions either way.
+    #[inline(always)]
     pub fn malloc_fast_mid(&mut self, size: usize) -> *mut u8 {
         if size <= MEDIUM_MAX {
             return self.pop_counted(self.current[mid_class_of(size)]);
@@ -366,9 +367,6 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// `ptr` is null or a live block from this allocator.
     #[inline(always)]
     pub unsafe fn realloc_in_place(&self, ptr: *mut u8, size: usize) -> Option<*mut u8> {
-        if ptr.is_null() {
-            return None;
-        }
         let page = self.remembered_page_of(ptr)?;
         // SAFETY: a remembered segment is mapped and ours (`local_segments`).
         unsafe {

@@ -50,18 +50,18 @@ pub unsafe fn free<P: PageProvider>(
     ptr: *mut u8,
     make_heap: impl FnOnce() -> *mut Heap<P>,
 ) {
-    if ptr.is_null() {
-        return;
-    }
     // SAFETY: a segment the heap remembers is mapped and owned by it (the
     // invariant of `local_segments`), so the segment map and the owner
-    // need not be read.
+    // need not be read. Null is never remembered (`NO_SEGMENT`).
     unsafe {
         if !heap.is_null() {
             if let Some(page) = (*heap).remembered_page_of(ptr) {
                 return (*heap).free_local(page, ptr);
             }
         }
+    }
+    if ptr.is_null() {
+        return;
     }
     let segment = Segment::of_ptr(ptr);
     // SAFETY: `holds` reads the header only once the map says it is mapped.

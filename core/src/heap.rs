@@ -530,7 +530,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     }
 
     /// The page descriptor of the block at `ptr` when the heap remembers
-    /// its segment (as [`Heap::remembered_segment_of`]).
+    /// its segment (as [`Heap::remembered_segment_of`]; never for null).
     #[inline(always)]
     pub(crate) fn remembered_page_of(&self, ptr: *const u8) -> Option<*mut Page> {
         let slot = local_slot(ptr as usize);
