@@ -48,9 +48,12 @@ impl<P: PageProvider + 'static> Heap<P> {
 
     /// The fast path alone: a block of the current page of the size's
     /// class, or null when [`Heap::malloc`] must take its slow path (for
-    /// entry points that keep the slow path out of line).
+    /// entry points that keep the slow path out of line). Takes `&self`:
+    /// it changes pages and the malloc counter, which are cells and
+    /// atomics, never the heap's own fields, so it serves an inert heap
+    /// ([`Heap::inert`]) shared by threads that have none (null, always).
     #[inline(always)]
-    pub fn malloc_fast(&mut self, size: usize) -> *mut u8 {
+    pub fn malloc_fast(&self, size: usize) -> *mut u8 {
         if size <= SMALL_MAX {
             return self.pop_counted(self.direct[small_slot(size)]);
         }
@@ -62,7 +65,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// and the frame around it cost a mid malloc nine instructions, and the
     /// small path is the same run of instructions either way.
     #[inline(always)]
-    pub fn malloc_fast_mid(&mut self, size: usize) -> *mut u8 {
+    pub fn malloc_fast_mid(&self, size: usize) -> *mut u8 {
         if size <= MEDIUM_MAX {
             return self.pop_counted(self.current[mid_class_of(size)]);
         }
@@ -71,7 +74,7 @@ impl<P: PageProvider + 'static> Heap<P> {
 
     /// The fast path's pop: a block of `page`, counted, or null.
     #[inline(always)]
-    fn pop_counted(&mut self, page: *mut Page) -> *mut u8 {
+    fn pop_counted(&self, page: *mut Page) -> *mut u8 {
         // SAFETY: direct and current entries point to live pages of this
         // heap or to EMPTY_PAGE (whose free list is null: pop returns null).
         let block = unsafe { (*page).pop(self.list_key) };

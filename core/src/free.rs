@@ -50,16 +50,26 @@ pub unsafe fn free<P: PageProvider>(
     ptr: *mut u8,
     make_heap: impl FnOnce() -> *mut Heap<P>,
 ) {
-    // SAFETY: a segment the heap remembers is mapped and owned by it (the
-    // invariant of `local_segments`), so the segment map and the owner
-    // need not be read. Null is never remembered (`NO_SEGMENT`).
+    // SAFETY: per the contract.
     unsafe {
-        if !heap.is_null() {
-            if let Some(page) = (*heap).remembered_page_of(ptr) {
-                return (*heap).free_local(page, ptr);
-            }
+        if !heap.is_null() && Heap::free_remembered(heap, ptr) {
+            return;
         }
+        free_unremembered(shared, heap, ptr, make_heap)
     }
+}
+
+/// [`free`] once [`Heap::free_remembered`] said no (or there is no heap).
+///
+/// # Safety
+/// As for [`free`].
+#[inline(always)]
+pub unsafe fn free_unremembered<P: PageProvider>(
+    shared: &'static Shared<P>,
+    heap: *mut Heap<P>,
+    ptr: *mut u8,
+    make_heap: impl FnOnce() -> *mut Heap<P>,
+) {
     if ptr.is_null() {
         return;
     }
@@ -82,6 +92,31 @@ pub unsafe fn free<P: PageProvider>(
 }
 
 impl<P: PageProvider + 'static> Heap<P> {
+    /// Free `ptr` when it lies in a segment `this` heap remembers (then
+    /// true); false, with nothing done, for every other pointer (null
+    /// included: never remembered, see `NO_SEGMENT`). On an inert heap
+    /// ([`Heap::inert`]) always false, and nothing is written.
+    ///
+    /// # Safety
+    /// `this` is the calling thread's heap or an inert heap; `ptr` as for
+    /// [`free`].
+    #[inline(always)]
+    pub unsafe fn free_remembered(this: *mut Self, ptr: *mut u8) -> bool {
+        // SAFETY: a segment the heap remembers is mapped and owned by it
+        // (the invariant of `local_segments`), so the segment map and the
+        // owner need not be read; an inert heap remembers none, so only
+        // the calling thread's own heap is borrowed mutably.
+        unsafe {
+            match (*this).remembered_page_of(ptr) {
+                Some(page) => {
+                    (*this).free_local(page, ptr);
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
     /// Free a block of a page this heap owns. Budget: one multiply for the
     /// block index and whether `ptr` starts a block, one combined test,
     /// four stores.

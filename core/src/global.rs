@@ -211,6 +211,22 @@ impl<P: PageProvider + 'static> Global<P> {
         unsafe { crate::free::free(&self.shared, heap, ptr, make_heap) }
     }
 
+    /// [`Global::free_with`] for a caller that tried [`Heap::free_remembered`]
+    /// on `heap` already.
+    ///
+    /// # Safety
+    /// As for [`Global::free_with`].
+    #[inline(always)]
+    pub unsafe fn free_unremembered_with(&'static self, ptr: *mut u8, heap: *mut Heap<P>, make_heap: impl FnOnce() -> *mut Heap<P>) {
+        // SAFETY: per the contract.
+        unsafe { crate::free::free_unremembered(&self.shared, heap, ptr, make_heap) }
+    }
+
+    /// An inert heap over this allocator ([`Heap::inert`]), for a static.
+    pub const fn inert_heap(&'static self) -> Heap<P> {
+        Heap::inert(&self.shared)
+    }
+
     /// Usable bytes of the block at `ptr` (0 for null).
     ///
     /// # Safety

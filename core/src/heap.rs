@@ -165,6 +165,41 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
     }
 
+    /// A heap that serves nothing: its fast paths find no page and no
+    /// remembered segment, so [`Heap::malloc_fast`],
+    /// [`Heap::free_remembered`] and [`Heap::realloc_in_place`] give up
+    /// without writing anything. A platform can point the thread slot of
+    /// every thread without a heap at one shared inert heap (in a static)
+    /// instead of null, and its fast paths then need no null test; its
+    /// slow paths must treat it as no heap (nothing else may be called on it).
+    pub const fn inert(shared: &'static Shared<P>) -> Self {
+        Heap {
+            delayed: DelayedFrees::new(),
+            direct: [EMPTY_PAGE.0.get(); SMALL_SLOTS],
+            current: [EMPTY_PAGE.0.get(); CLASS_COUNT],
+            local_segments: [NO_SEGMENT; LOCAL_SEGMENTS],
+            local_pages: [0; LOCAL_SEGMENTS],
+            list_key: 0,
+            marker_key: 0,
+            malloc_calls: AtomicU64::new(0),
+            free_calls: AtomicU64::new(0),
+            cross_thread_frees: AtomicU64::new(0),
+            shared,
+            queues: [const { List::new() }; CLASS_COUNT],
+            full: List::new(),
+            segments: [const { List::new() }; PAGED_KINDS],
+            dirty: DirtyPages::new(),
+            pages_lock: spin::Mutex::new(()),
+            refills_unchecked: 0,
+            pending: PendingFrees::new(),
+            sampler: Sampler::new(0),
+            strict: false,
+            strict_quarantine: Quarantine::new(),
+            pool_next: null_mut(),
+            all_next: null_mut(),
+        }
+    }
+
     /// Calls served by this heap so far: (mallocs, frees, frees of other
     /// heaps' blocks).
     pub fn call_counts(&self) -> (u64, u64, u64) {

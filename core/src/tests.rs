@@ -2259,3 +2259,38 @@ fn realloc_in_place_keeps_only_whole_carved_blocks_of_remembered_segments() {
     // SAFETY: q is live.
     unsafe { global.free(q, hp) };
 }
+
+#[test]
+fn an_inert_heap_serves_nothing_and_is_never_written() {
+    let global = new_global(TestProvider::new());
+    let inert: &'static mut Heap<TestProvider> = Box::leak(Box::new(global.inert_heap()));
+    let inert = inert as *mut Heap<TestProvider>;
+    // What the fast paths read (a byte image would compare padding).
+    let fields = || {
+        // SAFETY: the heap is live and nothing writes it meanwhile.
+        let heap = unsafe { &*inert };
+        (heap.direct.to_vec(), heap.current.to_vec(), heap.local_segments, heap.local_pages, heap.list_key, heap.call_counts())
+    };
+    let before = fields();
+    let hp = global.heap_acquire();
+    // SAFETY: hp is this thread's heap.
+    let (first, block) = unsafe { ((*hp).malloc(64), (*hp).malloc(64)) };
+    // SAFETY: first is live; the free makes hp remember its segment.
+    unsafe { global.free(first, hp) };
+    for size in (0..=crate::config::MEDIUM_MAX).step_by(16).chain([crate::config::MEDIUM_MAX + 1, 1 << 30]) {
+        // SAFETY: the inert heap is live.
+        assert!(unsafe { (*inert).malloc_fast(size) }.is_null(), "malloc_fast({size})");
+    }
+    for ptr in [core::ptr::null_mut(), block, first] {
+        // SAFETY: the inert heap remembers nothing; no pointer is freed.
+        assert!(!unsafe { Heap::free_remembered(inert, ptr) }, "free_remembered({ptr:?})");
+        // SAFETY: as above.
+        assert_eq!(unsafe { (*inert).realloc_in_place(ptr, 64) }, None, "realloc_in_place({ptr:?})");
+    }
+    // The same block through hp is remembered and freed.
+    // SAFETY: block is live, hp is ours.
+    assert!(unsafe { Heap::free_remembered(hp, block) });
+    assert!(fields() == before, "the inert heap was written");
+    // SAFETY: EMPTY_PAGE, which the inert heap's tables name, is unused.
+    assert!(unsafe { (*crate::heap::empty_page()).free.get() }.is_null());
+}

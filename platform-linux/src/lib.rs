@@ -50,8 +50,22 @@ pub static GLOBAL: Global<LinuxPages> = Global::new(LinuxPages);
 
 type LinuxHeap = Heap<LinuxPages>;
 
+/// The heap of every thread that has none (yet, or any more): inert
+/// (`Heap::inert`), so the fast paths need no null test. Never written.
+struct InertHeap(core::cell::UnsafeCell<LinuxHeap>);
+// SAFETY: nothing writes the inert heap (its fast paths only read it, and
+// `current_heap` hides it from every other path).
+unsafe impl Sync for InertHeap {}
+static INERT: InertHeap = InertHeap(core::cell::UnsafeCell::new(GLOBAL.inert_heap()));
+
+/// The inert heap's address: a thread slot's value when it has no heap.
+const fn inert() -> *mut LinuxHeap {
+    INERT.0.get()
+}
+
 std::thread_local! {
-    static HEAP: Cell<*mut LinuxHeap> = const { Cell::new(null_mut()) };
+    /// This thread's heap, or `inert()` (never null).
+    static HEAP: Cell<*mut LinuxHeap> = const { Cell::new(inert()) };
     /// Set when the thread's heap was released at thread exit: a free after
     /// that (glibc frees its own thread buffers late) must not make a heap
     /// that no destructor would release.
@@ -73,10 +87,15 @@ static THREAD_EXIT_KEY: spin::Once<Option<c_uint>> = spin::Once::new();
 /// The calling thread's heap, or null when it has none yet.
 #[inline(always)]
 pub fn current_heap() -> *mut LinuxHeap {
-    if let Some(heap) = tls_fast::read() {
-        return heap;
+    let heap = match tls_fast::read() {
+        Some(heap) => heap,
+        None => current_heap_slow(),
+    };
+    if heap == inert() {
+        null_mut()
+    } else {
+        heap
     }
-    current_heap_slow()
 }
 
 /// The TLS slot through `__tls_get_addr` (a dlopen'ed hakmem): out of line,
@@ -156,8 +175,12 @@ mod tls_fast {
 /// The calling thread's heap, created on first use (null when out of memory).
 #[inline(always)]
 fn heap() -> *mut LinuxHeap {
-    let heap = current_heap();
-    if !heap.is_null() {
+    let heap = match tls_fast::read() {
+        Some(heap) => heap,
+        None => current_heap_slow(),
+    };
+    // The slot is never null: the heap, or the inert one.
+    if heap != inert() {
         return heap;
     }
     heap_create()
@@ -199,7 +222,7 @@ unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
     }
     HEAP.with(|h| {
         if h.get() == heap {
-            h.set(null_mut());
+            h.set(inert());
         }
     });
     EXITED.with(|e| e.set(true));
@@ -214,7 +237,18 @@ unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
 /// malloc: `size` bytes, 16-byte aligned; null when out of memory.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
-    with_heap(|heap| heap.malloc(size))
+    let block = malloc_fast(size);
+    if !block.is_null() {
+        return block;
+    }
+    malloc_slow_out_of_line(size)
+}
+
+/// [`malloc_slow`] in a frame of its own: [`malloc`] inlines into its
+/// callers (`HakmemAlloc`) and stays a leaf.
+#[inline(never)]
+fn malloc_slow_out_of_line(size: usize) -> *mut u8 {
+    malloc_slow(size)
 }
 
 /// malloc after [`malloc_fast`] returned null: the slow path, creating
@@ -233,10 +267,8 @@ pub fn malloc_fast(size: usize) -> *mut u8 {
     let Some(heap) = tls_fast::read() else {
         return null_mut();
     };
-    if heap.is_null() {
-        return heap as *mut u8;
-    }
-    // SAFETY: the heap is this thread's own.
+    // SAFETY: the heap is this thread's own, or the inert heap (whose
+    // malloc_fast only reads it and returns null).
     unsafe { (*heap).malloc_fast(size) }
 }
 
@@ -279,8 +311,9 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
 #[inline(always)]
 pub unsafe fn realloc_in_place(ptr: *mut u8, size: usize) -> Option<*mut u8> {
     let current = tls_fast::read()?;
-    // SAFETY: current is this thread's heap or null; ptr per the contract.
-    unsafe { current.as_ref()?.realloc_in_place(ptr, size) }
+    // SAFETY: current is this thread's heap or the inert heap (which
+    // remembers no segment: None); ptr per the contract.
+    unsafe { (*current).realloc_in_place(ptr, size) }
 }
 
 /// free: null is ignored; misuse aborts with a message.
@@ -296,10 +329,16 @@ pub unsafe fn free(ptr: *mut u8) {
         // SAFETY: per the contract.
         return unsafe { free_slow(ptr) };
     };
-    // SAFETY: current is this thread's heap or null; a thread that only
+    // SAFETY: current is this thread's heap or the inert heap (which
+    // remembers no segment: false, nothing written).
+    if unsafe { LinuxHeap::free_remembered(current, ptr) } {
+        return;
+    }
+    let heap = if current == inert() { null_mut() } else { current };
+    // SAFETY: heap is this thread's heap or null; a thread that only
     // frees other threads' blocks gets a heap of its own, in which its
     // remote frees are gathered.
-    unsafe { GLOBAL.free_with(ptr, current, heap_for_free) }
+    unsafe { GLOBAL.free_unremembered_with(ptr, heap, heap_for_free) }
 }
 
 /// A heap for a thread that frees another thread's block and has none:
