@@ -545,8 +545,25 @@ unsafe impl GlobalAlloc for HakmemAlloc {
         with_heap(|heap| heap.calloc_aligned(layout.size(), layout.align()))
     }
 
+    #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: ptr is a live block of layout.size() bytes (GlobalAlloc contract).
-        with_heap(|heap| unsafe { heap.realloc_aligned(ptr, layout.size(), new_size, layout.align()) })
+        if layout.align() <= MIN_ALIGN {
+            // SAFETY: ptr is a live block (GlobalAlloc contract).
+            if let Some(same) = unsafe { realloc_in_place(ptr, new_size) } {
+                return same;
+            }
+        }
+        // SAFETY: as above.
+        unsafe { realloc_layout(ptr, layout, new_size) }
     }
+}
+
+/// `HakmemAlloc::realloc` beyond the in-place fast path, out of line.
+///
+/// # Safety
+/// `ptr` is a live block of `layout.size()` bytes aligned to `layout.align()`.
+#[inline(never)]
+unsafe fn realloc_layout(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    // SAFETY: per the contract.
+    with_heap(|heap| unsafe { heap.realloc_aligned(ptr, layout.size(), new_size, layout.align()) })
 }
