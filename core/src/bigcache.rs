@@ -14,7 +14,7 @@
 //!           a pause in huge calls (at least BIGCACHE_PAUSE_MIN_MS), or warm
 //!           for BIGCACHE_WARM_MAX_MS
 //!  evicted (slots or BIGCACHE_MAPPED_BYTES full), too big, trim
-//!           --> release batch (RELEASE_BATCH mappings) --flush--> purge + unmap
+//!           --> purge --> release batch (RELEASE_BATCH mappings) --flush--> unmap
 //! ```
 //!
 //! Invariants: `slots[..len]` are the cached mappings; `cached_bytes` is
@@ -25,8 +25,8 @@
 
 use crate::class::SegmentKind;
 use crate::config::{
-    BIGCACHE_MAPPED_BYTES, BIGCACHE_PAUSE_MIN_MS, BIGCACHE_SLOTS, BIGCACHE_WARM_MAX_MS, RELEASE_BATCH, SEGMENT_HEADER_BYTES,
-    SEGMENT_SIZE, STITCH_MIN_BYTES,
+    BIGCACHE_LIVE_FLOOR, BIGCACHE_LIVE_WINDOW_MS, BIGCACHE_MAPPED_BYTES, BIGCACHE_PAUSE_MIN_MS, BIGCACHE_SLOTS, BIGCACHE_WARM_MAX_MS,
+    RELEASE_BATCH, SEGMENT_HEADER_BYTES, SEGMENT_SIZE, STITCH_MIN_BYTES,
 };
 use crate::memory::Memory;
 use crate::provider::PageProvider;
@@ -90,6 +90,12 @@ pub struct HugeCache {
     gap_avg_ms: u64,
     cached_bytes: usize,
     warm_bytes: usize,
+    /// Peak bytes of live huge blocks in this window and the one before
+    /// (`BIGCACHE_LIVE_WINDOW_MS`, numbered `live_window`): the warm
+    /// limit's bound (`warm_limit`).
+    live_peak: usize,
+    live_peak_before: usize,
+    live_window: u64,
     tick: u64,
     batch: [*mut Segment; RELEASE_BATCH],
     batch_len: usize,
@@ -107,6 +113,9 @@ impl HugeCache {
             gap_avg_ms: 0,
             cached_bytes: 0,
             warm_bytes: 0,
+            live_peak: 0,
+            live_peak_before: 0,
+            live_window: 0,
             tick: 0,
             batch: [null_mut(); RELEASE_BATCH],
             batch_len: 0,
@@ -395,7 +404,7 @@ impl HugeCache {
     /// Steady huge-block traffic thus reuses warm what it freed a few
     /// steps ago, however long each step takes, within the byte budget.
     pub fn purge_warm<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64, is_call: bool) {
-        let limit = memory.bigcache_limit();
+        let limit = self.warm_limit(memory, now);
         let delay = memory.purge_delay_ms() as u64;
         let max_age = delay.max(BIGCACHE_WARM_MAX_MS);
         let gap = now.saturating_sub(self.last_call_ms);
@@ -436,9 +445,45 @@ impl HugeCache {
         }
     }
 
-    /// Add a mapping to the release batch; flushes a full batch. Returns
-    /// bytes released.
+    /// The most warm bytes to keep now: the configured or learned limit
+    /// (`Memory::bigcache_limit`), but no more than the recent peak of live
+    /// huge bytes (at least `BIGCACHE_LIVE_FLOOR`). Live bytes are the huge
+    /// mappings' less the cache's; the peak is of this window and the one
+    /// before, so a program that frees all its huge blocks and allocates
+    /// them again each cycle keeps them warm, and one whose huge blocks
+    /// shrink to a smaller set lets the rest go within two windows.
+    /// Note the bytes of live huge blocks (after a huge block grew in place).
+    pub fn note_live<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64) {
+        let _ = self.warm_limit(memory, now);
+    }
+
+    fn warm_limit<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64) -> usize {
+        let live = memory.stats.huge_bytes.load(Ordering::Relaxed).saturating_sub(self.cached_bytes);
+        let window = now / BIGCACHE_LIVE_WINDOW_MS;
+        if window != self.live_window {
+            self.live_peak_before = if window == self.live_window + 1 { self.live_peak } else { 0 };
+            self.live_peak = 0;
+            self.live_window = window;
+        }
+        self.live_peak = self.live_peak.max(live);
+        let recent = self.live_peak.max(self.live_peak_before).max(BIGCACHE_LIVE_FLOOR);
+        memory.bigcache_limit().min(recent)
+    }
+
+    /// Add a mapping to the release batch, purged at once (it may wait
+    /// for seven more: resident, a batch of freed 64 MiB buffers held half
+    /// a GiB); flushes a full batch. Returns bytes released.
     fn batch_push<P: PageProvider>(&mut self, memory: &Memory<P>, segment: *mut Segment) -> usize {
+        // SAFETY: a batched mapping is unreachable by the program; its
+        // header (which the flush reads) stays.
+        unsafe {
+            let (base, end) = ((*segment).map_base as usize, (*segment).map_base as usize + (*segment).map_size);
+            let body = segment as usize + SEGMENT_HEADER_BYTES;
+            if base < segment as usize {
+                memory.purge(base, segment as usize - base);
+            }
+            memory.purge(body, end - body);
+        }
         self.batch[self.batch_len] = segment;
         self.batch_len += 1;
         if self.batch_len == RELEASE_BATCH {
@@ -447,8 +492,9 @@ impl HugeCache {
         0
     }
 
-    /// Purge and unmap every mapping in the batch: the only code that
-    /// unmaps huge blocks. Returns bytes released.
+    /// Unmap every mapping in the batch (purged when batched, but for its
+    /// header): the only code that unmaps huge blocks. Returns bytes
+    /// released.
     fn batch_flush<P: PageProvider>(&mut self, memory: &Memory<P>) -> usize {
         let mut released = 0;
         for &segment in &self.batch[..self.batch_len] {
@@ -457,7 +503,6 @@ impl HugeCache {
             unsafe {
                 let (base, size) = ((*segment).map_base, (*segment).map_size);
                 segment_map_remove(segment);
-                memory.purge(base as usize, size);
                 memory.unmap(NonNull::new_unchecked(base), size, Mapping::Huge);
                 released += size;
             }

@@ -115,6 +115,14 @@ pub const BIGCACHE_WARM_MAX_MS: u64 = 1000;
 pub const BIGCACHE_PAUSE_MIN_MS: u64 = 100;
 /// Most bytes the huge-block cache keeps mapped (warm or purged).
 pub const BIGCACHE_MAPPED_BYTES: usize = 1 << 30;
+/// The huge-block cache keeps at most as many warm bytes as the program
+/// had live in huge blocks at its peak over the last one to two
+/// `BIGCACHE_LIVE_WINDOW_MS`, and at least this many: a program whose
+/// huge blocks come and go reuses them warm, one that grows one buffer
+/// does not keep four times its size resident.
+pub const BIGCACHE_LIVE_FLOOR: usize = 32 << 20;
+/// The window of that peak (ms).
+pub const BIGCACHE_LIVE_WINDOW_MS: u64 = 1000;
 /// A huge request no cached mapping serves alone is built from the pages
 /// of warm ones (`HugeCache::stitch`) when at least this many warm bytes
 /// are cached: below it, the system calls cost more than the faults saved.

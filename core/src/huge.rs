@@ -222,6 +222,8 @@ impl HugeBlocks {
                 && self.cache.lock().grow_into_next(memory, segment, map_size, memory.now_ms());
             let segment = if grown { segment } else { Self::remap_segment(memory, segment, map_size)? };
             (*segment).huge_size = map_size - block_offset;
+            // The warm cache's bound follows the live bytes' peak.
+            self.cache.lock().note_live(memory, memory.now_ms());
             Some((segment as *mut u8).add(block_offset))
         }
     }

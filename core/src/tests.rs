@@ -2294,3 +2294,31 @@ fn an_inert_heap_serves_nothing_and_is_never_written() {
     // SAFETY: EMPTY_PAGE, which the inert heap's tables name, is unused.
     assert!(unsafe { (*crate::heap::empty_page()).free.get() }.is_null());
 }
+
+#[test]
+fn a_huge_block_sent_to_the_release_batch_is_purged_at_once_and_unmapped_with_the_batch() {
+    let global = new_global(TestProvider::new());
+    let hp = global.heap_acquire();
+    let purged = || global.provider().purged_bytes.load(Ordering::SeqCst);
+    // Over a quarter of what BigCache may keep mapped: straight to the batch.
+    let size = crate::config::BIGCACHE_MAPPED_BYTES / 4 + (16 << 20);
+    let mapped_before = global.stats().bytes_mapped;
+    let unmapped_before = global.stats().unmapped_bytes;
+    for i in 0..crate::config::RELEASE_BATCH {
+        // SAFETY: hp is this thread's heap.
+        let p = unsafe { (*hp).malloc(size) };
+        assert!(!p.is_null());
+        // SAFETY: p is live: a byte in its first page and one near its end.
+        unsafe { (p.add(64).write(1), p.add(size - 1).write(2)) };
+        let before = purged();
+        // SAFETY: p is live, hp is ours.
+        unsafe { global.free(p, hp) };
+        assert!(purged() - before >= size, "free {i}: purged {} of {size} bytes at once", purged() - before);
+        if i + 1 < crate::config::RELEASE_BATCH {
+            assert_eq!(global.stats().unmapped_bytes, unmapped_before, "free {i}: unmapped before the batch is full");
+        }
+    }
+    let stats = global.stats();
+    assert!(stats.unmapped_bytes - unmapped_before >= crate::config::RELEASE_BATCH * size, "the full batch was unmapped: {stats:?}");
+    assert_eq!(stats.bytes_mapped, mapped_before, "{stats:?}");
+}
