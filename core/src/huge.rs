@@ -151,13 +151,16 @@ impl HugeBlocks {
             }
         };
         // SAFETY: the segment is exclusively ours (fresh or taken from the cache).
-        unsafe {
+        let block = unsafe {
             let map_end = (*segment).map_base as usize + (*segment).map_size;
             (*segment).huge_offset = block_offset;
             (*segment).huge_size = map_end - (segment as usize + block_offset);
             (*segment).huge_state.store(HUGE_LIVE, Ordering::Release);
-            Some(((segment as usize + block_offset) as *mut u8, zeroed))
-        }
+            (segment as usize + block_offset) as *mut u8
+        };
+        // The warm cache's bound follows the live bytes' peak.
+        self.cache.lock().note_live(memory, memory.now_ms());
+        Some((block, zeroed))
     }
 
     /// A fresh huge mapping of `map_size` bytes aligned for `align`, its
@@ -215,11 +218,15 @@ impl HugeBlocks {
                 return None; // over-aligned layout: let the caller copy
             }
             let map_size = (block_offset + new_size).next_multiple_of(P::PAGE_SIZE);
-            // Growing: into the warm cached mapping right after it, if any
-            // (the tail a split left), else by remapping.
-            let grown = P::CAN_SPLIT
-                && map_size > (*segment).map_size
-                && self.cache.lock().grow_into_next(memory, segment, map_size, memory.now_ms());
+            // Growing: within its mapping when a split left room there (a
+            // remap would cut the mapping short of the cached tail after
+            // it), else into the warm cached mapping right after it, if any
+            // (that tail), else by remapping.
+            let grown = if map_size <= (*segment).map_size {
+                new_size >= (*segment).huge_size
+            } else {
+                P::CAN_SPLIT && self.cache.lock().grow_into_next(memory, segment, map_size, memory.now_ms())
+            };
             let segment = if grown { segment } else { Self::remap_segment(memory, segment, map_size)? };
             (*segment).huge_size = map_size - block_offset;
             // The warm cache's bound follows the live bytes' peak.

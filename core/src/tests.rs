@@ -2322,3 +2322,33 @@ fn a_huge_block_sent_to_the_release_batch_is_purged_at_once_and_unmapped_with_th
     assert!(stats.unmapped_bytes - unmapped_before >= crate::config::RELEASE_BATCH * size, "the full batch was unmapped: {stats:?}");
     assert_eq!(stats.bytes_mapped, mapped_before, "{stats:?}");
 }
+
+#[test]
+fn a_huge_buffer_grown_by_small_steps_stays_in_the_cached_mapping_it_came_from() {
+    // Growth by 30 %: each step past the 2 MiB head joins the cached tail
+    // and splits it again at the next boundary; a step that still fits the
+    // joined head once remapped the mapping down to its size, which left
+    // the tail one gap away, and every step after that moved the block.
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(5000, Ordering::SeqCst);
+    let hp = global.heap_acquire();
+    // SAFETY: hp is this thread's heap; its blocks are freed through it.
+    unsafe {
+        let a = (*hp).malloc(64 << 20);
+        global.free(a, hp);
+        let provider_maps = global.provider().live_maps.load(Ordering::SeqCst);
+        let mut size = (1 << 20) + (1 << 17);
+        let mut p = (*hp).malloc(size);
+        assert_eq!(p, a, "the head of the cached mapping");
+        fill(p, size.min(4096), 3);
+        while size < 48 << 20 {
+            size += size * 3 / 10;
+            p = (*hp).realloc(p, size);
+            assert_eq!(p, a, "moved instead of growing in place to {size}");
+            assert!(global.usable_size(p) >= size);
+            assert_eq!(global.provider().live_maps.load(Ordering::SeqCst), provider_maps, "a new provider mapping at {size}");
+        }
+        verify(p, 4096, 3);
+        global.free(p, hp);
+    }
+}
