@@ -138,31 +138,10 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub(crate) fn new(shared: &'static Shared<P>) -> Self {
         const { assert!(core::mem::offset_of!(Heap<P>, delayed) == 0) };
         let (list_key, marker_key) = shared.memory.keys();
-        Heap {
-            delayed: DelayedFrees::new(),
-            direct: [empty_page(); SMALL_SLOTS],
-            current: [empty_page(); CLASS_COUNT],
-            local_segments: [NO_SEGMENT; LOCAL_SEGMENTS],
-            local_pages: [0; LOCAL_SEGMENTS],
-            list_key,
-            marker_key,
-            malloc_calls: AtomicU64::new(0),
-            free_calls: AtomicU64::new(0),
-            cross_thread_frees: AtomicU64::new(0),
-            shared,
-            queues: [const { List::new() }; CLASS_COUNT],
-            full: List::new(),
-            segments: [const { List::new() }; PAGED_KINDS],
-            dirty: DirtyPages::new(),
-            pages_lock: spin::Mutex::new(()),
-            refills_unchecked: 0,
-            pending: PendingFrees::new(),
-            sampler: Sampler::new(list_key as u64 ^ HEAPS_MADE.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-            strict: shared.memory.strict(),
-            strict_quarantine: Quarantine::new(),
-            pool_next: null_mut(),
-            all_next: null_mut(),
-        }
+        let seed = list_key as u64 ^ HEAPS_MADE.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // An inert heap with its own keys, sampling seed and mode: the
+        // rest of a new heap is the same (nothing in it yet).
+        Heap { list_key, marker_key, sampler: Sampler::new(seed), strict: shared.memory.strict(), ..Heap::inert(shared) }
     }
 
     /// A heap that serves nothing: its fast paths find no page and no
