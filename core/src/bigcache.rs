@@ -570,3 +570,39 @@ impl Default for HugeCache {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestProvider;
+
+    #[test]
+    fn the_warm_limit_follows_the_recent_peak_of_live_huge_bytes() {
+        let memory = Memory::new(TestProvider::new());
+        let configured = memory.bigcache_limit();
+        let mut cache = HugeCache::new();
+        let live = |cache: &HugeCache, bytes: usize| memory.stats.huge_bytes.store(bytes + cache.cached_bytes, Ordering::Relaxed);
+        // Little live: the floor.
+        live(&cache, 1 << 20);
+        assert_eq!(cache.warm_limit(&memory, 10_000), BIGCACHE_LIVE_FLOOR);
+        // A peak of 100 MiB holds for the rest of its window and the next.
+        live(&cache, 100 << 20);
+        assert_eq!(cache.warm_limit(&memory, 10_100), 100 << 20);
+        live(&cache, 0);
+        assert_eq!(cache.warm_limit(&memory, 10_900), 100 << 20, "the same window");
+        assert_eq!(cache.warm_limit(&memory, 11_500), 100 << 20, "the next window");
+        assert_eq!(cache.warm_limit(&memory, 12_100), BIGCACHE_LIVE_FLOOR, "two windows later");
+        // A jump over windows forgets the peak at once.
+        live(&cache, 100 << 20);
+        assert_eq!(cache.warm_limit(&memory, 12_200), 100 << 20);
+        live(&cache, 0);
+        assert_eq!(cache.warm_limit(&memory, 20_000), BIGCACHE_LIVE_FLOOR, "after a long pause");
+        // Never above the configured (or learned) limit.
+        live(&cache, configured * 2);
+        assert_eq!(cache.warm_limit(&memory, 20_100), configured);
+        // Cached bytes are not live.
+        cache.cached_bytes = 500 << 20;
+        memory.stats.huge_bytes.store(cache.cached_bytes + (40 << 20), Ordering::Relaxed);
+        assert_eq!(cache.warm_limit(&memory, 30_000), 40 << 20);
+    }
+}
