@@ -445,19 +445,11 @@ impl HugeCache {
         }
     }
 
-    /// The most warm bytes to keep now: the configured or learned limit
-    /// (`Memory::bigcache_limit`), but no more than the recent peak of live
-    /// huge bytes (at least `BIGCACHE_LIVE_FLOOR`). Live bytes are the huge
-    /// mappings' less the cache's; the peak is of this window and the one
-    /// before, so a program that frees all its huge blocks and allocates
-    /// them again each cycle keeps them warm, and one whose huge blocks
-    /// shrink to a smaller set lets the rest go within two windows.
-    /// Note the bytes of live huge blocks (after a huge block grew in place).
+    /// Note the bytes of live huge blocks now (the huge mappings' less the
+    /// cache's) in the peak of this window (`BIGCACHE_LIVE_WINDOW_MS`);
+    /// the peak of the window before is kept, an older one forgotten. Called
+    /// after a huge block was taken or grew, and by `warm_limit`.
     pub fn note_live<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64) {
-        let _ = self.warm_limit(memory, now);
-    }
-
-    fn warm_limit<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64) -> usize {
         let live = memory.stats.huge_bytes.load(Ordering::Relaxed).saturating_sub(self.cached_bytes);
         let window = now / BIGCACHE_LIVE_WINDOW_MS;
         if window != self.live_window {
@@ -466,6 +458,17 @@ impl HugeCache {
             self.live_window = window;
         }
         self.live_peak = self.live_peak.max(live);
+    }
+
+    /// The most warm bytes to keep now: the configured or learned limit
+    /// (`Memory::bigcache_limit`), but no more than the recent peak of live
+    /// huge bytes (this window's and the one before's, at least
+    /// `BIGCACHE_LIVE_FLOOR`): a program that frees all its huge blocks
+    /// and allocates them again each cycle keeps them warm, and one whose
+    /// huge blocks shrink to a smaller set lets the rest go within two
+    /// windows.
+    fn warm_limit<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64) -> usize {
+        self.note_live(memory, now);
         let recent = self.live_peak.max(self.live_peak_before).max(BIGCACHE_LIVE_FLOOR);
         memory.bigcache_limit().min(recent)
     }

@@ -53,7 +53,7 @@ struct EmptyPage(core::cell::UnsafeCell<Page>);
 unsafe impl Sync for EmptyPage {}
 static EMPTY_PAGE: EmptyPage = EmptyPage(core::cell::UnsafeCell::new(Page::UNUSED));
 
-pub(crate) fn empty_page() -> *mut Page {
+pub(crate) const fn empty_page() -> *mut Page {
     EMPTY_PAGE.0.get()
 }
 
@@ -154,8 +154,8 @@ impl<P: PageProvider + 'static> Heap<P> {
     pub const fn inert(shared: &'static Shared<P>) -> Self {
         Heap {
             delayed: DelayedFrees::new(),
-            direct: [EMPTY_PAGE.0.get(); SMALL_SLOTS],
-            current: [EMPTY_PAGE.0.get(); CLASS_COUNT],
+            direct: [empty_page(); SMALL_SLOTS],
+            current: [empty_page(); CLASS_COUNT],
             local_segments: [NO_SEGMENT; LOCAL_SEGMENTS],
             local_pages: [0; LOCAL_SEGMENTS],
             list_key: 0,
@@ -547,14 +547,9 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// its segment (as [`Heap::remembered_segment_of`]; never for null).
     #[inline(always)]
     pub(crate) fn remembered_page_of(&self, ptr: *const u8) -> Option<*mut Page> {
-        let slot = local_slot(ptr as usize);
-        let tag = self.local_segments[slot];
-        if (tag ^ ptr as usize) <= SEGMENT_MASK {
-            let page_shift = tag & SEGMENT_MASK;
-            Some(self.local_pages[slot].wrapping_add((ptr as usize >> page_shift) * core::mem::size_of::<Page>()) as *mut Page)
-        } else {
-            None
-        }
+        let (_, page_shift) = self.remembered_segment_of(ptr)?;
+        let pages = self.local_pages[local_slot(ptr as usize)];
+        Some(pages.wrapping_add((ptr as usize >> page_shift) * core::mem::size_of::<Page>()) as *mut Page)
     }
 
     /// Forget the remembered segments (before giving segments away).

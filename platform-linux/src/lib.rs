@@ -87,14 +87,25 @@ static THREAD_EXIT_KEY: spin::Once<Option<c_uint>> = spin::Once::new();
 /// The calling thread's heap, or null when it has none yet.
 #[inline(always)]
 pub fn current_heap() -> *mut LinuxHeap {
-    let heap = match tls_fast::read() {
+    or_null(thread_slot())
+}
+
+/// The calling thread's `HEAP` slot: its heap or `inert()`, never null.
+#[inline(always)]
+fn thread_slot() -> *mut LinuxHeap {
+    match tls_fast::read() {
         Some(heap) => heap,
         None => current_heap_slow(),
-    };
-    if heap == inert() {
+    }
+}
+
+/// A slot's value as the slow paths take it: null for the inert heap.
+#[inline(always)]
+fn or_null(slot: *mut LinuxHeap) -> *mut LinuxHeap {
+    if slot == inert() {
         null_mut()
     } else {
-        heap
+        slot
     }
 }
 
@@ -175,11 +186,7 @@ mod tls_fast {
 /// The calling thread's heap, created on first use (null when out of memory).
 #[inline(always)]
 fn heap() -> *mut LinuxHeap {
-    let heap = match tls_fast::read() {
-        Some(heap) => heap,
-        None => current_heap_slow(),
-    };
-    // The slot is never null: the heap, or the inert one.
+    let heap = thread_slot();
     if heap != inert() {
         return heap;
     }
@@ -334,11 +341,10 @@ pub unsafe fn free(ptr: *mut u8) {
     if unsafe { LinuxHeap::free_remembered(current, ptr) } {
         return;
     }
-    let heap = if current == inert() { null_mut() } else { current };
-    // SAFETY: heap is this thread's heap or null; a thread that only
+    // SAFETY: or_null gives this thread's heap or null; a thread that only
     // frees other threads' blocks gets a heap of its own, in which its
     // remote frees are gathered.
-    unsafe { GLOBAL.free_unremembered_with(ptr, heap, heap_for_free) }
+    unsafe { GLOBAL.free_unremembered_with(ptr, or_null(current), heap_for_free) }
 }
 
 /// A heap for a thread that frees another thread's block and has none:
