@@ -17,7 +17,8 @@
 //!           --> purge --> release batch (RELEASE_BATCH mappings) --flush--> unmap
 //! ```
 //!
-//! Invariants: `slots[..len]` are the cached mappings; `cached_bytes` is
+//! Invariants: `slots[..len]` are the cached mappings, sorted by size
+//! (so a lookup is a binary search and a short walk); `cached_bytes` is
 //! the sum of their sizes, `warm_bytes` the same over warm slots;
 //! `warm_bytes <=` the warm limit (`Memory::bigcache_limit`) after every
 //! free; `cached_bytes <= BIGCACHE_MAPPED_BYTES`; every cached mapping's
@@ -78,7 +79,8 @@ const EMPTY_SLOT: CacheSlot = CacheSlot { segment: null_mut(), size: 0, tick: 0,
 /// `warm_bytes` = the same over warm slots; `warm_bytes <=` the warm limit
 /// after every free; `cached_bytes <= BIGCACHE_MAPPED_BYTES`.
 pub struct HugeCache {
-    /// `slots[..len]` are occupied (kept dense: scans touch only those).
+    /// `slots[..len]` are occupied (kept dense: scans touch only those),
+    /// sorted by size.
     slots: [CacheSlot; BIGCACHE_SLOTS],
     len: usize,
     /// No warm slot reaches its maximum age before this (ms); lets calls
@@ -131,54 +133,50 @@ impl HugeCache {
     /// fits (at most 25 % larger) as it is; else, when `can_split`, the
     /// smallest warm one with at least 2 MiB to spare past the request's
     /// 2 MiB boundary, to be split; else, when `can_resize`, the warm one
-    /// nearest in size, to be resized (shrinking is cheap, growing faults
-    /// only the growth, so a size above counts a quarter of a size below;
-    /// only a larger one when stitching pays: `can_stitch` and enough warm
-    /// bytes, `worth_stitching`); else, when stitching pays, none
+    /// nearest in size, to be resized (`nearest_warm`; only a larger one
+    /// when stitching pays: `can_stitch` and enough warm bytes,
+    /// `worth_stitching`); else, when stitching pays, none
     /// (the caller stitches, without faults); else a purged one that fits.
     /// Returns it and how to reuse it.
     pub fn take(&mut self, map_size: usize, can_resize: bool, can_split: bool, can_stitch: bool) -> Option<(*mut Segment, Reuse)> {
-        let fits = |size: usize| size >= map_size && size <= map_size + map_size / 4;
-        let resize_cost = |size: usize| if size >= map_size { (size - map_size) / 4 } else { map_size - size };
-        let split_min = split_min(map_size);
         let stitch = can_stitch && Self::worth_stitching(self.warm_bytes, map_size);
-        // One pass, each candidate the first with the least key.
-        let least = |best: &mut Option<(usize, usize)>, key: usize, i: usize| {
-            if best.is_none_or(|(least, _)| key < least) {
-                *best = Some((key, i));
-            }
-        };
-        let (mut fit_warm, mut split, mut nearest, mut fit_purged) = (None, None, None, None);
-        for (i, slot) in self.slots[..self.len].iter().enumerate() {
-            let size = slot.size;
-            if !slot.warm {
-                if fits(size) {
-                    least(&mut fit_purged, size, i);
-                }
-                continue;
-            }
-            if fits(size) {
-                least(&mut fit_warm, size, i);
-            }
-            if can_split && size >= split_min {
-                least(&mut split, size, i);
-            }
-            if can_resize && (!stitch || size >= map_size) {
-                least(&mut nearest, resize_cost(size), i);
-            }
-        }
-        let (i, reuse) = if let Some((_, i)) = fit_warm {
+        // The slots are sorted by size: each candidate is the first warm
+        // (or purged) slot on one side of a size.
+        let at = self.first_at_least(map_size);
+        let warm_from = |i: usize| (i..self.len).find(|&i| self.slots[i].warm);
+        let top = map_size + map_size / 4;
+        let fitting = (at..self.len).take_while(|&i| self.slots[i].size <= top);
+        let (i, reuse) = if let Some(i) = fitting.clone().find(|&i| self.slots[i].warm) {
             (i, Reuse::Warm)
-        } else if let Some((_, i)) = split {
+        } else if let Some(i) = can_split.then(|| warm_from(self.first_at_least(split_min(map_size)))).flatten() {
             (i, Reuse::Split)
-        } else if let Some((_, i)) = nearest {
+        } else if let Some(i) = can_resize.then(|| self.nearest_warm(map_size, at, stitch)).flatten() {
             (i, Reuse::Resize)
         } else if stitch {
             return None;
         } else {
-            (fit_purged?.1, Reuse::Purged)
+            (fitting.clone().next()?, Reuse::Purged)
         };
         Some((self.remove(i).segment, reuse))
+    }
+
+    /// The warm slot nearest `map_size` for a resize (`at`: the first slot
+    /// at least that large): shrinking is cheap and growing faults only
+    /// the growth, so a size above counts a quarter of a size below; only
+    /// one above when stitching pays (`above_only`).
+    fn nearest_warm(&self, map_size: usize, at: usize, above_only: bool) -> Option<usize> {
+        let above = (at..self.len).find(|&i| self.slots[i].warm);
+        let below = if above_only { None } else { (0..at).rev().find(|&i| self.slots[i].warm) };
+        match (above, below) {
+            (Some(a), Some(b)) if map_size - self.slots[b].size < (self.slots[a].size - map_size) / 4 => Some(b),
+            (None, b) => b,
+            (a, _) => a,
+        }
+    }
+
+    /// Index of the first slot at least `size` bytes long (`len` if none).
+    fn first_at_least(&self, size: usize) -> usize {
+        self.slots[..self.len].partition_point(|slot| slot.size < size)
     }
 
     /// Cut a warm mapping taken for a request of `head_size` bytes at the
@@ -259,10 +257,11 @@ impl HugeCache {
                     self.remove(i);
                     segment_map_remove(donor);
                 } else {
+                    // Shorter now: placed again by its new size.
+                    let mut slot = self.remove(i);
                     (*donor).map_size -= part;
-                    self.slots[i].size -= part;
-                    self.cached_bytes -= part;
-                    self.warm_bytes -= part;
+                    slot.size -= part;
+                    self.place(slot);
                 }
                 // (A failed move unmapped the source: nothing more to undo.)
                 if memory.move_huge_pages(donor as usize + size - part, part, base + filled, whole) {
@@ -366,23 +365,31 @@ impl HugeCache {
         let slot = self.slots[i];
         // SAFETY: cached segments are live mappings owned by the cache.
         debug_assert_eq!(slot.size, unsafe { (*slot.segment).map_size }, "a cached slot's size went stale");
-        let size = slot.size;
-        self.cached_bytes -= size;
+        self.cached_bytes -= slot.size;
         if slot.warm {
-            self.warm_bytes -= size;
+            self.warm_bytes -= slot.size;
         }
+        self.slots.copy_within(i + 1..self.len, i);
         self.len -= 1;
-        self.slots[i] = self.slots[self.len];
         self.slots[self.len] = EMPTY_SLOT;
         slot
     }
 
-    fn insert(&mut self, slot: CacheSlot, expiry_ms: u64) {
-        let size = slot.size;
-        self.slots[self.len] = slot;
+    /// Put `slot` in its place by size (after the slots of its size).
+    fn place(&mut self, slot: CacheSlot) {
+        let at = self.slots[..self.len].partition_point(|other| other.size <= slot.size);
+        self.slots.copy_within(at..self.len, at + 1);
+        self.slots[at] = slot;
         self.len += 1;
-        self.cached_bytes += size;
-        self.warm_bytes += size;
+        self.cached_bytes += slot.size;
+        if slot.warm {
+            self.warm_bytes += slot.size;
+        }
+    }
+
+    /// Cache a warm mapping that stays warm until `expiry_ms` at most.
+    fn insert(&mut self, slot: CacheSlot, expiry_ms: u64) {
+        self.place(slot);
         self.next_expiry_ms = self.next_expiry_ms.min(expiry_ms);
     }
 
@@ -578,6 +585,55 @@ impl Default for HugeCache {
 mod tests {
     use super::*;
     use crate::testing::TestProvider;
+
+    /// A cache holding mappings of these sizes (MiB; purged when the flag
+    /// is false), over headers of their own (only `map_size` is read).
+    fn cache_of(sizes: &[(usize, bool)]) -> (HugeCache, std::vec::Vec<std::boxed::Box<core::mem::MaybeUninit<Segment>>>) {
+        let mut cache = HugeCache::new();
+        let mut headers = std::vec::Vec::new();
+        for (tick, &(mib, warm)) in sizes.iter().enumerate() {
+            let mut header = std::boxed::Box::new(core::mem::MaybeUninit::<Segment>::zeroed());
+            let segment = header.as_mut_ptr();
+            // SAFETY: a zeroed header of our own; map_size is a plain field.
+            unsafe { (*segment).map_size = mib << 20 };
+            cache.place(CacheSlot { segment, size: mib << 20, tick: tick as u64, cached_ms: 0, warm });
+            headers.push(header);
+        }
+        (cache, headers)
+    }
+
+    fn take_mib(cache: &mut HugeCache, mib_x4: usize, can_resize: bool, can_split: bool) -> Option<(usize, bool)> {
+        let taken = cache.take((mib_x4 << 20) / 4, can_resize, can_split, false);
+        assert!(cache.slots[..cache.len].is_sorted_by_key(|slot| slot.size), "slots out of order");
+        // SAFETY: the header is the test's.
+        taken.map(|(segment, reuse)| (unsafe { (*segment).map_size } >> 20, reuse == Reuse::Warm))
+    }
+
+    #[test]
+    fn a_lookup_takes_the_smallest_warm_fit_then_a_split_then_the_nearest_warm_then_a_purged_fit() {
+        let sizes = [(20, true), (4, false), (9, true), (5, true), (4, true), (6, false)];
+        let (mut cache, _headers) = cache_of(&sizes);
+        assert!(cache.slots[..cache.len].is_sorted_by_key(|slot| slot.size));
+        assert_eq!(cache.cached(), (6, 48 << 20));
+        // A warm fit (at most 25 % larger) before a purged one of the same size.
+        assert_eq!(take_mib(&mut cache, 16, true, true), Some((4, true)));
+        assert_eq!(take_mib(&mut cache, 18, true, true), Some((5, true)));
+        // No warm fit: the smallest warm one with 2 MiB to spare past the
+        // next 2 MiB boundary is split (6 MiB at least for 3 MiB).
+        let (mut cache, _headers) = cache_of(&sizes);
+        assert_eq!(take_mib(&mut cache, 12, true, true).map(|(mib, _)| mib), Some(9));
+        // No split: the nearest warm one, a size above counting a quarter.
+        let (mut cache, _headers) = cache_of(&sizes);
+        assert_eq!(take_mib(&mut cache, 12, true, false).map(|(mib, _)| mib), Some(4), "1 MiB above");
+        assert_eq!(take_mib(&mut cache, 40, true, false).map(|(mib, _)| mib), Some(9), "1 MiB below, 10 above");
+        assert_eq!(take_mib(&mut cache, 48, true, false).map(|(mib, _)| mib), Some(20), "8 MiB above, 7 below");
+        // Neither: only a purged one that fits.
+        assert_eq!(take_mib(&mut cache, 23, false, false), Some((6, false)));
+        assert_eq!(take_mib(&mut cache, 16, false, false), Some((5, true)), "a warm fit still first");
+        assert_eq!(take_mib(&mut cache, 16, false, false), Some((4, false)));
+        assert_eq!(take_mib(&mut cache, 16, false, false), None);
+        assert_eq!(cache.cached(), (0, 0));
+    }
 
     #[test]
     fn the_warm_limit_follows_the_recent_peak_of_live_huge_bytes() {
