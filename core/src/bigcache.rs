@@ -588,16 +588,14 @@ mod tests {
 
     /// A cache holding mappings of these sizes (MiB; purged when the flag
     /// is false), over headers of their own (only `map_size` is read).
-    fn cache_of(sizes: &[(usize, bool)]) -> (HugeCache, std::vec::Vec<std::boxed::Box<core::mem::MaybeUninit<Segment>>>) {
+    fn cache_of(sizes: &[(usize, bool)]) -> (HugeCache, std::vec::Vec<core::mem::MaybeUninit<Segment>>) {
         let mut cache = HugeCache::new();
-        let mut headers = std::vec::Vec::new();
-        for (tick, &(mib, warm)) in sizes.iter().enumerate() {
-            let mut header = std::boxed::Box::new(core::mem::MaybeUninit::<Segment>::zeroed());
+        let mut headers: std::vec::Vec<_> = sizes.iter().map(|_| core::mem::MaybeUninit::<Segment>::zeroed()).collect();
+        for (tick, (&(mib, warm), header)) in sizes.iter().zip(headers.iter_mut()).enumerate() {
             let segment = header.as_mut_ptr();
             // SAFETY: a zeroed header of our own; map_size is a plain field.
             unsafe { (*segment).map_size = mib << 20 };
             cache.place(CacheSlot { segment, size: mib << 20, tick: tick as u64, cached_ms: 0, warm });
-            headers.push(header);
         }
         (cache, headers)
     }
