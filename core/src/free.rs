@@ -193,11 +193,15 @@ unsafe fn free_foreign<P: PageProvider>(
             crate::debug_count!(frees_abandoned);
         }
         let page = Segment::page_of(segment, ptr);
-        let block = checked_block(memory, page, ptr, memory.keys().1);
+        // The heap's copies of the keys: no call into their `Once`.
+        let (list_key, marker_key) = if heap.is_null() { memory.keys() } else { ((*heap).list_key, (*heap).marker_key) };
+        let block = checked_block(memory, page, ptr, marker_key);
         if !heap.is_null() && (*page).flags.load(Ordering::Relaxed) & PAGE_STRICT != 0 {
             return (*heap).quarantine(page, block);
         }
-        release_checked(shared, heap, segment, page, block);
+        // `heap` does not own the segment: `free_unremembered` saw another
+        // owner, and a heap only takes segments on its own thread.
+        release_foreign(heap, segment, page, block, list_key);
     }
 }
 
@@ -219,7 +223,19 @@ pub(crate) unsafe fn release_checked<P: PageProvider>(
         if !heap.is_null() && (*segment).owner.load(Ordering::Relaxed) == heap as usize {
             return (*heap).return_block(page, block);
         }
-        let list_key = shared.memory.keys().0;
+        release_foreign(heap, segment, page, block, shared.memory.keys().0);
+    }
+}
+
+/// Give a checked block of another heap's page (or an abandoned one's)
+/// back to its owner: gathered per page in `heap`, or pushed at once.
+///
+/// # Safety
+/// As for [`release_checked`]; `heap` does not own `segment`.
+#[inline(always)]
+unsafe fn release_foreign<P: PageProvider>(heap: *mut Heap<P>, segment: *mut Segment, page: *mut Page, block: *mut Block, list_key: usize) {
+    // SAFETY: per the contract.
+    unsafe {
         // Only small blocks are gathered: the blocks a thread holds back
         // from their owner stay below 64 KiB.
         if heap.is_null() || (*page).block_size as usize > SMALL_MAX {
@@ -261,6 +277,7 @@ unsafe fn count_free<P: PageProvider>(memory: &Memory<P>, heap: *mut Heap<P>, cr
 ///
 /// # Safety
 /// `page` is the descriptor covering `ptr` in a mapped segment.
+#[inline(always)]
 unsafe fn checked_block<P: PageProvider>(memory: &Memory<P>, page: *mut Page, ptr: *mut u8, marker_key: usize) -> *mut Block {
     // SAFETY: per the contract; the block start lies in the page's area,
     // inside the mapped segment, so its marker word is readable.
