@@ -77,12 +77,12 @@ pub const MIN_ALIGN: usize = 16;
 /// Smallest block: a free block holds the list link and the free marker.
 pub const MIN_BLOCK: usize = 16;
 
-/// A fresh page hands out blocks in steps of at most this many bytes, so a
-/// page of 4096 blocks is not touched all at once.
+/// A fresh page hands out blocks in runs of at most this many bytes (at
+/// least one block), so a page is not touched all at once: carving writes
+/// each block's link, and a block of a system page or more faults a page
+/// of its own (a run of 16 such blocks cost a thread that used two of
+/// them 64 KiB of resident memory).
 pub const PAGE_EXTEND_BYTES: usize = 4 << 10;
-/// ...but at least this many blocks (a run of large blocks touches one
-/// line per block, not the bytes between), so refills stay rare.
-pub const PAGE_EXTEND_MIN_BLOCKS: usize = 16;
 
 /// Full pages a class queue keeps queued (the refill walks them again)
 /// before it retires the others to the full queue: a class with a few

@@ -21,7 +21,7 @@
 //! A free block's second word holds `block ^ marker_key`: finding it on
 //! free means the block is already free (double free). malloc clears it.
 
-use crate::config::{PAGE_EXTEND_BYTES, PAGE_EXTEND_MIN_BLOCKS, SEGMENT_SHIFT};
+use crate::config::{PAGE_EXTEND_BYTES, SEGMENT_SHIFT};
 use core::cell::Cell;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -339,8 +339,8 @@ impl Page {
         (block as usize).wrapping_sub(start) < carved
     }
 
-    /// Carve the next run of blocks (`PAGE_EXTEND_BYTES`, or at least
-    /// `PAGE_EXTEND_MIN_BLOCKS` blocks, or what is left) onto the free
+    /// Carve the next run of blocks (`PAGE_EXTEND_BYTES`, or one block
+    /// when it is larger, or what is left) onto the free
     /// list. Returns false when the page is fully carved (one compare,
     /// inline: refills ask it of every page they look at).
     #[inline(always)]
@@ -358,7 +358,7 @@ impl Page {
             return false;
         }
         let size = self.block_size as usize;
-        let count = (PAGE_EXTEND_BYTES / size).max(PAGE_EXTEND_MIN_BLOCKS).min(remaining as usize);
+        let count = (PAGE_EXTEND_BYTES / size).max(1).min(remaining as usize);
         let first = self.start as usize + capacity as usize * size;
         // Link blocks in address order: first -> first+size -> ... -> old free.
         let mut next = self.free.get();
@@ -426,6 +426,27 @@ mod tests {
                     assert!(!below(index), "class {class} index {index} delta {delta}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_page_carves_a_system_page_of_blocks_at_a_time_and_one_large_block_at_a_time() {
+        #[repr(C, align(4096))]
+        struct Area([u8; 64 << 10]);
+        let mut area = std::boxed::Box::new(Area([0; 64 << 10]));
+        let key = 0x5a5a_0000;
+        // (block size, blocks per carve): 4 KiB worth, or one block.
+        for (size, run) in [(64, 64), (1024, 4), (4096, 1), (12288, 1)] {
+            let mut page = Page::UNUSED;
+            page.init(0, size, area.0.as_mut_ptr(), 64 << 10);
+            let mut carved = 0;
+            while page.extend(key) {
+                let expected = run.min(page.reserved as usize - carved);
+                carved += expected;
+                assert_eq!(page.capacity() as usize, carved, "block size {size}");
+                assert_eq!(page.count_free(key), carved, "block size {size}");
+            }
+            assert_eq!(carved, page.reserved as usize, "block size {size}: every block carved in the end");
         }
     }
 }
