@@ -109,7 +109,7 @@ fn or_null(slot: *mut LinuxHeap) -> *mut LinuxHeap {
     }
 }
 
-/// The TLS slot through `__tls_get_addr` (a dlopen'ed hakmem): out of line,
+/// The slot through `HEAP` where there is no fs-relative one: out of line,
 /// so that the fast paths need no stack frame for the call.
 #[cold]
 #[inline(never)]
@@ -117,68 +117,73 @@ fn current_heap_slow() -> *mut LinuxHeap {
     HEAP.with(|h| h.get())
 }
 
-/// A faster read of `HEAP` than the `__tls_get_addr` call a shared library
-/// gets: when the library's TLS block lies in the static TLS area (loaded
-/// at start: LD_PRELOAD, linked in, or an executable), the slot sits at the
-/// same offset from the thread pointer in every thread, so one `fs:`-relative
-/// load reads it. The offset is learned by the first thread that creates a
-/// heap and used only when it falls in the static TLS area (just below the
-/// thread pointer); otherwise (a `dlopen` into dynamic TLS) nothing changes.
+/// Set the calling thread's slot (the heap, or `inert()`).
+fn set_thread_slot(heap: *mut LinuxHeap) {
+    HEAP.with(|h| h.set(heap));
+    tls_fast::write(heap);
+}
+
+/// The thread slot as one `fs:`-relative load, on x86_64: an initial-exec
+/// TLS word (`hakmem_linux_thread_heap`, defined below in assembly since
+/// Rust's `thread_local!` in a shared library goes through
+/// `__tls_get_addr`), starting as the inert heap in every thread. Its
+/// offset from the thread pointer comes from the GOT (`@GOTTPOFF`), or is
+/// a constant once linked into an executable. A `dlopen`ed hakmem gets its
+/// word in glibc's static TLS reserve (8 bytes: the reserve is hundreds).
+/// `HEAP` stays the slot of record elsewhere; here both are kept equal.
 mod tls_fast {
-    use core::sync::atomic::{AtomicIsize, Ordering};
-
-    /// Offset of `HEAP` from the thread pointer; 0 until known (or never).
-    static OFFSET: AtomicIsize = AtomicIsize::new(0);
-
-    /// How far below the thread pointer the slot may be for the fast path.
-    /// The static TLS area sits right below it and is a few KiB (a program
-    /// with more TLS just keeps the slow path). A dlopen'ed hakmem's TLS is
-    /// a block glibc mallocs per thread: it lies in a malloc arena, not in
-    /// the 64 KiB under the thread pointer, which is the top of the thread's
-    /// own stack mapping (or the main thread's TCB area).
-    const STATIC_TLS_SPAN: isize = 64 << 10;
-
     cfg_if::cfg_if! {
-        if #[cfg(target_arch = "x86_64")] {
+        if #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))] {
+            core::arch::global_asm!(
+                ".pushsection .tdata.hakmem_linux_thread_heap,\"awT\",@progbits",
+                ".p2align 3",
+                ".globl hakmem_linux_thread_heap",
+                ".hidden hakmem_linux_thread_heap",
+                ".type hakmem_linux_thread_heap,@tls_object",
+                ".size hakmem_linux_thread_heap,8",
+                "hakmem_linux_thread_heap:",
+                ".quad {inert}",
+                ".popsection",
+                inert = sym super::INERT,
+            );
+
             #[inline(always)]
             pub fn read() -> Option<*mut super::LinuxHeap> {
-                let offset = OFFSET.load(Ordering::Relaxed);
-                if offset == 0 {
-                    return None;
-                }
                 let heap: *mut super::LinuxHeap;
-                // SAFETY: `offset` was measured from this module's TLS slot
-                // in the static TLS area, which has the same offset from the
-                // thread pointer (fs base) in every thread; the slot is a
-                // pointer-sized Cell.
+                // SAFETY: the word is this thread's own TLS, a pointer
+                // written only by `write` (or its initial value); the
+                // offset load reads the GOT, which is read-only after
+                // relocation.
                 unsafe {
-                    core::arch::asm!("mov {}, qword ptr fs:[{}]", out(reg) heap, in(reg) offset,
-                        options(nostack, readonly, preserves_flags));
+                    core::arch::asm!(
+                        "mov {heap}, qword ptr [rip + hakmem_linux_thread_heap@GOTTPOFF]",
+                        "mov {heap}, qword ptr fs:[{heap}]",
+                        heap = out(reg) heap,
+                        options(nostack, readonly, preserves_flags),
+                    );
                 }
                 Some(heap)
             }
 
-            /// Measure the offset of `slot` (this thread's `HEAP`).
-            pub fn learn(slot: usize) {
-                let thread_pointer: usize;
-                // SAFETY: on x86_64 Linux, fs:0 holds the thread pointer itself.
+            pub fn write(heap: *mut super::LinuxHeap) {
+                // SAFETY: as in `read`; only this thread writes its word.
                 unsafe {
-                    core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) thread_pointer,
-                        options(nostack, readonly, preserves_flags));
-                }
-                let offset = slot as isize - thread_pointer as isize;
-                if (-STATIC_TLS_SPAN..0).contains(&offset) {
-                    let _ = OFFSET.compare_exchange(0, offset, Ordering::Relaxed, Ordering::Relaxed);
+                    core::arch::asm!(
+                        "mov {offset}, qword ptr [rip + hakmem_linux_thread_heap@GOTTPOFF]",
+                        "mov qword ptr fs:[{offset}], {heap}",
+                        offset = out(reg) _,
+                        heap = in(reg) heap,
+                        options(nostack, preserves_flags),
+                    );
                 }
             }
         } else {
             #[inline(always)]
             pub fn read() -> Option<*mut super::LinuxHeap> {
-                let _ = (&OFFSET, STATIC_TLS_SPAN);
                 None
             }
 
-            pub fn learn(_slot: usize) {}
+            pub fn write(_heap: *mut super::LinuxHeap) {}
         }
     }
 }
@@ -204,10 +209,7 @@ fn heap_create() -> *mut LinuxHeap {
     if GLOBAL.guards() {
         fault::install_once();
     }
-    HEAP.with(|h| {
-        h.set(heap);
-        tls_fast::learn(h as *const Cell<*mut LinuxHeap> as usize);
-    });
+    set_thread_slot(heap);
     let key = THREAD_EXIT_KEY.call_once(|| {
         let mut key: c_uint = 0;
         // SAFETY: a valid out pointer and an extern "C" destructor.
@@ -227,11 +229,9 @@ unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
     if heap.is_null() {
         return;
     }
-    HEAP.with(|h| {
-        if h.get() == heap {
-            h.set(inert());
-        }
-    });
+    if HEAP.with(|h| h.get()) == heap {
+        set_thread_slot(inert());
+    }
     EXITED.with(|e| e.set(true));
     // SAFETY: the heap belonged to this exiting thread, which uses it no more
     // (later allocations in this thread create a new heap and key value).

@@ -1,5 +1,5 @@
 /* Loads libhakmem.so with dlopen (after start-up: its TLS lands in dynamic
- * or surplus TLS), allocates through its malloc/free from several threads,
+ * TLS, its initial-exec heap slot in glibc's static TLS reserve), allocates through its malloc/free from several threads,
  * dlcloses it, and lets the threads exit: nothing may crash. argv[1]: path. */
 #include <dlfcn.h>
 #include <pthread.h>

@@ -1,5 +1,6 @@
-//! libhakmem.so loaded with dlopen after start-up (dynamic TLS: the
-//! fs-relative fast path must not engage), used from threads, dlclosed.
+//! libhakmem.so loaded with dlopen after start-up (its initial-exec TLS
+//! word then comes from glibc's static TLS reserve, set up for threads that
+//! exist already), used from threads, dlclosed.
 
 use hakmem_tests::*;
 use std::process::Command;
