@@ -375,7 +375,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         unsafe {
             let usable = (*page).block_size as usize;
             let fits = (size <= usable) & (size >= usable / 2);
-            ((*page).starts_block_below(ptr, (*page).fast_capacity.get()) & fits).then_some(ptr)
+            ((*page).starts_fast_block(ptr) & fits).then_some(ptr)
         }
     }
 

@@ -132,7 +132,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             // checked_block's conditions, folded into one branch: a block
             // start, carved, of a page with no flag set (fast_capacity),
             // not marked free.
-            if (*page).starts_block_below(ptr, (*page).fast_capacity.get()) & ((*block).marker != marker) {
+            if (*page).starts_fast_block(ptr) & ((*block).marker != marker) {
                 (*block).marker = marker;
                 self.count_free();
                 crate::debug_count!(frees_local_fast);

@@ -102,11 +102,13 @@ impl HugeBlocks {
         }
         let (block_offset, header_offset) = huge_layout(align);
         let map_size = (header_offset + block_offset + size).next_multiple_of(P::PAGE_SIZE);
+        // Whether the live bytes' peak was noted under the first lock.
+        let mut noted = false;
         let reused = if header_offset == 0 {
             let mut cache = self.cache.lock();
             let now = memory.now_ms();
             cache.purge_warm(memory, now, true);
-            match cache.take(map_size, P::CAN_REMAP, P::CAN_SPLIT, P::CAN_MOVE) {
+            let taken = match cache.take(map_size, P::CAN_REMAP, P::CAN_SPLIT, P::CAN_MOVE) {
                 Some((segment, Reuse::Split)) => {
                     // SAFETY: taken from the cache for a split, so a slot is free.
                     unsafe { cache.split(memory, segment, map_size, now) };
@@ -115,7 +117,14 @@ impl HugeBlocks {
                 // SAFETY: the provider can move pages.
                 None if P::CAN_MOVE => unsafe { cache.stitch(memory, map_size) }.map(|segment| (segment, Reuse::Warm)),
                 taken => taken,
+            };
+            // The warm cache's bound follows the live bytes' peak: noted
+            // now when the block's size is final, else below.
+            if matches!(taken, Some((_, reuse)) if reuse != Reuse::Resize) {
+                cache.note_live(memory, now);
+                noted = true;
             }
+            taken
         } else {
             None
         };
@@ -158,8 +167,9 @@ impl HugeBlocks {
             (*segment).huge_state.store(HUGE_LIVE, Ordering::Release);
             (segment as usize + block_offset) as *mut u8
         };
-        // The warm cache's bound follows the live bytes' peak.
-        self.cache.lock().note_live(memory, memory.now_ms());
+        if !noted {
+            self.cache.lock().note_live(memory, memory.now_ms());
+        }
         Some((block, zeroed))
     }
 

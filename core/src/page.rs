@@ -295,6 +295,14 @@ impl Page {
         (product >> START_FRACTION.trailing_zeros()).rotate_right(FRACTION_BITS) < bound as u64
     }
 
+    /// Whether `ptr` starts a carved block of a page with no flag set
+    /// (`fast_capacity`): what a fast path may take as a block of its own
+    /// without a closer look.
+    #[inline(always)]
+    pub fn starts_fast_block(&self, ptr: *const u8) -> bool {
+        self.starts_block_below(ptr, self.fast_capacity.get())
+    }
+
     /// Index of the block at `offset` bytes into the area (below 2 MiB).
     #[inline(always)]
     pub fn index_of(&self, offset: usize) -> usize {
