@@ -143,12 +143,11 @@ impl HugeCache {
         // The slots are sorted by size: each candidate is the first warm
         // (or purged) slot on one side of a size.
         let at = self.first_at_least(map_size);
-        let warm_from = |i: usize| (i..self.len).find(|&i| self.slots[i].warm);
         let top = map_size + map_size / 4;
         let fitting = (at..self.len).take_while(|&i| self.slots[i].size <= top);
         let (i, reuse) = if let Some(i) = fitting.clone().find(|&i| self.slots[i].warm) {
             (i, Reuse::Warm)
-        } else if let Some(i) = can_split.then(|| warm_from(self.first_at_least(split_min(map_size)))).flatten() {
+        } else if let Some(i) = can_split.then(|| self.first_warm_from(self.first_at_least(split_min(map_size)))).flatten() {
             (i, Reuse::Split)
         } else if let Some(i) = can_resize.then(|| self.nearest_warm(map_size, at, stitch)).flatten() {
             (i, Reuse::Resize)
@@ -165,13 +164,19 @@ impl HugeCache {
     /// the growth, so a size above counts a quarter of a size below; only
     /// one above when stitching pays (`above_only`).
     fn nearest_warm(&self, map_size: usize, at: usize, above_only: bool) -> Option<usize> {
-        let above = (at..self.len).find(|&i| self.slots[i].warm);
+        let above = self.first_warm_from(at);
         let below = if above_only { None } else { (0..at).rev().find(|&i| self.slots[i].warm) };
         match (above, below) {
             (Some(a), Some(b)) if map_size - self.slots[b].size < (self.slots[a].size - map_size) / 4 => Some(b),
             (None, b) => b,
             (a, _) => a,
         }
+    }
+
+    /// Index of the first warm slot at or after `i` (the smallest warm one
+    /// at least as large as slot `i`).
+    fn first_warm_from(&self, i: usize) -> Option<usize> {
+        (i..self.len).find(|&i| self.slots[i].warm)
     }
 
     /// Index of the first slot at least `size` bytes long (`len` if none).
