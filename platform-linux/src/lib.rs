@@ -64,7 +64,7 @@ const fn inert() -> *mut LinuxHeap {
 }
 
 std::thread_local! {
-    /// This thread's heap, or `inert()` (never null).
+    /// This thread's heap, or `inert()` (never null), where `tls_fast` has no word.
     static HEAP: Cell<*mut LinuxHeap> = const { Cell::new(inert()) };
     /// Set when the thread's heap was released at thread exit: a free after
     /// that (glibc frees its own thread buffers late) must not make a heap
@@ -90,7 +90,7 @@ pub fn current_heap() -> *mut LinuxHeap {
     or_null(thread_slot())
 }
 
-/// The calling thread's `HEAP` slot: its heap or `inert()`, never null.
+/// The calling thread's slot (`tls_fast`, else `HEAP`): its heap or `inert()`, never null.
 #[inline(always)]
 fn thread_slot() -> *mut LinuxHeap {
     match tls_fast::read() {
@@ -117,10 +117,12 @@ fn current_heap_slow() -> *mut LinuxHeap {
     HEAP.with(|h| h.get())
 }
 
-/// Set the calling thread's slot (the heap, or `inert()`).
+/// Set the calling thread's slot (the heap, or `inert()`): the fs-relative
+/// word where there is one, else `HEAP`.
 fn set_thread_slot(heap: *mut LinuxHeap) {
-    HEAP.with(|h| h.set(heap));
-    tls_fast::write(heap);
+    if !tls_fast::write(heap) {
+        HEAP.with(|h| h.set(heap));
+    }
 }
 
 /// The thread slot as one `fs:`-relative load, on x86_64: an initial-exec
@@ -130,7 +132,7 @@ fn set_thread_slot(heap: *mut LinuxHeap) {
 /// offset from the thread pointer comes from the GOT (`@GOTTPOFF`), or is
 /// a constant once linked into an executable. A `dlopen`ed hakmem gets its
 /// word in glibc's static TLS reserve (8 bytes: the reserve is hundreds).
-/// `HEAP` stays the slot of record elsewhere; here both are kept equal.
+/// Where it exists it is the slot; `HEAP` is the slot elsewhere.
 mod tls_fast {
     cfg_if::cfg_if! {
         if #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))] {
@@ -165,7 +167,8 @@ mod tls_fast {
                 Some(heap)
             }
 
-            pub fn write(heap: *mut super::LinuxHeap) {
+            /// Write the word; true (there is one).
+            pub fn write(heap: *mut super::LinuxHeap) -> bool {
                 // SAFETY: as in `read`; only this thread writes its word.
                 unsafe {
                     core::arch::asm!(
@@ -176,6 +179,7 @@ mod tls_fast {
                         options(nostack, preserves_flags),
                     );
                 }
+                true
             }
         } else {
             #[inline(always)]
@@ -183,7 +187,10 @@ mod tls_fast {
                 None
             }
 
-            pub fn write(_heap: *mut super::LinuxHeap) {}
+            /// False: no word here, the caller writes `HEAP`.
+            pub fn write(_heap: *mut super::LinuxHeap) -> bool {
+                false
+            }
         }
     }
 }
@@ -229,7 +236,7 @@ unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
     if heap.is_null() {
         return;
     }
-    if HEAP.with(|h| h.get()) == heap {
+    if thread_slot() == heap {
         set_thread_slot(inert());
     }
     EXITED.with(|e| e.set(true));
