@@ -39,6 +39,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// their segments), every `DELAYED` bit cleared.
     pub(crate) fn dequeue_all_pages(&mut self) {
         self.flush_quarantine();
+        self.flush_block_cache();
         self.hand_over_pending();
         self.drain_delayed();
         for class in 0..CLASS_COUNT {
@@ -175,6 +176,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// page, purge unused pages. Returns bytes purged.
     pub(crate) fn trim(&mut self) -> usize {
         self.flush_quarantine();
+        self.flush_block_cache();
         self.hand_over_pending();
         self.drain_delayed();
         for class in 0..CLASS_COUNT {

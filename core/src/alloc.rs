@@ -67,7 +67,14 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[inline(always)]
     pub fn malloc_fast_mid(&self, size: usize) -> *mut u8 {
         if size <= MEDIUM_MAX {
-            return self.pop_counted(self.current[mid_class_of(size)]);
+            let class = mid_class_of(size);
+            if let Some(block) = self.block_cache.pop(class) {
+                // SAFETY: a cached block is a free block of this heap's (block_cache.rs).
+                unsafe { (*block).marker = 0 };
+                self.count_malloc();
+                return block as *mut u8;
+            }
+            return self.pop_counted(self.current[class]);
         }
         null_mut()
     }

@@ -7,7 +7,9 @@
 //! use, only what may be read from any thread: its flags and class
 //! (atomics) and its block count (`Page::used_seen`). The owners go on
 //! allocating meanwhile, so a census is a snapshot; blocks freed by other
-//! threads and not yet collected by their owner count as in use.
+//! threads and not yet collected by their owner count as in use. Blocks in
+//! the heaps' block caches (block_cache.rs), which their pages count in
+//! use, are counted free (read from each heap's stack lengths).
 
 use crate::class::{class_size, CLASS_COUNT};
 use crate::config::{LARGE_MAX, MEDIUM_MAX, SMALL_MAX};
@@ -68,7 +70,9 @@ impl Census {
     /// `ours` tells the owning heaps of this allocator from others' (a
     /// process with several `Global`s, such as the tests, shares one
     /// segment map; abandoned and cached segments are counted for all).
-    pub fn take(stats: &StatsSnapshot, huge_cached: (usize, usize), ours: impl Fn(usize) -> bool) -> Census {
+    /// `cached_blocks[class]`: blocks of the class in its heaps' block
+    /// caches, free though their pages count them in use.
+    pub fn take(stats: &StatsSnapshot, huge_cached: (usize, usize), cached_blocks: &[usize; CLASS_COUNT], ours: impl Fn(usize) -> bool) -> Census {
         let mut census = Census {
             classes: core::array::from_fn(|class| ClassStats { block_size: class_size(class), ..ClassStats::default() }),
             segments_owned: 0,
@@ -84,6 +88,12 @@ impl Census {
             // pages are read with `used_seen` and `class` only.
             unsafe { census.count_segment(segment, &ours) }
         });
+        for (class, &cached) in census.classes.iter_mut().zip(cached_blocks) {
+            let cached = cached.min(class.blocks_in_use);
+            class.blocks_in_use -= cached;
+            class.bytes_in_use -= cached * class.block_size;
+            class.bytes_free += cached * class.block_size;
+        }
         census
     }
 

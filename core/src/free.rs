@@ -20,7 +20,8 @@
 //! hakmem never returned (or whose page is unused), a pointer inside a
 //! block, a block already free (its marker, see page.rs).
 
-use crate::config::SMALL_MAX;
+use crate::block_cache::BlockCache;
+use crate::config::{MEDIUM_PAGE_SHIFT, SMALL_MAX};
 use crate::heap::Heap;
 use crate::memory::Memory;
 use crate::page::{Block, Page, PAGE_ALIGNED, PAGE_SAMPLED, PAGE_STRICT, PAGE_UNUSED};
@@ -84,7 +85,7 @@ pub unsafe fn free_unremembered<P: PageProvider>(
         if (*segment).owner.load(Ordering::Relaxed) == heap as usize {
             (*heap).remember_local(segment);
             let page = Segment::page_of(segment, ptr);
-            (*heap).free_local(page, ptr);
+            (*heap).free_local::<false>(page, ptr);
         } else {
             free_foreign(shared, heap, segment, ptr, make_heap);
         }
@@ -107,9 +108,15 @@ impl<P: PageProvider + 'static> Heap<P> {
         // owner need not be read; an inert heap remembers none, so only
         // the calling thread's own heap is borrowed mutably.
         unsafe {
-            match (*this).remembered_page_of(ptr) {
-                Some(page) => {
-                    (*this).free_local(page, ptr);
+            match (*this).remembered_page_and_shift_of(ptr) {
+                // Mid blocks go to the block cache (block_cache.rs). The
+                // shift's low byte is the shift: one compare.
+                Some((page, shift)) if shift as u8 != MEDIUM_PAGE_SHIFT as u8 => {
+                    (*this).free_local::<false>(page, ptr);
+                    true
+                }
+                Some((page, _)) => {
+                    (*this).free_local::<true>(page, ptr);
                     true
                 }
                 None => false,
@@ -117,14 +124,16 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
     }
 
-    /// Free a block of a page this heap owns. Budget: one multiply for the
-    /// block index and whether `ptr` starts a block, one combined test,
-    /// four stores.
+    /// Free a block of a page this heap owns: onto the block cache when
+    /// `MID` (a page of a medium segment), else onto the page's free list.
+    /// Budget: one multiply for the block index and whether `ptr` starts a
+    /// block, one combined test, four stores.
     ///
     /// # Safety
-    /// `page` is the page covering `ptr` in a segment owned by this heap.
+    /// `page` is the page covering `ptr` in a segment owned by this heap,
+    /// a medium segment when `MID`.
     #[inline(always)]
-    unsafe fn free_local(&mut self, page: *mut Page, ptr: *mut u8) {
+    unsafe fn free_local<const MID: bool>(&mut self, page: *mut Page, ptr: *mut u8) {
         // SAFETY: per the contract; the block lies in the page's area.
         unsafe {
             let block = ptr as *mut Block;
@@ -136,6 +145,13 @@ impl<P: PageProvider + 'static> Heap<P> {
                 (*block).marker = marker;
                 self.count_free();
                 crate::debug_count!(frees_local_fast);
+                if MID {
+                    let index = BlockCache::index_of((*page).class());
+                    if !self.block_cache.push(index, block) {
+                        self.block_cache_overflow(index, block);
+                    }
+                    return;
+                }
                 (*page).push(block, self.list_key);
                 if (*page).used() == 0 {
                     self.page_empty(page);

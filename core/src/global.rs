@@ -324,7 +324,17 @@ impl<P: PageProvider + 'static> Global<P> {
         // SAFETY: an owner other than the *_OWNER constants is a heap, and
         // heaps are never unmapped.
         let ours = |owner: usize| unsafe { core::ptr::eq((*(owner as *const Heap<P>)).shared, shared) };
-        let census = Census::take(&stats, self.shared.huge.cached(), ours);
+        let mut cached_blocks = [0; crate::class::CLASS_COUNT];
+        let mut heap = self.heaps.lock().all;
+        while !heap.is_null() {
+            // SAFETY: heaps are never unmapped; `all_next` never changes,
+            // and the cache's lengths are atomics.
+            unsafe {
+                (*heap).block_cache.count_seen(&mut cached_blocks);
+                heap = (*heap).all_next;
+            }
+        }
+        let census = Census::take(&stats, self.shared.huge.cached(), &cached_blocks, ours);
         (stats, census)
     }
 

@@ -29,6 +29,7 @@
 //! - each `local_segments` entry is `NO_SEGMENT` or one of those segments, tagged
 //!   with its page shift.
 
+use crate::block_cache::{self, BlockCache};
 use crate::class::{class_size, kind_of_class, small_slots_of, CLASS_COUNT, PAGED_KINDS, SMALL_SLOTS};
 use crate::config::{SEGMENT_MASK, SEGMENT_SHIFT, SMALL_MAX, SMALL_PAGE_SHIFT};
 use crate::list::List;
@@ -129,6 +130,8 @@ pub struct Heap<P: PageProvider + 'static> {
     /// get `PAGE_STRICT`, and their freed blocks wait in the quarantine.
     pub(crate) strict: bool,
     pub(crate) strict_quarantine: Quarantine,
+    /// Free mid blocks kept for the next mallocs of their class (block_cache.rs).
+    pub(crate) block_cache: BlockCache,
     /// Links in the global heap pool.
     pub(crate) pool_next: *mut Heap<P>,
     pub(crate) all_next: *mut Heap<P>,
@@ -141,7 +144,9 @@ impl<P: PageProvider + 'static> Heap<P> {
         let seed = list_key as u64 ^ HEAPS_MADE.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         // An inert heap with its own keys, sampling seed and mode: the
         // rest of a new heap is the same (nothing in it yet).
-        Heap { list_key, marker_key, sampler: Sampler::new(seed), strict: shared.memory.strict(), ..Heap::inert(shared) }
+        let strict = shared.memory.strict();
+        // A strict heap's frees never take the fast path that caches.
+        Heap { list_key, marker_key, sampler: Sampler::new(seed), strict, block_cache: BlockCache::new(!strict), ..Heap::inert(shared) }
     }
 
     /// A heap that serves nothing: its fast paths find no page and no
@@ -174,6 +179,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             sampler: Sampler::new(0),
             strict: false,
             strict_quarantine: Quarantine::new(),
+            block_cache: BlockCache::new(false),
             pool_next: null_mut(),
             all_next: null_mut(),
         }
@@ -426,6 +432,44 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
     }
 
+    /// Stack `index` of the block cache is full: its oldest half goes back
+    /// to its pages, then `block` goes on it.
+    ///
+    /// # Safety
+    /// `block` is a checked block, marked free, of a page this heap owns
+    /// (the block cache's invariant).
+    #[cold]
+    #[inline(never)]
+    pub(crate) unsafe fn block_cache_overflow(&mut self, index: usize, block: *mut Block) {
+        let limit = self.block_cache.limit(index);
+        if limit == 0 {
+            // SAFETY: per the contract.
+            return unsafe { self.return_block(Segment::page_of_block(block as *mut u8), block) };
+        }
+        self.release_cached(index, limit.div_ceil(2));
+        self.block_cache.push(index, block);
+    }
+
+    /// Give every cached block back to its page.
+    pub(crate) fn flush_block_cache(&mut self) {
+        for index in 0..BlockCache::CLASSES {
+            self.release_cached(index, block_cache::SLOTS);
+        }
+    }
+
+    /// Give the oldest `count` blocks of stack `index` back to their pages.
+    fn release_cached(&mut self, index: usize, count: usize) {
+        let mut taken = [null_mut(); block_cache::SLOTS];
+        let taken_count = self.block_cache.take_oldest(index, count, &mut taken);
+        for &block in &taken[..taken_count] {
+            // SAFETY: cached blocks are free blocks of pages this heap owns,
+            // counted in use (the block cache's invariant).
+            unsafe {
+                self.return_block(Segment::page_of_block(block as *mut u8), block);
+            }
+        }
+    }
+
     /// Hand the frees this thread gathered for other heaps' pages over.
     pub(crate) fn hand_over_pending(&mut self) {
         // SAFETY: the gathered blocks are still ours (PendingFrees' invariant).
@@ -547,9 +591,16 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// its segment (as [`Heap::remembered_segment_of`]; never for null).
     #[inline(always)]
     pub(crate) fn remembered_page_of(&self, ptr: *const u8) -> Option<*mut Page> {
+        self.remembered_page_and_shift_of(ptr).map(|(page, _)| page)
+    }
+
+    /// [`Heap::remembered_page_of`], with the segment's page shift (which
+    /// tells its kind).
+    #[inline(always)]
+    pub(crate) fn remembered_page_and_shift_of(&self, ptr: *const u8) -> Option<(*mut Page, usize)> {
         let (_, page_shift) = self.remembered_segment_of(ptr)?;
         let pages = self.local_pages[local_slot(ptr as usize)];
-        Some(pages.wrapping_add((ptr as usize >> page_shift) * core::mem::size_of::<Page>()) as *mut Page)
+        Some((pages.wrapping_add((ptr as usize >> page_shift) * core::mem::size_of::<Page>()) as *mut Page, page_shift))
     }
 
     /// Forget the remembered segments (before giving segments away).
@@ -612,6 +663,19 @@ impl<P: PageProvider + 'static> Heap<P> {
                     assert_eq!((*segment).owner.load(Ordering::Relaxed), me);
                     page = (*page).next.get();
                 }
+            }
+        }
+        for block in self.block_cache.blocks() {
+            // SAFETY: checked to lie in one of our (live) segments first.
+            unsafe {
+                let segment = Segment::of_ptr(block as *const u8);
+                assert_eq!((*segment).owner.load(Ordering::Relaxed), me, "a cached block of another heap's segment");
+                let page = Segment::page_of(segment, block as *const u8);
+                assert_eq!((*page).flags.load(Ordering::Relaxed) & PAGE_UNUSED, 0, "a cached block of an unused page");
+                assert_eq!((*page).block_index_of(block as *const u8).1, block as *mut u8, "a cached block is not a block start");
+                assert_eq!((*block).marker, block as usize ^ self.marker_key, "a cached block not marked free");
+                let cached = self.block_cache.blocks().filter(|&other| Segment::page_of_block(other) == page).count();
+                assert!(cached <= (*page).used() as usize, "cached blocks not counted in use");
             }
         }
         for kind in 0..PAGED_KINDS {

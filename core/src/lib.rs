@@ -78,6 +78,7 @@ mod adopt;
 pub mod alloc;
 pub mod arena;
 pub mod bigcache;
+mod block_cache;
 pub mod capacity;
 pub mod census;
 pub mod class;

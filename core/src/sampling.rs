@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  profiler off: malloc_slow pays one test (Profile::is_on); nothing else changes
-//!  profiler on:  set_current installs EMPTY_PAGE, so every malloc takes
+//!  profiler on:  set_current installs EMPTY_PAGE (and the block cache is
+//!                emptied and turned off), so every malloc takes
 //!                malloc_slow, which counts its bytes (Sampler::count);
 //!                a sampled block: stack from the provider, Profile::record,
 //!                its page gets PAGE_SAMPLED (its frees take the slow path,
@@ -34,6 +35,8 @@ impl<P: PageProvider + 'static> Heap<P> {
             for class in 0..crate::class::CLASS_COUNT {
                 self.set_current(class, empty_page());
             }
+            self.block_cache.turn_off();
+            self.flush_block_cache();
         }
         // The stack starts at malloc_slow's caller: this frame and
         // malloc_slow's are left out.

@@ -381,6 +381,86 @@ fn double_frees_are_detected_in_every_tier() {
     assert!(message.contains("double free"), "{message}");
 }
 
+/// A mid block its owner frees waits in the block cache and is the next
+/// malloc of its class (of any size of the class); a class's stack at its
+/// limit sends its oldest blocks back to their pages; a census counts
+/// cached blocks free; trim empties the cache, and the pages go.
+#[test]
+fn a_freed_mid_block_waits_in_the_block_cache_for_the_next_malloc_of_its_class() {
+    use crate::block_cache::BlockCache;
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let class = crate::class::class_of(20_000);
+    let limit = heap.block_cache.limit(BlockCache::index_of(class));
+    assert!((2..=crate::block_cache::SLOTS).contains(&limit), "{limit}");
+    // The first free of a segment's block remembers the segment (and goes
+    // to its page); the next ones are cached.
+    let first = heap.malloc(20_000);
+    let blocks: Vec<*mut u8> = (0..40).map(|_| heap.malloc(20_000)).collect();
+    // SAFETY: live blocks of this heap.
+    unsafe { global.free(first, hp) };
+    unsafe { global.free(blocks[7], hp) };
+    assert_eq!(heap.block_cache.blocks().count(), 1);
+    assert_eq!(heap.malloc(class_size(class)), blocks[7], "the cached block comes back first");
+    heap.check_invariants();
+    // (Other tests' abandoned segments may add blocks of the class.)
+    let in_use_before = global.census().1.classes[class].blocks_in_use;
+    for &p in &blocks {
+        // SAFETY: live blocks of this heap.
+        unsafe { global.free(p, hp) };
+    }
+    heap.check_invariants();
+    let cached = heap.block_cache.blocks().count();
+    assert!((1..=limit).contains(&cached), "{cached} cached, limit {limit}");
+    let in_use = global.census().1.classes[class].blocks_in_use;
+    assert!(in_use + 40 <= in_use_before, "cached blocks count free: {in_use} in use, {in_use_before} before");
+    assert_eq!(heap.malloc(20_000), blocks[39], "the last block freed is the first served");
+    assert_eq!(heap.block_cache.blocks().count(), cached - 1);
+    // SAFETY: as above.
+    unsafe { global.free(blocks[39], hp) };
+    // SAFETY: this thread's heap.
+    unsafe { global.trim(hp) };
+    assert_eq!(heap.block_cache.blocks().count(), 0);
+    assert_eq!(global.stats().pages_in_use, 0, "every page of the class went back");
+    heap.check_invariants();
+    // A second free of a cached block is a double free.
+    let message = misuse(|global, hp| unsafe {
+        let (a, b) = ((*hp).malloc(20_000), (*hp).malloc(20_000));
+        global.free(a, hp);
+        global.free(b, hp);
+        assert_eq!((*hp).block_cache.blocks().next(), Some(b as *mut crate::page::Block), "b is cached");
+        global.free(b, hp);
+    });
+    assert!(message.contains("double free"), "{message}");
+}
+
+/// A profiling heap's mallocs all take the slow path, which samples: its
+/// block cache is emptied and takes no more blocks.
+#[test]
+fn a_profiling_heap_caches_no_blocks() {
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let blocks: Vec<*mut u8> = (0..4).map(|_| heap.malloc(20_000)).collect();
+    for &p in &blocks[..2] {
+        // SAFETY: live blocks of this heap.
+        unsafe { global.free(p, hp) };
+    }
+    assert_eq!(heap.block_cache.blocks().count(), 1);
+    assert!(global.profile_start(1 << 20));
+    let sampled = heap.malloc(100_000); // a slow-path malloc: profiling starts here
+    assert_eq!(heap.block_cache.blocks().count(), 0, "emptied when profiling starts");
+    for &p in &blocks[2..] {
+        // SAFETY: as above.
+        unsafe { global.free(p, hp) };
+    }
+    assert_eq!(heap.block_cache.blocks().count(), 0, "no block is cached while profiling");
+    // SAFETY: as above.
+    unsafe { global.free(sampled, hp) };
+    heap.check_invariants();
+}
+
 #[test]
 fn a_pointer_right_past_a_segments_end_is_rejected() {
     // Masking `ptr - 1` maps the first address past a segment to it (for
@@ -719,8 +799,9 @@ fn freed_pages_are_purged_after_the_delay_or_over_the_cap() {
     global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed); // the configured delay
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
+    // 80 blocks of 40 KB (7 pages): more than the block cache keeps.
     let churn = |heap: &mut Heap<TestProvider>| {
-        let blocks: Vec<*mut u8> = (0..40).map(|_| heap.malloc(40_000)).collect();
+        let blocks: Vec<*mut u8> = (0..80).map(|_| heap.malloc(40_000)).collect();
         for p in blocks {
             // SAFETY: live blocks.
             unsafe { global.free(p, hp) };
@@ -1772,7 +1853,8 @@ fn an_arena_shorter_than_a_segment_serves_from_a_short_segment() {
     unsafe { global.provider().add_range(base, BYTES) };
     let hp = global.heap_acquire();
     assert!(!hp.is_null());
-    assert_eq!(global.provider().usage().in_use, 4096, "one heap takes one page of the arena");
+    let heap_bytes = core::mem::size_of::<Heap<Arena<Host>>>().next_multiple_of(4096);
+    assert_eq!(global.provider().usage().in_use, heap_bytes, "one heap takes the pages it needs of the arena, no chunk");
     // The heap is this thread's; used through `hp` alone (no `&mut` beside the raw frees).
     let malloc = |size: usize| unsafe { (*hp).malloc(size) };
     let inside = |p: *mut u8| (base as usize..base as usize + BYTES).contains(&(p as usize));
