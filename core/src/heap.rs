@@ -12,6 +12,7 @@
 //!  segments[kind] ---> seg <-> seg <-> seg         owned segments, those with unused pages first
 //!  dirty             unused, unpurged page bytes and their deadline (purge.rs)
 //!  pending           our frees of one foreign page, gathered (remote.rs)
+//!  block_cache       free mid blocks kept for the next malloc of their class (block_cache.rs)
 //! ```
 //!
 //! A heap is used by one thread at a time (its owner); only `delayed` and

@@ -20,6 +20,7 @@
 //!  free        free fast path -> checked_block -> local or remote push      | impl Heap,
 //!  adopt       thread exit (abandon), adoption, trim                        | one path each
 //!  heap        the Heap struct, page queues, page life cycle, drain        /
+//!  block_cache a heap's LIFO stacks of free mid blocks, before any page
 //!  purge       when a heap purges its dirty pages (DirtyPages)
 //!  shared      Shared<P>: memory + segment store + huge blocks (what heaps draw from)
 //!  huge        huge blocks: alloc, realloc by remap, free (HugeBlocks)
