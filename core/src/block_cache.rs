@@ -13,7 +13,8 @@
 //! again, long after its lines left the cache, and the refill path walks
 //! the queue to find it. A stack per class hands the block just freed to
 //! the next malloc of its class, warm, whatever its page (tcmalloc's
-//! per-thread cache, bounded to a few blocks).
+//! per-thread cache, bounded to a few blocks: `Options::block_cache_bytes`,
+//! `HAKMEM_BLOCK_CACHE`, 512 KiB of each class and at most 16 blocks).
 //!
 //! Invariants: a cached block is a free block, checked and marked free
 //! (its marker set, so a second free of it is caught as a double free),
@@ -37,17 +38,6 @@ const FIRST_CLASS: usize = class_of(SMALL_MAX) + 1;
 const CLASSES: usize = class_of(MEDIUM_MAX) + 1 - FIRST_CLASS;
 /// Blocks one class's stack can hold.
 pub(crate) const SLOTS: usize = 16;
-/// Bytes one class's stack holds at most by default: its limit is
-/// `CLASS_BYTES / block size` blocks, between 2 and `SLOTS` (16 blocks up
-/// to 8 KiB, 2 of 64 KiB), so a heap holds at most about 3 MiB of free
-/// mid blocks back from their pages.
-const CLASS_BYTES: usize = 512 << 10;
-
-/// The default limit of the stack of `index`.
-const fn default_limit(index: usize) -> u8 {
-    let blocks = CLASS_BYTES / class_size(FIRST_CLASS + index);
-    (if blocks < 2 { 2 } else if blocks > SLOTS { SLOTS } else { blocks }) as u8
-}
 
 /// The cache; see the module docs.
 pub(crate) struct BlockCache {
@@ -61,12 +51,14 @@ pub(crate) struct BlockCache {
 }
 
 impl BlockCache {
-    /// A cache with the default limits, or off.
-    pub(crate) const fn new(on: bool) -> Self {
+    /// A cache that keeps up to `class_bytes` of each class (and at most
+    /// `SLOTS` blocks): 0 turns it off.
+    pub(crate) const fn new(class_bytes: usize) -> Self {
         let mut limit = [const { Cell::new(0) }; CLASSES];
         let mut index = 0;
-        while on && index < CLASSES {
-            limit[index] = Cell::new(default_limit(index));
+        while index < CLASSES {
+            let blocks = class_bytes / class_size(FIRST_CLASS + index);
+            limit[index] = Cell::new(if blocks > SLOTS { SLOTS } else { blocks } as u8);
             index += 1;
         }
         BlockCache { len: [const { AtomicU8::new(0) }; CLASSES], limit, blocks: [const { [const { Cell::new(null_mut()) }; SLOTS] }; CLASSES] }

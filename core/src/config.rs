@@ -103,6 +103,10 @@ pub const DEFAULT_SEGMENT_CACHE: usize = 16;
 /// Default bytes of freed huge blocks kept resident for warm reuse (those
 /// idle longer than the purge delay are purged at the next huge-block call).
 pub const DEFAULT_BIGCACHE_BYTES: usize = 256 << 20;
+/// Bytes of free mid blocks a heap's block cache keeps per class
+/// (`HAKMEM_BLOCK_CACHE`; block_cache.rs): up to 16 blocks of the class,
+/// 8 of the largest (64 KiB). 0 turns the cache off.
+pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 512 << 10;
 /// Entries in the huge-block reuse cache.
 pub const BIGCACHE_SLOTS: usize = 128;
 /// Longest a freed huge block stays warm (ms) while huge calls keep coming
@@ -160,6 +164,10 @@ pub struct Options {
     pub segment_cache: AtomicUsize,
     /// Bytes of freed huge blocks kept for reuse.
     pub bigcache_bytes: AtomicUsize,
+    /// Bytes of free mid blocks a heap's block cache keeps per class:
+    /// read when a heap is made (a thread's heap from the pool keeps the
+    /// limits it was made with).
+    pub block_cache_bytes: AtomicUsize,
     /// Dirty (freed, unpurged) page bytes a heap keeps before purging
     /// (while learning is on, the least the learned cap may be).
     pub purge_dirty_bytes: AtomicUsize,
@@ -178,6 +186,7 @@ impl Options {
         Options {
             segment_cache: AtomicUsize::new(DEFAULT_SEGMENT_CACHE),
             bigcache_bytes: AtomicUsize::new(DEFAULT_BIGCACHE_BYTES),
+            block_cache_bytes: AtomicUsize::new(DEFAULT_BLOCK_CACHE_BYTES),
             purge_dirty_bytes: AtomicUsize::new(DEFAULT_PURGE_DIRTY_BYTES),
             purge_delay_ms: AtomicUsize::new(DEFAULT_PURGE_DELAY_MS),
             learn: AtomicU8::new(DEFAULT_LEARN),

@@ -147,7 +147,8 @@ impl<P: PageProvider + 'static> Heap<P> {
         // rest of a new heap is the same (nothing in it yet).
         let strict = shared.memory.strict();
         // A strict heap's frees never take the fast path that caches.
-        Heap { list_key, marker_key, sampler: Sampler::new(seed), strict, block_cache: BlockCache::new(!strict), ..Heap::inert(shared) }
+        let cache_bytes = if strict { 0 } else { shared.memory.options.block_cache_bytes.load(Ordering::Relaxed) };
+        Heap { list_key, marker_key, sampler: Sampler::new(seed), strict, block_cache: BlockCache::new(cache_bytes), ..Heap::inert(shared) }
     }
 
     /// A heap that serves nothing: its fast paths find no page and no
@@ -180,7 +181,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             sampler: Sampler::new(0),
             strict: false,
             strict_quarantine: Quarantine::new(),
-            block_cache: BlockCache::new(false),
+            block_cache: BlockCache::new(0),
             pool_next: null_mut(),
             all_next: null_mut(),
         }

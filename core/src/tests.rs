@@ -435,6 +435,34 @@ fn a_freed_mid_block_waits_in_the_block_cache_for_the_next_malloc_of_its_class()
     assert!(message.contains("double free"), "{message}");
 }
 
+/// With `block_cache_bytes` 0 (`HAKMEM_BLOCK_CACHE=0`) a new heap caches
+/// nothing, and a limit below a class's block size caches none of it.
+#[test]
+fn a_block_cache_of_zero_bytes_is_off() {
+    let global = new_global(TestProvider::new());
+    global.options().block_cache_bytes.store(0, Ordering::Relaxed);
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let blocks: Vec<*mut u8> = (0..3).map(|_| heap.malloc(20_000)).collect();
+    for &p in &blocks {
+        // SAFETY: live blocks of this heap.
+        unsafe { global.free(p, hp) };
+    }
+    assert_eq!(heap.block_cache.blocks().count(), 0);
+    heap.check_invariants();
+    global.options().block_cache_bytes.store(32 << 10, Ordering::Relaxed);
+    let heap = crate::tests::heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let blocks: Vec<*mut u8> = [2000, 2000, 20_000, 40_000, 40_000].iter().map(|&size| heap.malloc(size)).collect();
+    for &p in &blocks {
+        // SAFETY: live blocks of this heap.
+        unsafe { global.free(p, hp) };
+    }
+    // The first free of each segment goes to its page; 40 KB blocks are
+    // over the limit; one 2000 B block and the 20 KB one are cached.
+    assert_eq!(heap.block_cache.blocks().count(), 2, "{:?}", heap.block_cache.blocks().collect::<Vec<_>>());
+}
+
 /// A profiling heap's mallocs all take the slow path, which samples: its
 /// block cache is emptied and takes no more blocks.
 #[test]

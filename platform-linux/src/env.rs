@@ -84,7 +84,7 @@ fn show_bool(out: &mut MessageBuffer, on: bool) {
 }
 
 /// Every variable hakmem reads.
-pub static VARIABLES: [Variable; 13] = [
+pub static VARIABLES: [Variable; 14] = [
     Variable {
         name: "STATS",
         accepts: "1/on/table (a table and the line), line (the line only) or 0/off",
@@ -116,6 +116,7 @@ pub static VARIABLES: [Variable; 13] = [
     },
     Variable { name: "BIGCACHE_MAX", accepts: SIZE, value: Value::Number(|o| &o.bigcache_bytes, parse_size) },
     Variable { name: "SEGMENT_CACHE", accepts: COUNT, value: Value::Number(|o| &o.segment_cache, parse_count) },
+    Variable { name: "BLOCK_CACHE", accepts: SIZE, value: Value::Number(|o| &o.block_cache_bytes, parse_size) },
     Variable { name: "PURGE_DIRTY", accepts: SIZE, value: Value::Number(|o| &o.purge_dirty_bytes, parse_size) },
     Variable {
         name: "PURGE_DELAY",

@@ -7,11 +7,12 @@ use hakmem_tests::*;
 use std::process::Command;
 
 /// (variable, a valid value, how verbose shows it, an invalid value, the default shown).
-const VARIABLES: [(&str, &str, &str, &str, &str); 13] = [
+const VARIABLES: [(&str, &str, &str, &str, &str); 14] = [
     ("HAKMEM_STATS", "line", "line", "banana", "off"),
     ("HAKMEM_VERBOSE", "yes", "on", "2", "off"),
     ("HAKMEM_BIGCACHE_MAX", "8M", "8388608", "8MB", "268435456"),
     ("HAKMEM_SEGMENT_CACHE", "3", "3", "-1", "16"),
+    ("HAKMEM_BLOCK_CACHE", "0", "0", "64KB", "524288"),
     ("HAKMEM_PURGE_DIRTY", "1G", "1073741824", "", "67108864"),
     ("HAKMEM_PURGE_DELAY", "250", "250", "abc", "10"),
     ("HAKMEM_LEARN", "frozen", "frozen", "sometimes", "on"),
