@@ -72,6 +72,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 // SAFETY: a cached block is a free block of this heap's (block_cache.rs).
                 unsafe { (*block).marker = 0 };
                 self.count_malloc();
+                crate::debug_count!(mallocs_block_cache);
                 return block as *mut u8;
             }
             return self.pop_counted(self.current[class]);

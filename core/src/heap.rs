@@ -443,6 +443,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[cold]
     #[inline(never)]
     pub(crate) unsafe fn block_cache_overflow(&mut self, index: usize, block: *mut Block) {
+        crate::debug_count!(block_cache_overflows);
         let limit = self.block_cache.limit(index);
         if limit == 0 {
             // SAFETY: per the contract.

@@ -219,6 +219,10 @@ debug_counters! {
     pages_retired_full,
     /// Frees of the heap's own blocks on the fast path.
     frees_local_fast,
+    /// Mid mallocs served by the heap's block cache.
+    mallocs_block_cache,
+    /// Frees that found their class's block-cache stack full.
+    block_cache_overflows,
     /// Frees of the heap's own blocks on the slow path (full pages, aligned blocks).
     frees_local_slow,
     /// Frees of other heaps' blocks gathered per page before the hand-over.

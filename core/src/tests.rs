@@ -1565,6 +1565,17 @@ fn debug_counters_count_the_free_pipeline_and_refills() {
     assert!(after.refills > before.refills, "a fresh heap's first malloc refills");
     assert!(after.refill_fresh_pages > before.refill_fresh_pages);
     assert!(after.frees_local_fast > before.frees_local_fast);
+    // A mid block freed into a remembered segment is cached, then served.
+    let blocks = [heap.malloc(20_000), heap.malloc(20_000)];
+    for p in blocks {
+        // SAFETY: live blocks of this heap.
+        unsafe { global.free(p, hp) };
+    }
+    let before = crate::stats::DEBUG.snapshot();
+    let p = heap.malloc(20_000);
+    let after = crate::stats::DEBUG.snapshot();
+    assert_eq!(p, blocks[1]);
+    assert!(after.mallocs_block_cache > before.mallocs_block_cache);
 }
 
 /// Estimated live bytes per stack from a heap_v2 dump, scaled as jeprof
