@@ -391,13 +391,15 @@ fn a_freed_mid_block_waits_in_the_block_cache_for_the_next_malloc_of_its_class()
     let global = new_global(TestProvider::new());
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
-    let class = crate::class::class_of(20_000);
+    // A mid size in either geometry (21845 B by default).
+    const MID: usize = crate::config::MEDIUM_MAX / 3;
+    let class = crate::class::class_of(MID);
     let limit = heap.block_cache.limit(BlockCache::index_of(class));
     assert!((2..=crate::block_cache::SLOTS).contains(&limit), "{limit}");
     // The first free of a segment's block remembers the segment (and goes
     // to its page); the next ones are cached.
-    let first = heap.malloc(20_000);
-    let blocks: Vec<*mut u8> = (0..40).map(|_| heap.malloc(20_000)).collect();
+    let first = heap.malloc(MID);
+    let blocks: Vec<*mut u8> = (0..40).map(|_| heap.malloc(MID)).collect();
     // SAFETY: live blocks of this heap.
     unsafe { global.free(first, hp) };
     unsafe { global.free(blocks[7], hp) };
@@ -415,7 +417,7 @@ fn a_freed_mid_block_waits_in_the_block_cache_for_the_next_malloc_of_its_class()
     assert!((1..=limit).contains(&cached), "{cached} cached, limit {limit}");
     let in_use = global.census().1.classes[class].blocks_in_use;
     assert!(in_use + 40 <= in_use_before, "cached blocks count free: {in_use} in use, {in_use_before} before");
-    assert_eq!(heap.malloc(20_000), blocks[39], "the last block freed is the first served");
+    assert_eq!(heap.malloc(MID), blocks[39], "the last block freed is the first served");
     assert_eq!(heap.block_cache.blocks().count(), cached - 1);
     // SAFETY: as above.
     unsafe { global.free(blocks[39], hp) };
@@ -426,7 +428,7 @@ fn a_freed_mid_block_waits_in_the_block_cache_for_the_next_malloc_of_its_class()
     heap.check_invariants();
     // A second free of a cached block is a double free.
     let message = misuse(|global, hp| unsafe {
-        let (a, b) = ((*hp).malloc(20_000), (*hp).malloc(20_000));
+        let (a, b) = ((*hp).malloc(MID), (*hp).malloc(MID));
         global.free(a, hp);
         global.free(b, hp);
         assert_eq!((*hp).block_cache.blocks().next(), Some(b as *mut crate::page::Block), "b is cached");
@@ -443,24 +445,29 @@ fn a_block_cache_of_zero_bytes_is_off() {
     global.options().block_cache_bytes.store(0, Ordering::Relaxed);
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
-    let blocks: Vec<*mut u8> = (0..3).map(|_| heap.malloc(20_000)).collect();
+    let blocks: Vec<*mut u8> = (0..3).map(|_| heap.malloc(crate::config::MEDIUM_MAX / 3)).collect();
     for &p in &blocks {
         // SAFETY: live blocks of this heap.
         unsafe { global.free(p, hp) };
     }
     assert_eq!(heap.block_cache.blocks().count(), 0);
     heap.check_invariants();
-    global.options().block_cache_bytes.store(32 << 10, Ordering::Relaxed);
+    // A limit of one block of a mid class A: one A block is cached, none
+    // of the larger class B.
+    let (a, b) = (crate::config::MEDIUM_MAX / 4, crate::config::MEDIUM_MAX / 2);
+    global.options().block_cache_bytes.store(class_size(crate::class::class_of(a)), Ordering::Relaxed);
     let heap = crate::tests::heap(global);
     let hp = heap as *mut Heap<TestProvider>;
-    let blocks: Vec<*mut u8> = [2000, 2000, 20_000, 40_000, 40_000].iter().map(|&size| heap.malloc(size)).collect();
+    let blocks: Vec<*mut u8> = [a, a, a, b, b].iter().map(|&size| heap.malloc(size)).collect();
     for &p in &blocks {
         // SAFETY: live blocks of this heap.
         unsafe { global.free(p, hp) };
     }
-    // The first free of each segment goes to its page; 40 KB blocks are
-    // over the limit; one 2000 B block and the 20 KB one are cached.
-    assert_eq!(heap.block_cache.blocks().count(), 2, "{:?}", heap.block_cache.blocks().collect::<Vec<_>>());
+    // The first free of the segment goes to its page; the second A block
+    // is cached, and the third sends it back to its page (a full stack
+    // gives its older half back); B blocks are over the limit.
+    assert_eq!(heap.block_cache.blocks().collect::<Vec<_>>(), [blocks[2] as *mut crate::page::Block]);
+    heap.check_invariants();
 }
 
 /// A profiling heap's mallocs all take the slow path, which samples: its
@@ -470,14 +477,14 @@ fn a_profiling_heap_caches_no_blocks() {
     let global = new_global(TestProvider::new());
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
-    let blocks: Vec<*mut u8> = (0..4).map(|_| heap.malloc(20_000)).collect();
+    let blocks: Vec<*mut u8> = (0..4).map(|_| heap.malloc(crate::config::MEDIUM_MAX / 3)).collect();
     for &p in &blocks[..2] {
         // SAFETY: live blocks of this heap.
         unsafe { global.free(p, hp) };
     }
     assert_eq!(heap.block_cache.blocks().count(), 1);
     assert!(global.profile_start(1 << 20));
-    let sampled = heap.malloc(100_000); // a slow-path malloc: profiling starts here
+    let sampled = heap.malloc(crate::config::LARGE_MAX / 2); // a slow-path malloc: profiling starts here
     assert_eq!(heap.block_cache.blocks().count(), 0, "emptied when profiling starts");
     for &p in &blocks[2..] {
         // SAFETY: as above.
@@ -1566,13 +1573,13 @@ fn debug_counters_count_the_free_pipeline_and_refills() {
     assert!(after.refill_fresh_pages > before.refill_fresh_pages);
     assert!(after.frees_local_fast > before.frees_local_fast);
     // A mid block freed into a remembered segment is cached, then served.
-    let blocks = [heap.malloc(20_000), heap.malloc(20_000)];
+    let blocks = [heap.malloc(crate::config::MEDIUM_MAX / 3), heap.malloc(crate::config::MEDIUM_MAX / 3)];
     for p in blocks {
         // SAFETY: live blocks of this heap.
         unsafe { global.free(p, hp) };
     }
     let before = crate::stats::DEBUG.snapshot();
-    let p = heap.malloc(20_000);
+    let p = heap.malloc(crate::config::MEDIUM_MAX / 3);
     let after = crate::stats::DEBUG.snapshot();
     assert_eq!(p, blocks[1]);
     assert!(after.mallocs_block_cache > before.mallocs_block_cache);
