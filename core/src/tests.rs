@@ -381,6 +381,14 @@ fn double_frees_are_detected_in_every_tier() {
     assert!(message.contains("double free"), "{message}");
 }
 
+/// Free each of `blocks`, live blocks of `hp` (this thread's heap).
+fn free_each(global: &'static Global<TestProvider>, hp: *mut Heap<TestProvider>, blocks: &[*mut u8]) {
+    for &p in blocks {
+        // SAFETY: per the contract.
+        unsafe { global.free(p, hp) };
+    }
+}
+
 /// A mid block its owner frees waits in the block cache and is the next
 /// malloc of its class (of any size of the class); a class's stack at its
 /// limit sends its oldest blocks back to their pages; a census counts
@@ -408,10 +416,7 @@ fn a_freed_mid_block_waits_in_the_block_cache_for_the_next_malloc_of_its_class()
     heap.check_invariants();
     // (Other tests' abandoned segments may add blocks of the class.)
     let in_use_before = global.census().1.classes[class].blocks_in_use;
-    for &p in &blocks {
-        // SAFETY: live blocks of this heap.
-        unsafe { global.free(p, hp) };
-    }
+    free_each(global, hp, &blocks);
     heap.check_invariants();
     let cached = heap.block_cache.blocks().count();
     assert!((1..=limit).contains(&cached), "{cached} cached, limit {limit}");
@@ -446,10 +451,7 @@ fn a_block_cache_of_zero_bytes_is_off() {
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
     let blocks: Vec<*mut u8> = (0..3).map(|_| heap.malloc(crate::config::MEDIUM_MAX / 3)).collect();
-    for &p in &blocks {
-        // SAFETY: live blocks of this heap.
-        unsafe { global.free(p, hp) };
-    }
+    free_each(global, hp, &blocks);
     assert_eq!(heap.block_cache.blocks().count(), 0);
     heap.check_invariants();
     // A limit of one block of a mid class A: one A block is cached, none
@@ -459,10 +461,7 @@ fn a_block_cache_of_zero_bytes_is_off() {
     let heap = crate::tests::heap(global);
     let hp = heap as *mut Heap<TestProvider>;
     let blocks: Vec<*mut u8> = [a, a, a, b, b].iter().map(|&size| heap.malloc(size)).collect();
-    for &p in &blocks {
-        // SAFETY: live blocks of this heap.
-        unsafe { global.free(p, hp) };
-    }
+    free_each(global, hp, &blocks);
     // The first free of the segment goes to its page; the second A block
     // is cached, and the third sends it back to its page (a full stack
     // gives its older half back); B blocks are over the limit.
@@ -478,18 +477,12 @@ fn a_profiling_heap_caches_no_blocks() {
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
     let blocks: Vec<*mut u8> = (0..4).map(|_| heap.malloc(crate::config::MEDIUM_MAX / 3)).collect();
-    for &p in &blocks[..2] {
-        // SAFETY: live blocks of this heap.
-        unsafe { global.free(p, hp) };
-    }
+    free_each(global, hp, &blocks[..2]);
     assert_eq!(heap.block_cache.blocks().count(), 1);
     assert!(global.profile_start(1 << 20));
     let sampled = heap.malloc(crate::config::LARGE_MAX / 2); // a slow-path malloc: profiling starts here
     assert_eq!(heap.block_cache.blocks().count(), 0, "emptied when profiling starts");
-    for &p in &blocks[2..] {
-        // SAFETY: as above.
-        unsafe { global.free(p, hp) };
-    }
+    free_each(global, hp, &blocks[2..]);
     assert_eq!(heap.block_cache.blocks().count(), 0, "no block is cached while profiling");
     // SAFETY: as above.
     unsafe { global.free(sampled, hp) };
