@@ -279,36 +279,35 @@ impl<P: PageProvider + 'static> Global<P> {
             return 0; // another thread is at it
         };
         let memory = &self.shared.memory;
-        let mut purged = 0;
-        // Heaps are only ever prepended to `all`: the walk from a snapshot
-        // of its head sees every heap made before it, and each stays mapped.
-        let mut heap = self.heaps.lock().all;
-        while !heap.is_null() {
-            // SAFETY: heaps are never unmapped; `all_next` never changes.
-            unsafe {
-                purged += Heap::purge_idle(heap);
-                heap = (*heap).all_next;
-            }
-        }
+        // SAFETY: every heap the walk yields is one of this allocator's.
+        let purged = Self::heaps_from(self.heaps.lock().all).map(|heap| unsafe { Heap::purge_idle(heap) }).sum();
         self.shared.segments.purge_expired(memory);
         self.shared.huge.purge_idle(memory);
         purged
+    }
+
+    /// Every heap on the `all` list from `first`, a snapshot of its head:
+    /// heaps are only ever prepended and never unmapped, and `all_next`
+    /// never changes, so the walk sees every heap made before the snapshot,
+    /// each mapped, with or without the pool's lock.
+    fn heaps_from(first: *mut Heap<P>) -> impl Iterator<Item = *mut Heap<P>> {
+        core::iter::successors((!first.is_null()).then_some(first), |&heap| {
+            // SAFETY: as above: `heap` is a mapped heap of the list.
+            let next = unsafe { (*heap).all_next };
+            (!next.is_null()).then_some(next)
+        })
     }
 
     /// A snapshot of all counters, including the live heaps' call counts.
     pub fn stats(&self) -> StatsSnapshot {
         let mut snapshot = self.shared.memory.stats.snapshot();
         let pool = self.heaps.lock();
-        let mut heap = pool.all;
-        while !heap.is_null() {
-            // SAFETY: heaps are never unmapped; counters are atomics.
-            unsafe {
-                let (mallocs, frees, cross_thread_frees) = (*heap).call_counts();
-                snapshot.malloc_calls += mallocs as usize;
-                snapshot.free_calls += frees as usize;
-                snapshot.cross_thread_frees += cross_thread_frees as usize;
-                heap = (*heap).all_next;
-            }
+        for heap in Self::heaps_from(pool.all) {
+            // SAFETY: a live heap (heaps_from); counters are atomics.
+            let (mallocs, frees, cross_thread_frees) = unsafe { (*heap).call_counts() };
+            snapshot.malloc_calls += mallocs as usize;
+            snapshot.free_calls += frees as usize;
+            snapshot.cross_thread_frees += cross_thread_frees as usize;
         }
         drop(pool);
         (snapshot.resident_bytes, snapshot.resident_peak_bytes) = self.shared.memory.provider().resident();
@@ -325,14 +324,9 @@ impl<P: PageProvider + 'static> Global<P> {
         // heaps are never unmapped.
         let ours = |owner: usize| unsafe { core::ptr::eq((*(owner as *const Heap<P>)).shared, shared) };
         let mut cached_blocks = [0; crate::class::CLASS_COUNT];
-        let mut heap = self.heaps.lock().all;
-        while !heap.is_null() {
-            // SAFETY: heaps are never unmapped; `all_next` never changes,
-            // and the cache's lengths are atomics.
-            unsafe {
-                (*heap).block_cache.count_seen(&mut cached_blocks);
-                heap = (*heap).all_next;
-            }
+        for heap in Self::heaps_from(self.heaps.lock().all) {
+            // SAFETY: a live heap (heaps_from); the cache's lengths are atomics.
+            unsafe { (*heap).block_cache.count_seen(&mut cached_blocks) };
         }
         let census = Census::take(&stats, self.shared.huge.cached(), &cached_blocks, ours);
         (stats, census)
