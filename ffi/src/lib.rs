@@ -10,6 +10,11 @@
 //! `tests/tests/exports.rs` checks that `libhakmem.so` exports exactly these. `errno`
 //! is written in one place (`set_errno`); nothing here allocates, formats
 //! through an allocator, or unwinds (`panic = "abort"` in every profile).
+//!
+//! `no_std` (with `hakmem_linux` built without its `std` feature): the
+//! library links no Rust runtime and no `libgcc_s`, so a preloaded hakmem
+//! maps little into each process. Its panic handler is below.
+#![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 #![allow(clippy::missing_safety_doc)] // C functions: their contract is the C standard's
@@ -21,6 +26,24 @@ use hakmem_linux as hk;
 const ENOMEM: c_int = 12;
 const EINVAL: c_int = 22;
 const PAGE: usize = 4096;
+
+/// A panic, which would be a bug in hakmem, ends the process with one line
+/// on stderr, written without allocating (`panic = "abort"` in every
+/// profile: nothing unwinds). Where `hakmem_linux` links std (targets
+/// without its TLS words), std's handler serves.
+#[cfg(all(not(test), target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    use core::fmt::Write;
+    use hakmem_core::PageProvider;
+    let mut m = hakmem_core::message::MessageBuffer::new();
+    let _ = write!(m, "hakmem: internal error: {}", info.message());
+    if let Some(at) = info.location() {
+        let _ = write!(m, " at {}:{}", at.file(), at.line());
+    }
+    m.push_str("\n");
+    hk::LinuxPages.fatal(m.as_bytes())
+}
 
 extern "C" {
     fn __errno_location() -> *mut c_int;

@@ -13,16 +13,27 @@
 //! ```
 //!
 //! Reentrancy rules kept here:
-//! - The TLS slot is a `const`-initialised `Cell` of a raw pointer: no lazy
-//!   initialisation and no registered destructor, so touching it never
-//!   allocates. Thread exit is caught with a pthread key instead.
+//! - The TLS slot is a word of static TLS (a `const`-initialised `Cell`
+//!   where std's `thread_local!` serves): no lazy initialisation and no
+//!   registered destructor, so touching it never allocates. Thread exit
+//!   is caught with a pthread key instead.
 //! - The heap pointer is stored in TLS *before* `pthread_setspecific`,
 //!   which may itself call calloc (keys past the first 32): that nested
 //!   call finds the heap and proceeds.
 //! - The environment is scanned in place ([`env`](mod@env)); the provider makes raw
 //!   system calls (no errno, no libc locks).
+//!
+//! std is optional (feature `std`: `prof_dump` with a `Path`). Without
+//! it, on x86_64 glibc, the crate needs only `core`: that is how
+//! `libhakmem.so` is built (no Rust runtime, no `libgcc_s`: less to map
+//! into every process). Elsewhere the thread slots use std's
+//! `thread_local!`, so std is linked there in any case.
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
+#[cfg(all(not(any(feature = "std", test)), not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))))]
+extern crate std;
 
 mod background;
 pub mod env;
@@ -39,7 +50,6 @@ pub use hakmem_core::{Heap, StatsSnapshot};
 pub use pages::LinuxPages;
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::Cell;
 use core::ffi::{c_int, c_uint, c_void};
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
@@ -63,15 +73,9 @@ const fn inert() -> *mut LinuxHeap {
     INERT.0.get()
 }
 
-std::thread_local! {
-    /// This thread's heap, or `inert()` (never null), where `tls_fast` has no word.
-    static HEAP: Cell<*mut LinuxHeap> = const { Cell::new(inert()) };
-    /// Set when the thread's heap was released at thread exit: a free after
-    /// that (glibc frees its own thread buffers late) must not make a heap
-    /// that no destructor would release.
-    static EXITED: Cell<bool> = const { Cell::new(false) };
-}
-
+// The C library every extern block here calls into: named once, since
+// without std nothing else links it (the library would need no libc).
+#[link(name = "c")]
 extern "C" {
     fn pthread_key_create(key: *mut c_uint, destructor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
     fn pthread_setspecific(key: c_uint, value: *const c_void) -> c_int;
@@ -90,12 +94,12 @@ pub fn current_heap() -> *mut LinuxHeap {
     or_null(thread_slot())
 }
 
-/// The calling thread's slot (`tls_fast`, else `HEAP`): its heap or `inert()`, never null.
+/// The calling thread's slot: its heap or `inert()`, never null.
 #[inline(always)]
 fn thread_slot() -> *mut LinuxHeap {
     match tls_fast::read() {
         Some(heap) => heap,
-        None => current_heap_slow(),
+        None => tls_fast::read_slow(),
     }
 }
 
@@ -109,31 +113,21 @@ fn or_null(slot: *mut LinuxHeap) -> *mut LinuxHeap {
     }
 }
 
-/// The slot through `HEAP` where there is no fs-relative one: out of line,
-/// so that the fast paths need no stack frame for the call.
-#[cold]
-#[inline(never)]
-fn current_heap_slow() -> *mut LinuxHeap {
-    HEAP.with(|h| h.get())
-}
-
-/// Set the calling thread's slot (the heap, or `inert()`): the fs-relative
-/// word where there is one, else `HEAP`.
-fn set_thread_slot(heap: *mut LinuxHeap) {
-    if !tls_fast::write(heap) {
-        HEAP.with(|h| h.set(heap));
-    }
-}
-
-/// The thread slot as one `fs:`-relative load, on x86_64: an initial-exec
-/// TLS word (`hakmem_linux_thread_heap`, defined below in assembly since
+/// The thread's two words: its heap slot and whether its exit released
+/// its heap (a free after that, glibc freeing its own thread buffers late,
+/// must not make a heap that no destructor would release).
+///
+/// On x86_64 glibc they are initial-exec TLS words defined below in
+/// assembly (`hakmem_linux_thread_heap`, `hakmem_linux_thread_exited`):
 /// Rust's `thread_local!` in a shared library goes through
-/// `__tls_get_addr`), starting as the inert heap in every thread. Its
-/// offset from the thread pointer comes from the GOT (`@GOTTPOFF`), or is
-/// a constant once linked into an executable. A `dlopen`ed hakmem gets its
-/// word in glibc's static TLS reserve (8 bytes: the reserve is hundreds).
-/// Where it exists it is the slot; `HEAP` is the slot elsewhere.
+/// `__tls_get_addr`, and needs std. The slot starts as the inert heap in
+/// every thread and is one `fs:`-relative load, its offset from the GOT
+/// (`@GOTTPOFF`, a constant once linked into an executable). A `dlopen`ed
+/// hakmem gets its words in glibc's static TLS reserve (16 bytes: the
+/// reserve is hundreds). Elsewhere they are std's `thread_local!`s, read
+/// out of line so that the fast paths need no stack frame for the call.
 mod tls_fast {
+    use super::LinuxHeap;
     cfg_if::cfg_if! {
         if #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))] {
             core::arch::global_asm!(
@@ -146,12 +140,20 @@ mod tls_fast {
                 "hakmem_linux_thread_heap:",
                 ".quad {inert}",
                 ".popsection",
+                ".pushsection .tbss.hakmem_linux_thread_exited,\"awT\",@nobits",
+                ".globl hakmem_linux_thread_exited",
+                ".hidden hakmem_linux_thread_exited",
+                ".type hakmem_linux_thread_exited,@tls_object",
+                ".size hakmem_linux_thread_exited,1",
+                "hakmem_linux_thread_exited:",
+                ".zero 1",
+                ".popsection",
                 inert = sym super::INERT,
             );
 
             #[inline(always)]
-            pub fn read() -> Option<*mut super::LinuxHeap> {
-                let heap: *mut super::LinuxHeap;
+            pub fn read() -> Option<*mut LinuxHeap> {
+                let heap: *mut LinuxHeap;
                 // SAFETY: the word is this thread's own TLS, a pointer
                 // written only by `write` (or its initial value); the
                 // offset load reads the GOT, which is read-only after
@@ -167,8 +169,12 @@ mod tls_fast {
                 Some(heap)
             }
 
-            /// Write the word; true (there is one).
-            pub fn write(heap: *mut super::LinuxHeap) -> bool {
+            /// Never reached here (`read` always has the word).
+            pub fn read_slow() -> *mut LinuxHeap {
+                super::inert()
+            }
+
+            pub fn write(heap: *mut LinuxHeap) {
                 // SAFETY: as in `read`; only this thread writes its word.
                 unsafe {
                     core::arch::asm!(
@@ -179,17 +185,63 @@ mod tls_fast {
                         options(nostack, preserves_flags),
                     );
                 }
-                true
+            }
+
+            pub fn exited() -> bool {
+                let exited: u32;
+                // SAFETY: as in `read`, for the byte `set_exited` writes.
+                unsafe {
+                    core::arch::asm!(
+                        "mov {offset}, qword ptr [rip + hakmem_linux_thread_exited@GOTTPOFF]",
+                        "movzx {exited:e}, byte ptr fs:[{offset}]",
+                        offset = out(reg) _,
+                        exited = out(reg) exited,
+                        options(nostack, readonly, preserves_flags),
+                    );
+                }
+                exited != 0
+            }
+
+            pub fn set_exited() {
+                // SAFETY: as in `write`, for this thread's byte.
+                unsafe {
+                    core::arch::asm!(
+                        "mov {offset}, qword ptr [rip + hakmem_linux_thread_exited@GOTTPOFF]",
+                        "mov byte ptr fs:[{offset}], 1",
+                        offset = out(reg) _,
+                        options(nostack, preserves_flags),
+                    );
+                }
             }
         } else {
+            use core::cell::Cell;
+
+            std::thread_local! {
+                static HEAP: Cell<*mut LinuxHeap> = const { Cell::new(super::inert()) };
+                static EXITED: Cell<bool> = const { Cell::new(false) };
+            }
+
             #[inline(always)]
-            pub fn read() -> Option<*mut super::LinuxHeap> {
+            pub fn read() -> Option<*mut LinuxHeap> {
                 None
             }
 
-            /// False: no word here, the caller writes `HEAP`.
-            pub fn write(_heap: *mut super::LinuxHeap) -> bool {
-                false
+            #[cold]
+            #[inline(never)]
+            pub fn read_slow() -> *mut LinuxHeap {
+                HEAP.with(|h| h.get())
+            }
+
+            pub fn write(heap: *mut LinuxHeap) {
+                HEAP.with(|h| h.set(heap));
+            }
+
+            pub fn exited() -> bool {
+                EXITED.with(|e| e.get())
+            }
+
+            pub fn set_exited() {
+                tls_fast::set_exited();
             }
         }
     }
@@ -216,7 +268,7 @@ fn heap_create() -> *mut LinuxHeap {
     if GLOBAL.guards() {
         fault::install_once();
     }
-    set_thread_slot(heap);
+    tls_fast::write(heap);
     let key = THREAD_EXIT_KEY.call_once(|| {
         let mut key: c_uint = 0;
         // SAFETY: a valid out pointer and an extern "C" destructor.
@@ -237,9 +289,9 @@ unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
         return;
     }
     if thread_slot() == heap {
-        set_thread_slot(inert());
+        tls_fast::write(inert());
     }
-    EXITED.with(|e| e.set(true));
+    tls_fast::set_exited();
     // SAFETY: the heap belonged to this exiting thread, which uses it no more
     // (later allocations in this thread create a new heap and key value).
     unsafe { GLOBAL.heap_release(heap) };
@@ -360,7 +412,7 @@ pub unsafe fn free(ptr: *mut u8) {
 #[cold]
 #[inline(never)]
 fn heap_for_free() -> *mut LinuxHeap {
-    if EXITED.with(|e| e.get()) {
+    if tls_fast::exited() {
         return null_mut();
     }
     heap()
@@ -405,7 +457,9 @@ pub fn class_stats() -> [hakmem_core::ClassStats; hakmem_core::class::CLASS_COUN
 /// Write a heap profile of the live sampled allocations to `path` (the
 /// text format `jeprof` and `pprof` read, with the process's mappings) and
 /// their folded stacks to `path.folded` (flame graph tools). Fails with
-/// `InvalidInput` unless profiling is on (`HAKMEM_PROF=1`).
+/// `InvalidInput` unless profiling is on (`HAKMEM_PROF=1`). Needs the
+/// `std` feature; [`profile::dump_to`] takes the path as bytes without it.
+#[cfg(any(feature = "std", test))]
 pub fn prof_dump(path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     profile::dump_to(path.as_ref().as_os_str().as_bytes()).map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))

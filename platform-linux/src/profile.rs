@@ -228,6 +228,15 @@ const STOP: c_int = 5;
 extern "C" {
     fn dladdr(address: *const c_void, info: *mut DlInfo) -> c_int;
     fn dl_iterate_phdr(callback: unsafe extern "C" fn(*mut DlPhdrInfo, usize, *mut c_void) -> c_int, data: *mut c_void) -> c_int;
+}
+
+// The unwinder, linked in statically where std does not bring libgcc_s:
+// only profiling calls it, and a program need not map libgcc_s for that.
+#[cfg_attr(
+    all(not(any(feature = "std", test)), target_arch = "x86_64", target_os = "linux", target_env = "gnu"),
+    link(name = "gcc_eh", kind = "static", modifiers = "-bundle")
+)]
+extern "C" {
     fn _Unwind_Backtrace(trace: unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int, data: *mut c_void) -> c_int;
     fn _Unwind_GetIP(context: *mut c_void) -> usize;
 }

@@ -10,8 +10,7 @@
 //! Environment knobs:
 //! * `HAKMEM_LIB_DIR`: directory holding `libhakmem.a` and `libhakmem.so`.
 //! * `HAKMEM_NATIVE_STATIC_LIBS`: linker flags appended after `libhakmem.a`
-//!   (default: what `cargo rustc --print native-static-libs` prints for a
-//!   std staticlib on linux-gnu).
+//!   (default: `-lgcc_s -lc`, as `ffi/install`'s pkg-config files say).
 //! * `HAKMEM_TEST_TIMEOUT_SECS`: per-command timeout (default 300).
 //! * `CC`: the C compiler (default `cc`).
 
@@ -123,7 +122,7 @@ pub enum Link {
 
 fn native_static_libs() -> Vec<String> {
     let s = std::env::var("HAKMEM_NATIVE_STATIC_LIBS")
-        .unwrap_or_else(|_| "-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc".to_string());
+        .unwrap_or_else(|_| "-lgcc_s -lc".to_string());
     s.split_whitespace().map(str::to_string).collect()
 }
 

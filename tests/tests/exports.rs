@@ -68,3 +68,25 @@ fn shared_library_exports_exactly_the_c_abi() {
     let extra: Vec<_> = exported.difference(&expected).collect();
     assert!(missing.is_empty() && extra.is_empty(), "missing from libhakmem.so: {missing:?}; exported but not in the ABI: {extra:?}");
 }
+
+/// libhakmem.so needs libc alone: no Rust runtime and no shared unwinder
+/// (`libgcc_s`), so that a preloaded hakmem maps nothing more into every
+/// process. Its undefined symbols are libc's (and the weak ones of the C
+/// runtime's startup files).
+#[test]
+fn shared_library_needs_libc_alone() {
+    let out = run(Command::new("readelf").args(["-d", "-W"]).arg(shared_lib()));
+    assert_success(&out, "readelf -d libhakmem.so");
+    let dynamic = out.stdout_str();
+    let needed: Vec<&str> = dynamic.lines().filter(|l| l.contains("(NEEDED)")).filter_map(|l| l.rsplit('[').next()).collect();
+    assert_eq!(needed, ["libc.so.6]"], "libhakmem.so's NEEDED entries:\n{dynamic}");
+    let out = run(Command::new("nm").args(["-D", "--undefined-only"]).arg(shared_lib()));
+    assert_success(&out, "nm -D --undefined-only libhakmem.so");
+    let undefined = out.stdout_str();
+    let foreign: Vec<&str> = undefined
+        .lines()
+        .filter(|l| l.trim_start().starts_with("U "))
+        .filter(|l| !l.contains("@GLIBC_"))
+        .collect();
+    assert!(foreign.is_empty(), "undefined symbols libc does not define: {foreign:?}");
+}
