@@ -8,7 +8,8 @@
 //! empty and clean; over the dirty-byte cap (learned, or
 //! `options.purge_dirty_bytes`) it purges them all at once. Checked on
 //! slow paths only (page release, refill). An owner back from a pause
-//! longer than the delay puts the purge off once (`DirtyPages::is_due`).
+//! longer than the delay puts the purge off; back late again, it purges
+//! only the pages its last burst left unused (`DirtyPages::is_due`).
 //!
 //! Invariant: `bytes` is the sum of the page sizes of the dirty bits of the
 //! heap's segments (`Segment::dirty`); `deadline_ms == u64::MAX` iff no
@@ -40,13 +41,17 @@ pub struct DirtyPages {
     bytes: usize,
     /// When the current dirty pages are due for purging (`u64::MAX`: none).
     deadline_ms: u64,
-    /// The owner woke up late and put the purge off (once per purge).
-    postponed: bool,
+    /// When the owner came back from a pause and put the purge off
+    /// (`u64::MAX`: not since the last purge).
+    woke_ms: u64,
+    /// The newest release time the next purge takes, below the delay's
+    /// (`u64::MAX`: the delay's alone): set at a second late wake-up.
+    wake_cutoff_ms: u64,
 }
 
 impl DirtyPages {
     pub const fn new() -> Self {
-        DirtyPages { bytes: 0, deadline_ms: u64::MAX, postponed: false }
+        DirtyPages { bytes: 0, deadline_ms: u64::MAX, woke_ms: u64::MAX, wake_cutoff_ms: u64::MAX }
     }
 
     /// Pages of `bytes` became dirty (freed, or adopted dirty).
@@ -77,8 +82,11 @@ impl DirtyPages {
     /// deadline was idle meanwhile: the pages were held through the pause
     /// anyway, and purging them as the program wakes up would fault back
     /// what it is about to reuse (a server's next burst). It puts the
-    /// purge off by one delay, once per purge; the idle purger, which
-    /// runs during the pause, never does.
+    /// purge off by one delay. Back late again, it purges only the pages
+    /// freed before the last wake-up that the burst since left unused
+    /// (what the burst freed is what the next one reuses), and then puts
+    /// the rest off again. The idle purger, which runs during the pause,
+    /// never puts off.
     pub fn is_due<P: PageProvider>(&mut self, memory: &Memory<P>, by_owner: bool) -> bool {
         if self.bytes == 0 {
             return false;
@@ -94,10 +102,13 @@ impl DirtyPages {
         }
         // Without a clock (now == 0) only a zero delay is ever due.
         let due = now >= self.deadline_ms && (now != 0 || self.deadline_ms == 0);
-        if due && by_owner && !self.postponed && delay > 0 && now >= self.deadline_ms.saturating_add(delay) {
-            self.postponed = true;
-            self.deadline_ms = now.saturating_add(delay);
-            return false;
+        if due && by_owner && delay > 0 && now >= self.deadline_ms.saturating_add(delay) {
+            if self.woke_ms == u64::MAX {
+                self.woke_ms = now;
+                self.deadline_ms = now.saturating_add(delay);
+                return false;
+            }
+            self.wake_cutoff_ms = self.woke_ms.saturating_sub(1);
         }
         due
     }
@@ -117,7 +128,11 @@ impl DirtyPages {
         if over_cap {
             memory.learner.cap_purged(&memory.options);
         }
-        let cutoff = if scope == PurgeScope::All || over_cap { u64::MAX } else { memory.now_ms().saturating_sub(delay) };
+        let cutoff = if scope == PurgeScope::All || over_cap {
+            u64::MAX
+        } else {
+            memory.now_ms().saturating_sub(delay).min(self.wake_cutoff_ms)
+        };
         let (mut released, mut left, mut oldest_left) = (0, 0, u64::MAX);
         for list in segments.iter_mut() {
             let mut segment = list.first;
@@ -141,7 +156,7 @@ impl DirtyPages {
         }
         self.bytes = left;
         self.deadline_ms = if left == 0 { u64::MAX } else { oldest_left.saturating_add(delay) };
-        self.postponed = false;
+        (self.woke_ms, self.wake_cutoff_ms) = (u64::MAX, u64::MAX);
         released
     }
 }
