@@ -11,10 +11,12 @@
 //! is written in one place (`set_errno`); nothing here allocates, formats
 //! through an allocator, or unwinds (`panic = "abort"` in every profile).
 //!
-//! `no_std` (with `hakmem_linux` built without its `std` feature): the
-//! library links no Rust runtime and no `libgcc_s`, so a preloaded hakmem
-//! maps little into each process. Its panic handler is below.
-#![no_std]
+//! `no_std` where panics abort (this workspace's profiles; `hakmem_linux`
+//! is built without its `std` feature): the library links no Rust runtime
+//! and no `libgcc_s`, so a preloaded hakmem maps little into each process.
+//! Its panic handler is below. Built with unwinding panics (a profile of
+//! another workspace), it links std, whose panic runtime unwinding needs.
+#![cfg_attr(panic = "abort", no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 #![allow(clippy::missing_safety_doc)] // C functions: their contract is the C standard's
@@ -31,7 +33,7 @@ const PAGE: usize = 4096;
 /// on stderr, written without allocating (`panic = "abort"` in every
 /// profile: nothing unwinds). Where `hakmem_linux` links std (targets
 /// without its TLS words), std's handler serves.
-#[cfg(all(not(test), target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+#[cfg(all(panic = "abort", not(test), target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     use core::fmt::Write;
