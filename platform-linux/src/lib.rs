@@ -97,9 +97,9 @@ pub fn current_heap() -> *mut LinuxHeap {
 /// The calling thread's slot: its heap or `inert()`, never null.
 #[inline(always)]
 fn thread_slot() -> *mut LinuxHeap {
-    match tls_fast::read() {
+    match thread_words::read() {
         Some(heap) => heap,
-        None => tls_fast::read_slow(),
+        None => thread_words::read_slow(),
     }
 }
 
@@ -126,7 +126,7 @@ fn or_null(slot: *mut LinuxHeap) -> *mut LinuxHeap {
 /// hakmem gets its words in glibc's static TLS reserve (16 bytes: the
 /// reserve is hundreds). Elsewhere they are std's `thread_local!`s, read
 /// out of line so that the fast paths need no stack frame for the call.
-mod tls_fast {
+mod thread_words {
     use super::LinuxHeap;
     cfg_if::cfg_if! {
         if #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))] {
@@ -241,7 +241,7 @@ mod tls_fast {
             }
 
             pub fn set_exited() {
-                tls_fast::set_exited();
+                thread_words::set_exited();
             }
         }
     }
@@ -268,7 +268,7 @@ fn heap_create() -> *mut LinuxHeap {
     if GLOBAL.guards() {
         fault::install_once();
     }
-    tls_fast::write(heap);
+    thread_words::write(heap);
     let key = THREAD_EXIT_KEY.call_once(|| {
         let mut key: c_uint = 0;
         // SAFETY: a valid out pointer and an extern "C" destructor.
@@ -289,9 +289,9 @@ unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
         return;
     }
     if thread_slot() == heap {
-        tls_fast::write(inert());
+        thread_words::write(inert());
     }
-    tls_fast::set_exited();
+    thread_words::set_exited();
     // SAFETY: the heap belonged to this exiting thread, which uses it no more
     // (later allocations in this thread create a new heap and key value).
     unsafe { GLOBAL.heap_release(heap) };
@@ -330,7 +330,7 @@ pub fn malloc_slow(size: usize) -> *mut u8 {
 pub fn malloc_fast(size: usize) -> *mut u8 {
     // Only the fs-relative TLS read: a call to the slow one would cost the
     // fast path a stack frame.
-    let Some(heap) = tls_fast::read() else {
+    let Some(heap) = thread_words::read() else {
         return null_mut();
     };
     // SAFETY: the heap is this thread's own, or the inert heap (whose
@@ -376,7 +376,7 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
 /// `ptr` is null or a live block from hakmem.
 #[inline(always)]
 pub unsafe fn realloc_in_place(ptr: *mut u8, size: usize) -> Option<*mut u8> {
-    let current = tls_fast::read()?;
+    let current = thread_words::read()?;
     // SAFETY: current is this thread's heap or the inert heap (which
     // remembers no segment: None); ptr per the contract.
     unsafe { (*current).realloc_in_place(ptr, size) }
@@ -391,7 +391,7 @@ pub unsafe fn realloc_in_place(ptr: *mut u8, size: usize) -> Option<*mut u8> {
 pub unsafe fn free(ptr: *mut u8) {
     // Only the fs-relative TLS read here, so that the fast path needs no
     // stack frame; the rest of the way is out of line.
-    let Some(current) = tls_fast::read() else {
+    let Some(current) = thread_words::read() else {
         // SAFETY: per the contract.
         return unsafe { free_slow(ptr) };
     };
@@ -412,7 +412,7 @@ pub unsafe fn free(ptr: *mut u8) {
 #[cold]
 #[inline(never)]
 fn heap_for_free() -> *mut LinuxHeap {
-    if tls_fast::exited() {
+    if thread_words::exited() {
         return null_mut();
     }
     heap()
