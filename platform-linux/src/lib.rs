@@ -187,31 +187,32 @@ mod thread_words {
                 }
             }
 
-            pub fn exited() -> bool {
-                let exited: u32;
-                // SAFETY: as in `read`, for the byte `set_exited` writes.
+            /// This thread's exited flag (slow paths only): the thread
+            /// pointer (`fs:0`) plus the byte's offset.
+            fn exited_flag() -> *mut u8 {
+                let flag: *mut u8;
+                // SAFETY: fs:0 holds the thread pointer (x86_64 glibc's TCB
+                // points to itself) and the GOT the byte's offset from it,
+                // read-only after relocation.
                 unsafe {
                     core::arch::asm!(
-                        "mov {offset}, qword ptr [rip + hakmem_linux_thread_exited@GOTTPOFF]",
-                        "movzx {exited:e}, byte ptr fs:[{offset}]",
-                        offset = out(reg) _,
-                        exited = out(reg) exited,
-                        options(nostack, readonly, preserves_flags),
+                        "mov {flag}, qword ptr fs:0",
+                        "add {flag}, qword ptr [rip + hakmem_linux_thread_exited@GOTTPOFF]",
+                        flag = out(reg) flag,
+                        options(nostack, readonly),
                     );
                 }
-                exited != 0
+                flag
+            }
+
+            pub fn exited() -> bool {
+                // SAFETY: this thread's own TLS byte.
+                unsafe { *exited_flag() != 0 }
             }
 
             pub fn set_exited() {
-                // SAFETY: as in `write`, for this thread's byte.
-                unsafe {
-                    core::arch::asm!(
-                        "mov {offset}, qword ptr [rip + hakmem_linux_thread_exited@GOTTPOFF]",
-                        "mov byte ptr fs:[{offset}], 1",
-                        offset = out(reg) _,
-                        options(nostack, preserves_flags),
-                    );
-                }
+                // SAFETY: as in `exited`; only this thread writes it.
+                unsafe { *exited_flag() = 1 }
             }
         } else {
             use core::cell::Cell;
