@@ -737,11 +737,8 @@ fn a_heap_back_from_a_pause_reuses_its_dirty_pages_before_purging_them() {
     let burst = |count: usize| {
         // SAFETY: this test's heap.
         let blocks: Vec<*mut u8> = (0..count).map(|_| unsafe { (*hp).malloc(40_000) }).collect();
-        for p in blocks {
-            assert!(!p.is_null());
-            // SAFETY: live blocks of this heap.
-            unsafe { global.free(p, hp) };
-        }
+        assert!(blocks.iter().all(|p| !p.is_null()));
+        free_each(global, hp, &blocks);
     };
     burst(200);
     // SAFETY: as above.
