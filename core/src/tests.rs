@@ -1761,7 +1761,11 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
     struct Block(*mut u8, Layout, u8);
     // SAFETY: a block may be freed on any CPU.
     unsafe impl Send for Block {}
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..CPUS).map(|_| mpsc::channel::<Block>()).unzip();
+    // Bounded inboxes: whatever the schedule (a CPU may run to its end
+    // before the next one starts), few blocks wait in an inbox or in the
+    // remote queues of a CPU that no longer allocates, so the arena suffices.
+    const IN_FLIGHT: usize = if cfg!(miri) { 16 } else { 256 };
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..CPUS).map(|_| mpsc::sync_channel::<Block>(IN_FLIGHT)).unzip();
     let threads: Vec<_> = receivers
         .into_iter()
         .enumerate()
@@ -1771,6 +1775,7 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
                 CPU.with(|c| c.set(cpu));
                 let mut rng = cpu as u64 + 1;
                 let mut own = Vec::new();
+                let mut sent = 0;
                 for i in 0..STEPS {
                     let r = splitmix64(&mut rng);
                     let layout = Layout::from_size_align(1 + r as usize % 5000, 1 << ((r >> 60) % 6)).unwrap();
@@ -1779,7 +1784,12 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
                     assert!(!p.is_null() && (p as usize).is_multiple_of(layout.align()));
                     fill(p, layout.size().min(64), i as u8);
                     if r & 1 == 0 {
-                        outbox.send(Block(p, layout, i as u8)).unwrap();
+                        match outbox.try_send(Block(p, layout, i as u8)) {
+                            Ok(()) => sent += 1,
+                            // SAFETY: the inbox is full: a live block of HEAPS, freed here.
+                            Err(mpsc::TrySendError::Full(Block(p, layout, _))) => unsafe { HEAPS.dealloc(p, layout) },
+                            Err(mpsc::TrySendError::Disconnected(_)) => unreachable!("every inbox outlives the senders"),
+                        }
                     } else {
                         own.push(Block(p, layout, i as u8));
                     }
@@ -1796,6 +1806,7 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
                     }
                 }
                 drop(outbox);
+                assert!(sent >= IN_FLIGHT.min(STEPS / 4), "CPU {cpu} freed only {sent} blocks on another CPU");
                 (own, inbox)
             })
         })
