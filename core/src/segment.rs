@@ -649,8 +649,12 @@ mod tests {
 
     #[test]
     fn set_kind_keeps_resident_memory_marked_dirty_in_the_new_geometry() {
-        let mut header = std::boxed::Box::new(core::mem::MaybeUninit::<Segment>::uninit());
-        let segment = header.as_mut_ptr();
+        // A whole aligned segment of the test's own: its map bit then covers
+        // only memory it owns, so a census or free running meanwhile in
+        // another test reads this header, not unrelated heap data.
+        let layout = std::alloc::Layout::from_size_align(SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
+        let segment = unsafe { std::alloc::alloc(layout) }.cast::<Segment>();
+        assert!(!segment.is_null());
         unsafe {
             assert!(Segment::write_header(segment, CACHED_OWNER, SegmentKind::Small, null_mut(), SEGMENT_SIZE));
             // Small pages 3 and 17 (64 KiB each) dirty, at 5 and 9 ms.
@@ -669,6 +673,7 @@ mod tests {
             Segment::set_kind(segment, SegmentKind::Large);
             assert_eq!(((*segment).dirty, (*segment).dirty_ms[0]), (1, 9), "the youngest page decides");
             segment_map_remove(segment);
+            std::alloc::dealloc(segment.cast(), layout);
         }
     }
 }
