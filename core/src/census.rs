@@ -69,7 +69,8 @@ impl Census {
     /// huge-block cache; `stats` the counters (for the live huge blocks);
     /// `ours` tells the owning heaps of this allocator from others' (a
     /// process with several `Global`s, such as the tests, shares one
-    /// segment map; abandoned and cached segments are counted for all).
+    /// segment map; an abandoned segment is ours when the heap that
+    /// abandoned it is, and cached segments are counted for all).
     /// `cached_blocks[class]`: blocks of the class in its heaps' block
     /// caches, free though their pages count them in use.
     pub fn take(stats: &StatsSnapshot, huge_cached: (usize, usize), cached_blocks: &[usize; CLASS_COUNT], ours: impl Fn(usize) -> bool) -> Census {
@@ -108,7 +109,9 @@ impl Census {
                     self.segments_cached += 1;
                     return;
                 }
-                ABANDONED_OWNER => self.segments_abandoned += 1,
+                // Abandoned by a heap of another allocator: not ours.
+                ABANDONED_OWNER if ours((*segment).abandoned_by) => self.segments_abandoned += 1,
+                ABANDONED_OWNER => return,
                 owner if ours(owner) => self.segments_owned += 1,
                 _ => return,
             }
