@@ -24,18 +24,22 @@ fn heap(global: &'static Global<TestProvider>) -> &'static mut Heap<TestProvider
     unsafe { &mut *global.heap_acquire() }
 }
 
-/// Whether a static arena of this binary lies in one segment-map window
-/// with every other static (`ANCHOR` stands for them). The small geometry's
-/// window is 64 GiB, fixed by the first segment mapped: where the binary
-/// is loaded, a window boundary falls between its statics about once in
-/// 400 runs, and the arena's segments outside the window cannot be used.
-fn in_the_statics_window(arena: &[u8]) -> bool {
+/// Give `arena` (a static of this binary) to `provider`, when it lies in
+/// one segment-map window with every other static (`ANCHOR` stands for
+/// them); else say the test is skipped and return false. The small
+/// geometry's window is 64 GiB, fixed by the first segment mapped: where
+/// the binary is loaded, a window boundary falls between its statics about
+/// once in 400 runs, and the arena's segments outside the window cannot be
+/// used.
+fn add_static_in_window<H: crate::ArenaHost>(provider: &crate::Arena<H>, arena: &'static mut [u8]) -> bool {
     use crate::config::MAP_WINDOW_BITS;
     static ANCHOR: u8 = 0;
     let window = |address: usize| address >> MAP_WINDOW_BITS;
-    let (start, end) = (arena.as_ptr() as usize, arena.as_ptr() as usize + arena.len() - 1);
-    let one = window(start) == window(end) && window(start) == window(&raw const ANCHOR as usize);
-    if !one {
+    let start = arena.as_ptr() as usize;
+    let one = window(start) == window(start + arena.len() - 1) && window(start) == window(&raw const ANCHOR as usize);
+    if one {
+        provider.add_static(arena);
+    } else {
         std::eprintln!("skipped: this run's load address puts a segment-map window boundary among the test statics");
     }
     one
@@ -656,10 +660,9 @@ fn static_arena_kernel_style_embedding() {
     static HEAP: LockedHeap<Arena<Host>> = LockedHeap::new(&GLOBAL);
     // SAFETY: the only reference ever made to ARENA.
     let arena = unsafe { core::slice::from_raw_parts_mut((&raw mut ARENA).cast::<u8>(), ARENA_BYTES) };
-    if !in_the_statics_window(arena) {
+    if !add_static_in_window(GLOBAL.provider(), arena) {
         return;
     }
-    GLOBAL.provider().add_static(arena);
 
     let mut live = Vec::new();
     let mut rng = 9u64;
@@ -1780,10 +1783,9 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
     static mut REGION: [u8; REGION_BYTES] = [0; REGION_BYTES];
     // SAFETY: the only reference ever made to REGION.
     let arena = unsafe { core::slice::from_raw_parts_mut((&raw mut REGION).cast::<u8>(), REGION_BYTES) };
-    if !in_the_statics_window(arena) {
+    if !add_static_in_window(GLOBAL.provider(), arena) {
         return;
     }
-    GLOBAL.provider().add_static(arena);
 
     struct Block(*mut u8, Layout, u8);
     // SAFETY: a block may be freed on any CPU.
