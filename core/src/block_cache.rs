@@ -16,6 +16,16 @@
 //! per-thread cache, bounded to a few blocks: `Options::block_cache_bytes`,
 //! `HAKMEM_BLOCK_CACHE`, 512 KiB of each class and at most 16 blocks).
 //!
+//! **Learned limits** (with learning on): a stack at its limit sends half
+//! its blocks back to their pages, which the next mallocs of the class
+//! then take back one by one from cold pages. A class whose stack fills
+//! again within `GROW_GAP` of the heap's mallocs cycles through more
+//! blocks than it holds: its limit doubles, up to twice the configured
+//! bytes and `SLOTS` blocks (tcmalloc grows a class's list the same way).
+//! One whose stack fills only after `SHRINK_GAP` mallocs halves back
+//! toward the configured limit. Decided on the overflow, a slow path, before
+//! the blocks are sent back; the fast paths only compare with the limit.
+//!
 //! Invariants: a cached block is a free block, checked and marked free
 //! (its marker set, so a second free of it is caught as a double free),
 //! of a page this heap owns, which still counts it in `used` (so the page
@@ -36,8 +46,15 @@ use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 const FIRST_CLASS: usize = class_of(SMALL_MAX) + 1;
 /// Classes the cache holds: every mid class.
 const CLASSES: usize = class_of(MEDIUM_MAX) + 1 - FIRST_CLASS;
-/// Blocks one class's stack can hold.
-pub(crate) const SLOTS: usize = 16;
+/// Blocks one class's stack can hold (a learned limit's most).
+pub(crate) const SLOTS: usize = 64;
+/// Blocks of a class the configured limit keeps at most.
+const CONFIGURED_SLOTS: usize = 16;
+/// A stack that fills again within this many of its heap's mallocs grows.
+const GROW_GAP: u64 = 4096;
+/// A stack that fills again only after this many of its heap's mallocs
+/// shrinks (between the two, the limit stays: no oscillation).
+const SHRINK_GAP: u64 = 1 << 20;
 
 /// The cache; see the module docs.
 pub(crate) struct BlockCache {
@@ -47,29 +64,71 @@ pub(crate) struct BlockCache {
     len: [AtomicU8; CLASSES],
     /// Blocks each stack holds at most (`<= SLOTS`); 0: the cache is off.
     limit: [Cell<u8>; CLASSES],
+    /// The configured limit of each stack (`<= CONFIGURED_SLOTS`): the
+    /// least a learned one may be.
+    floor: [u8; CLASSES],
+    /// The most each stack's limit may grow to (the floor when not learning).
+    ceiling: [Cell<u8>; CLASSES],
+    /// The heap's malloc count at each stack's last overflow.
+    last_overflow: [Cell<u64>; CLASSES],
     blocks: [[Cell<*mut Block>; SLOTS]; CLASSES],
 }
 
 impl BlockCache {
     /// A cache that keeps up to `class_bytes` of each class (and at most
-    /// `SLOTS` blocks): 0 turns it off.
-    pub(crate) const fn new(class_bytes: usize) -> Self {
+    /// `CONFIGURED_SLOTS` blocks): 0 turns it off. With `learn`, each limit
+    /// may grow to twice that (and `SLOTS` blocks), see the module docs.
+    pub(crate) const fn new(class_bytes: usize, learn: bool) -> Self {
+        const fn blocks(bytes: usize, index: usize, most: usize) -> u8 {
+            let blocks = bytes / class_size(FIRST_CLASS + index);
+            (if blocks > most { most } else { blocks }) as u8
+        }
         let mut limit = [const { Cell::new(0) }; CLASSES];
+        let mut floor = [0; CLASSES];
+        let mut ceiling = [const { Cell::new(0) }; CLASSES];
         let mut index = 0;
         while index < CLASSES {
-            let blocks = class_bytes / class_size(FIRST_CLASS + index);
-            limit[index] = Cell::new(if blocks > SLOTS { SLOTS } else { blocks } as u8);
+            floor[index] = blocks(class_bytes, index, CONFIGURED_SLOTS);
+            limit[index] = Cell::new(floor[index]);
+            // A class the configuration does not cache is not learned either.
+            let learned = learn && floor[index] > 0;
+            ceiling[index] = Cell::new(if learned { blocks(class_bytes.saturating_mul(2), index, SLOTS) } else { floor[index] });
             index += 1;
         }
-        BlockCache { len: [const { AtomicU8::new(0) }; CLASSES], limit, blocks: [const { [const { Cell::new(null_mut()) }; SLOTS] }; CLASSES] }
+        BlockCache {
+            len: [const { AtomicU8::new(0) }; CLASSES],
+            limit,
+            floor,
+            ceiling,
+            last_overflow: [const { Cell::new(0) }; CLASSES],
+            blocks: [const { [const { Cell::new(null_mut()) }; SLOTS] }; CLASSES],
+        }
     }
 
     /// Take no more blocks (the caller empties the cache): a profiling
     /// heap's mallocs must all reach its slow path.
     pub(crate) fn turn_off(&self) {
-        for limit in &self.limit {
+        for (limit, ceiling) in self.limit.iter().zip(&self.ceiling) {
             limit.set(0);
+            ceiling.set(0);
         }
+    }
+
+    /// Stack `index` is at its limit, at the heap's `mallocs`-th malloc:
+    /// learn from how soon it filled again (module docs). Returns how many
+    /// of its oldest blocks to send back to their pages (0 when the limit
+    /// grew, so the stack takes the block as it is).
+    pub(crate) fn overflowed(&self, index: usize, mallocs: u64) -> usize {
+        let gap = mallocs.wrapping_sub(self.last_overflow[index].replace(mallocs));
+        let (limit, ceiling, floor) = (self.limit[index].get(), self.ceiling[index].get(), self.floor[index]);
+        if gap < GROW_GAP && limit < ceiling {
+            self.limit[index].set(limit.saturating_mul(2).min(ceiling));
+            return 0;
+        }
+        let limit = if gap > SHRINK_GAP && limit > floor { (limit / 2).max(floor) } else { limit };
+        self.limit[index].set(limit);
+        // Keep half the (new) limit.
+        self.len[index].load(Relaxed) as usize - (limit / 2) as usize
     }
 
     /// The limit of stack `index`.
@@ -150,4 +209,57 @@ impl BlockCache {
 
     /// Number of stacks.
     pub(crate) const CLASSES: usize = CLASSES;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A trace of overflows of one stack, `gap` heap mallocs apart: the
+    /// limit after each.
+    fn limits(cache: &BlockCache, index: usize, gaps: &[u64]) -> Vec<u8> {
+        let mut mallocs = cache.last_overflow[index].get();
+        gaps.iter()
+            .map(|&gap| {
+                mallocs += gap;
+                let limit = cache.limit[index].get() as usize;
+                // The stack is at its limit when it overflows.
+                cache.len[index].store(limit as u8, Relaxed);
+                let release = cache.overflowed(index, mallocs);
+                let after = cache.limit[index].get();
+                assert!(release <= limit, "sends back {release} of {limit}");
+                assert!(release == 0 || limit - release == after as usize / 2, "keeps half the limit");
+                after
+            })
+            .collect()
+    }
+
+    /// Quick overflows double the limit up to its ceiling (twice the
+    /// configured bytes, at most SLOTS blocks) and no further; overflows
+    /// in the dead band leave it (a stationary trace does not oscillate);
+    /// slow ones halve it back to the configured limit and no further.
+    #[test]
+    fn a_stack_limit_grows_with_quick_overflows_and_shrinks_with_slow_ones_within_its_bounds() {
+        let cache = BlockCache::new(512 << 10, true);
+        // The smallest mid class: 16 configured, 64 at most.
+        assert_eq!((cache.floor[0], cache.ceiling[0].get()), (CONFIGURED_SLOTS as u8, SLOTS as u8));
+        assert_eq!(limits(&cache, 0, &[GROW_GAP - 1; 4]), [32, 64, 64, 64]);
+        assert_eq!(limits(&cache, 0, &[GROW_GAP * 16; 8]), [64; 8], "the dead band keeps the limit");
+        assert_eq!(limits(&cache, 0, &[SHRINK_GAP + 1; 4]), [32, 16, 16, 16]);
+        // A large class: the configured bytes make 8 blocks, twice them 16.
+        let last = CLASSES - 1;
+        let floor = cache.floor[last];
+        assert!(floor >= 1 && (floor as usize) < CONFIGURED_SLOTS, "{floor}");
+        assert_eq!(limits(&cache, last, &[1; 4]).last(), Some(&(2 * floor)));
+    }
+
+    /// Without learning (or for a class the configuration does not cache)
+    /// the configured limit stays whatever the trace.
+    #[test]
+    fn a_stack_limit_stays_configured_without_learning() {
+        let cache = BlockCache::new(512 << 10, false);
+        assert_eq!(limits(&cache, 0, &[1, 1, 1, SHRINK_GAP + 1, 1]), [16; 5]);
+        let small = BlockCache::new(class_size(FIRST_CLASS), true);
+        assert_eq!(limits(&small, CLASSES - 1, &[1, 1]), [0, 0], "a class the configuration does not cache");
+    }
 }

@@ -105,7 +105,8 @@ pub const DEFAULT_SEGMENT_CACHE: usize = 16;
 pub const DEFAULT_BIGCACHE_BYTES: usize = 256 << 20;
 /// Bytes of free mid blocks a heap's block cache keeps per class
 /// (`HAKMEM_BLOCK_CACHE`; block_cache.rs): up to 16 blocks of the class,
-/// 8 of the largest (64 KiB). 0 turns the cache off.
+/// 8 of the largest (64 KiB); with learning on, the least a learned limit
+/// may be (it may grow to twice the bytes, 64 blocks). 0 turns the cache off.
 pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 512 << 10;
 /// Entries in the huge-block reuse cache.
 pub const BIGCACHE_SLOTS: usize = 128;

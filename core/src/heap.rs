@@ -147,8 +147,10 @@ impl<P: PageProvider + 'static> Heap<P> {
         // rest of a new heap is the same (nothing in it yet).
         let strict = shared.memory.strict();
         // A strict heap's frees never take the fast path that caches.
-        let cache_bytes = if strict { 0 } else { shared.memory.options.block_cache_bytes.load(Ordering::Relaxed) };
-        Heap { list_key, marker_key, sampler: Sampler::new(seed), strict, block_cache: BlockCache::new(cache_bytes), ..Heap::inert(shared) }
+        let options = &shared.memory.options;
+        let cache_bytes = if strict { 0 } else { options.block_cache_bytes.load(Ordering::Relaxed) };
+        let learn = options.learn.load(Ordering::Relaxed) == crate::config::LEARN_ON;
+        Heap { list_key, marker_key, sampler: Sampler::new(seed), strict, block_cache: BlockCache::new(cache_bytes, learn), ..Heap::inert(shared) }
     }
 
     /// A heap that serves nothing: its fast paths find no page and no
@@ -181,7 +183,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             sampler: Sampler::new(0),
             strict: false,
             strict_quarantine: Quarantine::new(),
-            block_cache: BlockCache::new(0),
+            block_cache: BlockCache::new(0, false),
             pool_next: null_mut(),
             all_next: null_mut(),
         }
@@ -434,8 +436,9 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
     }
 
-    /// Stack `index` of the block cache is full: its oldest half goes back
-    /// to its pages, then `block` goes on it.
+    /// Stack `index` of the block cache is full: its limit grows, or its
+    /// oldest blocks go back to their pages (block_cache.rs), then `block`
+    /// goes on it.
     ///
     /// # Safety
     /// `block` is a checked block, marked free, of a page this heap owns
@@ -444,12 +447,12 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[inline(never)]
     pub(crate) unsafe fn block_cache_overflow(&mut self, index: usize, block: *mut Block) {
         crate::debug_count!(block_cache_overflows);
-        let limit = self.block_cache.limit(index);
-        if limit == 0 {
+        if self.block_cache.limit(index) == 0 {
             // SAFETY: per the contract.
             return unsafe { self.return_block(Segment::page_of_block(block as *mut u8), block) };
         }
-        self.release_cached(index, limit.div_ceil(2));
+        let release = self.block_cache.overflowed(index, self.malloc_calls.load(Ordering::Relaxed));
+        self.release_cached(index, release);
         self.block_cache.push(index, block);
     }
 
