@@ -18,13 +18,16 @@
 //!
 //! **Learned limits** (with learning on): a stack at its limit sends half
 //! its blocks back to their pages, which the next mallocs of the class
-//! then take back one by one from cold pages. A class whose stack fills
-//! again within `GROW_GAP` of the heap's mallocs cycles through more
-//! blocks than it holds: its limit doubles, up to twice the configured
-//! bytes and `SLOTS` blocks (tcmalloc grows a class's list the same way).
-//! One whose stack fills only after `SHRINK_GAP` mallocs halves back
-//! toward the configured limit. Decided on the overflow, a slow path, before
-//! the blocks are sent back; the fast paths only compare with the limit.
+//! then take back one by one from cold pages. A class whose stack ran
+//! empty (a malloc found nothing) and then filled again within `GROW_GAP`
+//! of the heap's mallocs cycles through more blocks than it holds: its
+//! limit doubles, up to twice the configured bytes and `SLOTS` blocks
+//! (tcmalloc grows a class's list when it runs empty, the same idea). A
+//! stack that only fills (frees in a burst) does not grow. One whose stack
+//! fills only after `SHRINK_GAP` mallocs halves back toward the configured
+//! limit. Decided on the overflow, a slow path, before the blocks are sent
+//! back; the fast paths only compare with the limit, and a malloc that
+//! finds its stack empty notes it (one byte stored).
 //!
 //! Invariants: a cached block is a free block, checked and marked free
 //! (its marker set, so a second free of it is caught as a double free),
@@ -40,7 +43,7 @@ use crate::config::{MEDIUM_MAX, SMALL_MAX};
 use crate::page::Block;
 use core::cell::Cell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 
 /// The first class the cache holds.
 const FIRST_CLASS: usize = class_of(SMALL_MAX) + 1;
@@ -71,6 +74,9 @@ pub(crate) struct BlockCache {
     ceiling: [Cell<u8>; CLASSES],
     /// The heap's malloc count at each stack's last overflow.
     last_overflow: [Cell<u64>; CLASSES],
+    /// Whether a malloc found each stack empty since its last overflow
+    /// (atomic: an inert heap's mallocs, on any thread, find them empty).
+    ran_empty: [AtomicBool; CLASSES],
     blocks: [[Cell<*mut Block>; SLOTS]; CLASSES],
 }
 
@@ -101,6 +107,7 @@ impl BlockCache {
             floor,
             ceiling,
             last_overflow: [const { Cell::new(0) }; CLASSES],
+            ran_empty: [const { AtomicBool::new(false) }; CLASSES],
             blocks: [const { [const { Cell::new(null_mut()) }; SLOTS] }; CLASSES],
         }
     }
@@ -115,13 +122,15 @@ impl BlockCache {
     }
 
     /// Stack `index` is at its limit, at the heap's `mallocs`-th malloc:
-    /// learn from how soon it filled again (module docs). Returns how many
-    /// of its oldest blocks to send back to their pages (0 when the limit
-    /// grew, so the stack takes the block as it is).
+    /// learn from whether it ran empty and how soon it filled again (module
+    /// docs). Returns how many of its oldest blocks to send back to their
+    /// pages (0 when the limit grew, so the stack takes the block as it is).
     pub(crate) fn overflowed(&self, index: usize, mallocs: u64) -> usize {
         let gap = mallocs.wrapping_sub(self.last_overflow[index].replace(mallocs));
+        let cycled = self.ran_empty[index].load(Relaxed);
+        self.ran_empty[index].store(false, Relaxed);
         let (limit, ceiling, floor) = (self.limit[index].get(), self.ceiling[index].get(), self.floor[index]);
-        if gap < GROW_GAP && limit < ceiling {
+        if cycled && gap < GROW_GAP && limit < ceiling {
             self.limit[index].set(limit.saturating_mul(2).min(ceiling));
             return 0;
         }
@@ -143,8 +152,8 @@ impl BlockCache {
         class.wrapping_sub(FIRST_CLASS)
     }
 
-    /// The block last pushed for the mid class `class`, if any. Reads and
-    /// writes nothing but the stack's length when it is empty.
+    /// The block last pushed for the mid class `class`, if any. When the
+    /// stack is empty, reads its length and notes that it ran empty.
     #[inline(always)]
     pub(crate) fn pop(&self, class: usize) -> Option<*mut Block> {
         // SAFETY: `class` is a mid class (the caller's contract), so its
@@ -152,7 +161,10 @@ impl BlockCache {
         unsafe {
             let index = Self::index_of(class);
             let len = self.len.get_unchecked(index);
-            let top = len.load(Relaxed).checked_sub(1)?;
+            let Some(top) = len.load(Relaxed).checked_sub(1) else {
+                self.ran_empty.get_unchecked(index).store(true, Relaxed);
+                return None;
+            };
             len.store(top, Relaxed);
             Some(self.blocks.get_unchecked(index).get_unchecked(top as usize).get())
         }
@@ -215,13 +227,17 @@ impl BlockCache {
 mod tests {
     use super::*;
 
-    /// A trace of overflows of one stack, `gap` heap mallocs apart: the
-    /// limit after each.
-    fn limits(cache: &BlockCache, index: usize, gaps: &[u64]) -> Vec<u8> {
+    /// A trace of overflows of one stack, `gap` heap mallocs apart, the
+    /// stack running empty between two when `cycled`: the limit after each.
+    fn limits(cache: &BlockCache, index: usize, gaps: &[u64], cycled: bool) -> Vec<u8> {
         let mut mallocs = cache.last_overflow[index].get();
         gaps.iter()
             .map(|&gap| {
                 mallocs += gap;
+                cache.len[index].store(0, Relaxed);
+                if cycled {
+                    assert_eq!(cache.pop(FIRST_CLASS + index), None);
+                }
                 let limit = cache.limit[index].get() as usize;
                 // The stack is at its limit when it overflows.
                 cache.len[index].store(limit as u8, Relaxed);
@@ -234,23 +250,26 @@ mod tests {
             .collect()
     }
 
-    /// Quick overflows double the limit up to its ceiling (twice the
-    /// configured bytes, at most SLOTS blocks) and no further; overflows
-    /// in the dead band leave it (a stationary trace does not oscillate);
-    /// slow ones halve it back to the configured limit and no further.
+    /// Quick overflows of a stack that runs empty in between double the
+    /// limit up to its ceiling (twice the configured bytes, at most SLOTS
+    /// blocks) and no further; quick ones without (frees in a burst) do
+    /// not; overflows in the dead band leave it (a stationary trace does
+    /// not oscillate); slow ones halve it back to the configured limit and
+    /// no further.
     #[test]
     fn a_stack_limit_grows_with_quick_overflows_and_shrinks_with_slow_ones_within_its_bounds() {
         let cache = BlockCache::new(512 << 10, true);
         // The smallest mid class: 16 configured, 64 at most.
         assert_eq!((cache.floor[0], cache.ceiling[0].get()), (CONFIGURED_SLOTS as u8, SLOTS as u8));
-        assert_eq!(limits(&cache, 0, &[GROW_GAP - 1; 4]), [32, 64, 64, 64]);
-        assert_eq!(limits(&cache, 0, &[GROW_GAP * 16; 8]), [64; 8], "the dead band keeps the limit");
-        assert_eq!(limits(&cache, 0, &[SHRINK_GAP + 1; 4]), [32, 16, 16, 16]);
+        assert_eq!(limits(&cache, 0, &[1; 4], false), [16; 4], "a burst of frees does not grow it");
+        assert_eq!(limits(&cache, 0, &[GROW_GAP - 1; 4], true), [32, 64, 64, 64]);
+        assert_eq!(limits(&cache, 0, &[GROW_GAP * 16; 8], true), [64; 8], "the dead band keeps the limit");
+        assert_eq!(limits(&cache, 0, &[SHRINK_GAP + 1; 4], true), [32, 16, 16, 16]);
         // A large class: the configured bytes make 8 blocks, twice them 16.
         let last = CLASSES - 1;
         let floor = cache.floor[last];
         assert!(floor >= 1 && (floor as usize) < CONFIGURED_SLOTS, "{floor}");
-        assert_eq!(limits(&cache, last, &[1; 4]).last(), Some(&(2 * floor)));
+        assert_eq!(limits(&cache, last, &[1; 4], true).last(), Some(&(2 * floor)));
     }
 
     /// Without learning (or for a class the configuration does not cache)
@@ -258,8 +277,8 @@ mod tests {
     #[test]
     fn a_stack_limit_stays_configured_without_learning() {
         let cache = BlockCache::new(512 << 10, false);
-        assert_eq!(limits(&cache, 0, &[1, 1, 1, SHRINK_GAP + 1, 1]), [16; 5]);
+        assert_eq!(limits(&cache, 0, &[1, 1, 1, SHRINK_GAP + 1, 1], true), [16; 5]);
         let small = BlockCache::new(class_size(FIRST_CLASS), true);
-        assert_eq!(limits(&small, CLASSES - 1, &[1, 1]), [0, 0], "a class the configuration does not cache");
+        assert_eq!(limits(&small, CLASSES - 1, &[1, 1], true), [0, 0], "a class the configuration does not cache");
     }
 }

@@ -439,8 +439,8 @@ fn a_freed_mid_block_waits_in_the_block_cache_for_the_next_malloc_of_its_class()
     let in_use_before = global.census().1.classes[class].blocks_in_use;
     free_each(global, hp, &blocks);
     heap.check_invariants();
-    // 40 frees in a row: the stack filled again at once, so its limit grew
-    // (learning is on), within its bounds.
+    // The mallocs found the stack empty, and the 40 frees filled it at
+    // once: its limit grew (learning is on), within its bounds.
     let learned = heap.block_cache.limit(BlockCache::index_of(class));
     assert!(learned > limit && learned <= crate::block_cache::SLOTS, "limit {limit} -> {learned}");
     let cached = heap.block_cache.blocks().count();
