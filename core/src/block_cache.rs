@@ -18,16 +18,17 @@
 //!
 //! **Learned limits** (with learning on): a stack at its limit sends half
 //! its blocks back to their pages, which the next mallocs of the class
-//! then take back one by one from cold pages. A class whose stack ran
-//! empty (a malloc found nothing) and then filled again within `GROW_GAP`
-//! of the heap's mallocs cycles through more blocks than it holds: its
-//! limit doubles, up to twice the configured bytes and `SLOTS` blocks
-//! (tcmalloc grows a class's list when it runs empty, the same idea). A
-//! stack that only fills (frees in a burst) does not grow. One whose stack
-//! fills only after `SHRINK_GAP` mallocs halves back toward the configured
-//! limit. Decided on the overflow, a slow path, before the blocks are sent
-//! back; the fast paths only compare with the limit, and a malloc that
-//! finds its stack empty notes it (one byte stored).
+//! then take back one by one from cold pages. A class whose stack was
+//! drained (mallocs took even the oldest block the last overflow left on
+//! it) and then filled again within `GROW_GAP` of the heap's mallocs
+//! cycles through more blocks than it holds: its limit doubles, up to
+//! twice the configured bytes and `SLOTS` blocks (tcmalloc grows a class's
+//! list when it runs empty, the same idea). A stack that only fills (frees
+//! in a burst) does not grow. One whose stack fills only after
+//! `SHRINK_GAP` mallocs halves back toward the configured limit. Decided
+//! on the overflow, a slow path, before the blocks are sent back, from
+//! what the overflow sees (the heap's malloc count, the stack's bottom
+//! block): the fast paths do not change.
 //!
 //! Invariants: a cached block is a free block, checked and marked free
 //! (its marker set, so a second free of it is caught as a double free),
@@ -43,7 +44,7 @@ use crate::config::{MEDIUM_MAX, SMALL_MAX};
 use crate::page::Block;
 use core::cell::Cell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 /// The first class the cache holds.
 const FIRST_CLASS: usize = class_of(SMALL_MAX) + 1;
@@ -74,9 +75,10 @@ pub(crate) struct BlockCache {
     ceiling: [Cell<u8>; CLASSES],
     /// The heap's malloc count at each stack's last overflow.
     last_overflow: [Cell<u64>; CLASSES],
-    /// Whether a malloc found each stack empty since its last overflow
-    /// (atomic: an inert heap's mallocs, on any thread, find them empty).
-    ran_empty: [AtomicBool; CLASSES],
+    /// The bottom block each stack kept at its last overflow (null before
+    /// the first, or when it kept none): another one there now means the
+    /// stack was drained since.
+    bottom: [Cell<*mut Block>; CLASSES],
     blocks: [[Cell<*mut Block>; SLOTS]; CLASSES],
 }
 
@@ -107,7 +109,7 @@ impl BlockCache {
             floor,
             ceiling,
             last_overflow: [const { Cell::new(0) }; CLASSES],
-            ran_empty: [const { AtomicBool::new(false) }; CLASSES],
+            bottom: [const { Cell::new(null_mut()) }; CLASSES],
             blocks: [const { [const { Cell::new(null_mut()) }; SLOTS] }; CLASSES],
         }
     }
@@ -127,17 +129,23 @@ impl BlockCache {
     /// pages (0 when the limit grew, so the stack takes the block as it is).
     pub(crate) fn overflowed(&self, index: usize, mallocs: u64) -> usize {
         let gap = mallocs.wrapping_sub(self.last_overflow[index].replace(mallocs));
-        let cycled = self.ran_empty[index].load(Relaxed);
-        self.ran_empty[index].store(false, Relaxed);
+        let stack = &self.blocks[index];
+        let bottom = self.bottom[index].get();
+        let drained = !bottom.is_null() && stack[0].get() != bottom;
         let (limit, ceiling, floor) = (self.limit[index].get(), self.ceiling[index].get(), self.floor[index]);
-        if cycled && gap < GROW_GAP && limit < ceiling {
+        let len = self.len[index].load(Relaxed) as usize;
+        if drained && gap < GROW_GAP && limit < ceiling {
             self.limit[index].set(limit.saturating_mul(2).min(ceiling));
+            self.bottom[index].set(stack[0].get());
             return 0;
         }
         let limit = if gap > SHRINK_GAP && limit > floor { (limit / 2).max(floor) } else { limit };
         self.limit[index].set(limit);
-        // Keep half the (new) limit.
-        self.len[index].load(Relaxed) as usize - (limit / 2) as usize
+        // Keep half the (new) limit: the newest blocks, whose oldest is the
+        // bottom from now on.
+        let keep = (limit / 2) as usize;
+        self.bottom[index].set(if keep > 0 { stack[len - keep].get() } else { null_mut() });
+        len - keep
     }
 
     /// The limit of stack `index`.
@@ -152,8 +160,8 @@ impl BlockCache {
         class.wrapping_sub(FIRST_CLASS)
     }
 
-    /// The block last pushed for the mid class `class`, if any. When the
-    /// stack is empty, reads its length and notes that it ran empty.
+    /// The block last pushed for the mid class `class`, if any. Reads and
+    /// writes nothing but the stack's length when it is empty.
     #[inline(always)]
     pub(crate) fn pop(&self, class: usize) -> Option<*mut Block> {
         // SAFETY: `class` is a mid class (the caller's contract), so its
@@ -161,10 +169,7 @@ impl BlockCache {
         unsafe {
             let index = Self::index_of(class);
             let len = self.len.get_unchecked(index);
-            let Some(top) = len.load(Relaxed).checked_sub(1) else {
-                self.ran_empty.get_unchecked(index).store(true, Relaxed);
-                return None;
-            };
+            let top = len.load(Relaxed).checked_sub(1)?;
             len.store(top, Relaxed);
             Some(self.blocks.get_unchecked(index).get_unchecked(top as usize).get())
         }
@@ -228,20 +233,28 @@ mod tests {
     use super::*;
 
     /// A trace of overflows of one stack, `gap` heap mallocs apart, the
-    /// stack running empty between two when `cycled`: the limit after each.
+    /// stack drained between two when `cycled` (else only pushed on): the
+    /// limit after each. The blocks are stand-ins, never dereferenced.
     fn limits(cache: &BlockCache, index: usize, gaps: &[u64], cycled: bool) -> Vec<u8> {
         let mut mallocs = cache.last_overflow[index].get();
+        let mut next_block = 0x1000usize;
+        let mut fresh = || {
+            next_block += 0x10;
+            next_block as *mut Block
+        };
         gaps.iter()
             .map(|&gap| {
                 mallocs += gap;
-                cache.len[index].store(0, Relaxed);
                 if cycled {
-                    assert_eq!(cache.pop(FIRST_CLASS + index), None);
+                    while cache.pop(FIRST_CLASS + index).is_some() {}
                 }
+                // Fill the stack to its limit; it overflows on the next push.
                 let limit = cache.limit[index].get() as usize;
-                // The stack is at its limit when it overflows.
-                cache.len[index].store(limit as u8, Relaxed);
+                while cache.push(index, fresh()) {}
+                assert_eq!(cache.len[index].load(Relaxed) as usize, limit);
                 let release = cache.overflowed(index, mallocs);
+                let mut out = [null_mut(); SLOTS];
+                assert_eq!(cache.take_oldest(index, release, &mut out), release);
                 let after = cache.limit[index].get();
                 assert!(release <= limit, "sends back {release} of {limit}");
                 assert!(release == 0 || limit - release == after as usize / 2, "keeps half the limit");
@@ -270,6 +283,12 @@ mod tests {
         let floor = cache.floor[last];
         assert!(floor >= 1 && (floor as usize) < CONFIGURED_SLOTS, "{floor}");
         assert_eq!(limits(&cache, last, &[1; 4], true).last(), Some(&(2 * floor)));
+        // The whole trace again: no oscillation on a stationary trace.
+        assert_eq!(limits(&cache, 0, &[GROW_GAP - 1; 6], true), [32, 64, 64, 64, 64, 64]);
+        // A fresh stack learns from its second overflow on (the first one
+        // has no bottom to compare).
+        let fresh = BlockCache::new(512 << 10, true);
+        assert_eq!(limits(&fresh, 0, &[1; 3], true), [16, 32, 64]);
     }
 
     /// Without learning (or for a class the configuration does not cache)
