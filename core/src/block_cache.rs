@@ -50,15 +50,21 @@ use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 const FIRST_CLASS: usize = class_of(SMALL_MAX) + 1;
 /// Classes the cache holds: every mid class.
 const CLASSES: usize = class_of(MEDIUM_MAX) + 1 - FIRST_CLASS;
-/// Blocks one class's stack can hold (a learned limit's most).
+/// Blocks one class's stack can hold (a learned limit's most). The small
+/// geometry keeps the configured most: its heaps come out of arenas of a
+/// few MiB (four per-CPU heaps share one 32 KiB chunk), so its limits learn
+/// only below that.
+#[cfg(not(feature = "small-segments"))]
 pub(crate) const SLOTS: usize = 64;
+#[cfg(feature = "small-segments")]
+pub(crate) const SLOTS: usize = CONFIGURED_SLOTS;
 /// Blocks of a class the configured limit keeps at most.
 const CONFIGURED_SLOTS: usize = 16;
 /// A stack that fills again within this many of its heap's mallocs grows.
-const GROW_GAP: u64 = 4096;
+const GROW_GAP: u32 = 4096;
 /// A stack that fills again only after this many of its heap's mallocs
 /// shrinks (between the two, the limit stays: no oscillation).
-const SHRINK_GAP: u64 = 1 << 20;
+const SHRINK_GAP: u32 = 1 << 20;
 
 /// The cache; see the module docs.
 pub(crate) struct BlockCache {
@@ -73,11 +79,12 @@ pub(crate) struct BlockCache {
     floor: [u8; CLASSES],
     /// The most each stack's limit may grow to (the floor when not learning).
     ceiling: [Cell<u8>; CLASSES],
-    /// The heap's malloc count at each stack's last overflow.
-    last_overflow: [Cell<u64>; CLASSES],
+    /// The heap's malloc count at each stack's last overflow (its low 32
+    /// bits: the gaps that matter are far shorter).
+    last_overflow: [Cell<u32>; CLASSES],
     /// The bottom block each stack kept at its last overflow (null before
-    /// the first, or when it kept none): another one there now means the
-    /// stack was drained since.
+    /// the first, when it kept none, or after a flush): another one there
+    /// now means the stack was drained since.
     bottom: [Cell<*mut Block>; CLASSES],
     blocks: [[Cell<*mut Block>; SLOTS]; CLASSES],
 }
@@ -124,11 +131,11 @@ impl BlockCache {
     }
 
     /// Stack `index` is at its limit, at the heap's `mallocs`-th malloc:
-    /// learn from whether it ran empty and how soon it filled again (module
-    /// docs). Returns how many of its oldest blocks to send back to their
+    /// learn from whether it was drained and how soon it filled again
+    /// (module docs). Returns how many of its oldest blocks to send back to their
     /// pages (0 when the limit grew, so the stack takes the block as it is).
     pub(crate) fn overflowed(&self, index: usize, mallocs: u64) -> usize {
-        let gap = mallocs.wrapping_sub(self.last_overflow[index].replace(mallocs));
+        let gap = (mallocs as u32).wrapping_sub(self.last_overflow[index].replace(mallocs as u32));
         let stack = &self.blocks[index];
         let bottom = self.bottom[index].get();
         let drained = !bottom.is_null() && stack[0].get() != bottom;
@@ -207,6 +214,10 @@ impl BlockCache {
             stack[i - count].set(stack[i].get());
         }
         self.len[index].store((len - count) as u8, Relaxed);
+        if count == len {
+            // Emptied (a flush, not mallocs): the next overflow compares nothing.
+            self.bottom[index].set(null_mut());
+        }
         count
     }
 
@@ -235,8 +246,8 @@ mod tests {
     /// A trace of overflows of one stack, `gap` heap mallocs apart, the
     /// stack drained between two when `cycled` (else only pushed on): the
     /// limit after each. The blocks are stand-ins, never dereferenced.
-    fn limits(cache: &BlockCache, index: usize, gaps: &[u64], cycled: bool) -> Vec<u8> {
-        let mut mallocs = cache.last_overflow[index].get();
+    fn limits(cache: &BlockCache, index: usize, gaps: &[u32], cycled: bool) -> Vec<u8> {
+        let mut mallocs = cache.last_overflow[index].get() as u64;
         let mut next_block = 0x1000usize;
         let mut fresh = || {
             next_block += 0x10;
@@ -244,7 +255,7 @@ mod tests {
         };
         gaps.iter()
             .map(|&gap| {
-                mallocs += gap;
+                mallocs += gap as u64;
                 if cycled {
                     while cache.pop(FIRST_CLASS + index).is_some() {}
                 }
@@ -272,23 +283,38 @@ mod tests {
     #[test]
     fn a_stack_limit_grows_with_quick_overflows_and_shrinks_with_slow_ones_within_its_bounds() {
         let cache = BlockCache::new(512 << 10, true);
-        // The smallest mid class: 16 configured, 64 at most.
-        assert_eq!((cache.floor[0], cache.ceiling[0].get()), (CONFIGURED_SLOTS as u8, SLOTS as u8));
+        // The smallest mid class: 16 configured, SLOTS at most.
+        let most = SLOTS as u8;
+        assert_eq!((cache.floor[0], cache.ceiling[0].get()), (CONFIGURED_SLOTS as u8, most));
         assert_eq!(limits(&cache, 0, &[1; 4], false), [16; 4], "a burst of frees does not grow it");
-        assert_eq!(limits(&cache, 0, &[GROW_GAP - 1; 4], true), [32, 64, 64, 64]);
-        assert_eq!(limits(&cache, 0, &[GROW_GAP * 16; 8], true), [64; 8], "the dead band keeps the limit");
-        assert_eq!(limits(&cache, 0, &[SHRINK_GAP + 1; 4], true), [32, 16, 16, 16]);
-        // A large class: the configured bytes make 8 blocks, twice them 16.
+        assert_eq!(limits(&cache, 0, &[GROW_GAP - 1; 4], true), [32.min(most), 64.min(most), most, most]);
+        assert_eq!(limits(&cache, 0, &[GROW_GAP * 16; 8], true), [most; 8], "the dead band keeps the limit");
+        assert_eq!(limits(&cache, 0, &[SHRINK_GAP + 1; 4], true)[1..], [16, 16, 16]);
+        // The bytes bound it: 8 blocks of the largest class configured,
+        // twice that at most.
         let last = CLASSES - 1;
-        let floor = cache.floor[last];
-        assert!(floor >= 1 && (floor as usize) < CONFIGURED_SLOTS, "{floor}");
-        assert_eq!(limits(&cache, last, &[1; 4], true).last(), Some(&(2 * floor)));
+        let bytes_bound = BlockCache::new(8 * class_size(FIRST_CLASS + last), true);
+        assert_eq!(bytes_bound.floor[last], 8);
+        assert_eq!(limits(&bytes_bound, last, &[1; 4], true), [8, 16, 16, 16]);
         // The whole trace again: no oscillation on a stationary trace.
-        assert_eq!(limits(&cache, 0, &[GROW_GAP - 1; 6], true), [32, 64, 64, 64, 64, 64]);
+        assert_eq!(limits(&cache, 0, &[GROW_GAP - 1; 6], true), [32.min(most), 64.min(most), most, most, most, most]);
         // A fresh stack learns from its second overflow on (the first one
         // has no bottom to compare).
         let fresh = BlockCache::new(512 << 10, true);
-        assert_eq!(limits(&fresh, 0, &[1; 3], true), [16, 32, 64]);
+        assert_eq!(limits(&fresh, 0, &[1; 3], true), [16, 32.min(most), 64.min(most)]);
+    }
+
+    /// A flush (trim, thread exit) empties a stack without any malloc: the
+    /// next overflow does not take it for a drain.
+    #[test]
+    fn a_flushed_stack_does_not_count_as_drained() {
+        let cache = BlockCache::new(512 << 10, true);
+        assert_eq!(limits(&cache, 0, &[1], false), [16]);
+        let mut out = [null_mut(); SLOTS];
+        let len = cache.len[0].load(Relaxed) as usize;
+        assert_eq!(cache.take_oldest(0, SLOTS, &mut out), len);
+        assert_eq!(limits(&cache, 0, &[1], false), [16], "a flush is no drain");
+        assert_eq!(limits(&cache, 0, &[1], true), [32.min(SLOTS as u8)], "mallocs that drain it are");
     }
 
     /// Without learning (or for a class the configuration does not cache)

@@ -488,7 +488,8 @@ fn a_class_that_drains_and_refills_its_block_cache_stack_gets_a_larger_limit() {
         }
         let learned = heap.block_cache.limit(index);
         if learn == crate::config::LEARN_ON {
-            assert!(learned > limit && learned <= SLOTS, "limit {limit} -> {learned}");
+            // (The small geometry keeps the configured most: nothing to grow.)
+            assert!((learned > limit || limit == SLOTS) && learned <= SLOTS, "limit {limit} -> {learned}");
         } else {
             assert_eq!(learned, limit, "learning off keeps the configured limit");
         }
