@@ -53,10 +53,12 @@ const CLASSES: usize = class_of(MEDIUM_MAX) + 1 - FIRST_CLASS;
 /// Blocks one class's stack can hold (a learned limit's most). The small
 /// geometry keeps the configured most: its heaps come out of arenas of a
 /// few MiB (four per-CPU heaps share one 32 KiB chunk), so its limits learn
-/// only below that.
-#[cfg(not(feature = "small-segments"))]
+/// only below that. So do builds under Miri, whose time per test grows
+/// with the size of every heap it makes and moves (the stacks are most of
+/// a heap): CI's budget.
+#[cfg(not(any(feature = "small-segments", miri)))]
 pub(crate) const SLOTS: usize = 64;
-#[cfg(feature = "small-segments")]
+#[cfg(any(feature = "small-segments", miri))]
 pub(crate) const SLOTS: usize = CONFIGURED_SLOTS;
 /// Blocks of a class the configured limit keeps at most.
 const CONFIGURED_SLOTS: usize = 16;
