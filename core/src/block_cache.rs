@@ -126,16 +126,17 @@ impl BlockCache {
     /// Take no more blocks (the caller empties the cache): a profiling
     /// heap's mallocs must all reach its slow path.
     pub(crate) fn turn_off(&self) {
-        for (limit, ceiling) in self.limit.iter().zip(&self.ceiling) {
+        for limit in &self.limit {
             limit.set(0);
-            ceiling.set(0);
         }
     }
 
     /// Stack `index` is at its limit, at the heap's `mallocs`-th malloc:
     /// learn from whether it was drained and how soon it filled again
-    /// (module docs). Returns how many of its oldest blocks to send back to their
-    /// pages (0 when the limit grew, so the stack takes the block as it is).
+    /// (module docs). Returns how many of its oldest blocks to send back
+    /// to their pages (0 when the limit grew, so the stack takes the block
+    /// as it is). Never called on a stack whose limit is 0 (the cache is
+    /// off: the heap returns the block to its page first).
     pub(crate) fn overflowed(&self, index: usize, mallocs: u64) -> usize {
         let gap = (mallocs as u32).wrapping_sub(self.last_overflow[index].replace(mallocs as u32));
         let stack = &self.blocks[index];
