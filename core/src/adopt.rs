@@ -76,6 +76,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             // SAFETY: `page` is ours, dequeued above, and counts `block` in use.
             unsafe {
                 (*page).push(block, heap.list_key);
+                heap.uncount_frees(1); // counted where it was freed
                 if (*page).used() == 0 {
                     heap.page_free(page);
                 }

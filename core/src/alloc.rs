@@ -80,16 +80,13 @@ impl<P: PageProvider + 'static> Heap<P> {
         null_mut()
     }
 
-    /// The fast path's pop: a block of `page`, counted, or null.
+    /// The fast path's pop: a block of `page` (the page counts the malloc),
+    /// or null.
     #[inline(always)]
     fn pop_counted(&self, page: *mut Page) -> *mut u8 {
         // SAFETY: direct and current entries point to live pages of this
         // heap or to EMPTY_PAGE (whose free list is null: pop returns null).
-        let block = unsafe { (*page).pop(self.list_key) };
-        if !block.is_null() {
-            self.count_malloc();
-        }
-        block as *mut u8
+        unsafe { (*page).pop(self.list_key, |block| self.taken_wrapped(block)) as *mut u8 }
     }
 
     /// Everything the fast path does not serve (for entry points that tried
@@ -200,9 +197,15 @@ impl<P: PageProvider + 'static> Heap<P> {
     unsafe fn page_pop(&mut self, page: *mut Page) -> *mut u8 {
         // SAFETY: per the contract.
         unsafe {
-            let block = (*page).pop(self.list_key);
-            if block.is_null() && !(*page).free.get().is_null() {
-                self.shared.memory.fatal_at("corrupted free list (use after free?) at ", (*page).free.get() as usize);
+            let block = (*page).pop(self.list_key, |block| self.taken_wrapped(block));
+            if block.is_null() {
+                if !(*page).free.get().is_null() {
+                    self.shared.memory.fatal_at("corrupted free list (use after free?) at ", (*page).free.get() as usize);
+                }
+            } else {
+                // The slow paths count the call themselves (malloc_slow,
+                // malloc_strict), and the page counted the pop.
+                self.uncount_malloc();
             }
             block as *mut u8
         }

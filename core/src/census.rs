@@ -5,7 +5,7 @@
 //! A census walks the segment map under its lock (`segment::census`: no
 //! header is unmapped or re-shaped meanwhile) and reads, of each page in
 //! use, only what may be read from any thread: its flags and class
-//! (atomics) and its block count (`Page::used_seen`). The owners go on
+//! (atomics) and its block counts (`Page::counts_seen`). The owners go on
 //! allocating meanwhile, so a census is a snapshot; blocks freed by other
 //! threads and not yet collected by their owner count as in use. Blocks in
 //! the heaps' block caches (block_cache.rs), which their pages count in
@@ -43,6 +43,71 @@ impl ClassStats {
         self.bytes_in_use += other.bytes_in_use;
         self.bytes_free += other.bytes_free;
     }
+}
+
+/// Who holds a segment of the map, for the allocator `ours` tells.
+enum Holder {
+    Heap,
+    Abandoned,
+    Cache,
+}
+
+/// The holder of `segment` when it is ours (`Census::take`); None for a
+/// huge segment or another allocator's.
+///
+/// # Safety
+/// `segment` is a mapped header, read under the census lock.
+unsafe fn holder(segment: *mut Segment, ours: &impl Fn(usize) -> bool) -> Option<Holder> {
+    // SAFETY: per the contract; owner is an atomic.
+    unsafe {
+        match (*segment).owner.load(Ordering::Acquire) {
+            HUGE_OWNER => None,
+            CACHED_OWNER => Some(Holder::Cache),
+            // Abandoned by a heap of another allocator: not ours.
+            ABANDONED_OWNER => ours((*segment).abandoned_by).then_some(Holder::Abandoned),
+            owner => ours(owner).then_some(Holder::Heap),
+        }
+    }
+}
+
+/// Call `visit(index, page, taken, used)` for each page in use of a paged
+/// segment, reading only what any thread may read: flags, class, counts.
+///
+/// # Safety
+/// `segment` is a mapped paged header, read under the census lock (its
+/// geometry is fixed meanwhile).
+unsafe fn for_pages_in_use(segment: *mut Segment, mut visit: impl FnMut(usize, *const Page, u16, u16)) {
+    // SAFETY: per the contract.
+    unsafe {
+        for index in 0..(*segment).page_count as usize {
+            let page: *const Page = &raw const (*segment).pages[index];
+            if (*page).flags.load(Ordering::Acquire) & PAGE_UNUSED == 0 {
+                let (taken, used) = Page::counts_seen(page);
+                visit(index, page, taken, used);
+            }
+        }
+    }
+}
+
+/// The calls that the pages in use of the allocator `ours` tells (see
+/// `Census::take`) counted and have not folded into the counters yet
+/// (`Page::counts`): (mallocs, frees), each to be added, wrapping, to the
+/// heaps' and the global counters. A snapshot, as a census.
+pub fn page_calls(ours: impl Fn(usize) -> bool) -> (usize, usize) {
+    let (mut mallocs, mut frees) = (0usize, 0usize);
+    crate::segment::census(|segment| {
+        // SAFETY: the census lock keeps the header mapped; a heap's or an
+        // abandoned segment is paged.
+        unsafe {
+            if matches!(holder(segment, &ours), Some(Holder::Heap | Holder::Abandoned)) {
+                for_pages_in_use(segment, |_, _, taken, used| {
+                    mallocs += taken as usize;
+                    frees = frees.wrapping_add(taken as usize).wrapping_sub(used as usize);
+                });
+            }
+        }
+    });
+    (mallocs, frees)
 }
 
 /// The tiers, by the largest block size of each.
@@ -84,9 +149,7 @@ impl Census {
             debug: crate::stats::DEBUG.snapshot(),
         };
         crate::segment::census(|segment| {
-            // SAFETY: the census lock keeps the header mapped and its
-            // geometry fixed; owner and page flags are atomics, and the
-            // pages are read with `used_seen` and `class` only.
+            // SAFETY: the census lock keeps the header mapped.
             unsafe { census.count_segment(segment, &ours) }
         });
         for (class, &cached) in census.classes.iter_mut().zip(cached_blocks) {
@@ -102,28 +165,23 @@ impl Census {
     /// `segment` is a mapped header, read under the census lock.
     unsafe fn count_segment(&mut self, segment: *mut Segment, ours: &impl Fn(usize) -> bool) {
         // SAFETY: per the contract.
+        let held = unsafe { holder(segment, ours) };
+        match held {
+            Some(Holder::Heap) => self.segments_owned += 1,
+            Some(Holder::Abandoned) => self.segments_abandoned += 1,
+            Some(Holder::Cache) => self.segments_cached += 1,
+            None => {}
+        }
+        if !matches!(held, Some(Holder::Heap | Holder::Abandoned)) {
+            return;
+        }
+        // SAFETY: per the contract.
         unsafe {
-            match (*segment).owner.load(Ordering::Acquire) {
-                HUGE_OWNER => return,
-                CACHED_OWNER => {
-                    self.segments_cached += 1;
-                    return;
-                }
-                // Abandoned by a heap of another allocator: not ours.
-                ABANDONED_OWNER if ours((*segment).abandoned_by) => self.segments_abandoned += 1,
-                ABANDONED_OWNER => return,
-                owner if ours(owner) => self.segments_owned += 1,
-                _ => return,
-            }
-            for index in 0..(*segment).page_count as usize {
-                let page: *const Page = &raw const (*segment).pages[index];
-                if (*page).flags.load(Ordering::Acquire) & PAGE_UNUSED != 0 {
-                    continue;
-                }
+            for_pages_in_use(segment, |index, page, _taken, used| {
                 let class = (*page).class();
                 let block_size = class_size(class);
                 let capacity = Segment::page_area(segment, index).1 / block_size;
-                let used = (Page::used_seen(page) as usize).min(capacity);
+                let used = (used as usize).min(capacity);
                 self.classes[class].add(&ClassStats {
                     block_size,
                     pages: 1,
@@ -131,7 +189,7 @@ impl Census {
                     bytes_in_use: used * block_size,
                     bytes_free: (capacity - used) * block_size,
                 });
-            }
+            });
         }
     }
 

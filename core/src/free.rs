@@ -143,15 +143,18 @@ impl<P: PageProvider + 'static> Heap<P> {
             // not marked free.
             if (*page).starts_fast_block(ptr) & ((*block).marker != marker) {
                 (*block).marker = marker;
-                self.count_free();
                 crate::debug_count!(frees_local_fast);
                 if MID {
+                    // The page still counts a cached block in use: the
+                    // heap counts the free.
+                    self.count_free();
                     let index = BlockCache::index_of((*page).class());
                     if !self.block_cache.push(index, block) {
                         self.block_cache_overflow(index, block);
                     }
                     return;
                 }
+                // The page counts the free (`used`, see page.rs).
                 (*page).push(block, self.list_key);
                 if (*page).used() == 0 {
                     self.page_empty(page);

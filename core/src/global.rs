@@ -298,18 +298,22 @@ impl<P: PageProvider + 'static> Global<P> {
         })
     }
 
-    /// A snapshot of all counters, including the live heaps' call counts.
+    /// A snapshot of all counters, including the live heaps' and pages'
+    /// call counts (shares of sums, added wrapping: see `Heap::call_counts`).
     pub fn stats(&self) -> StatsSnapshot {
         let mut snapshot = self.shared.memory.stats.snapshot();
         let pool = self.heaps.lock();
         for heap in Self::heaps_from(pool.all) {
             // SAFETY: a live heap (heaps_from); counters are atomics.
             let (mallocs, frees, cross_thread_frees) = unsafe { (*heap).call_counts() };
-            snapshot.malloc_calls += mallocs as usize;
-            snapshot.free_calls += frees as usize;
+            snapshot.malloc_calls = snapshot.malloc_calls.wrapping_add(mallocs as usize);
+            snapshot.free_calls = snapshot.free_calls.wrapping_add(frees as usize);
             snapshot.cross_thread_frees += cross_thread_frees as usize;
         }
         drop(pool);
+        let (mallocs, frees) = crate::census::page_calls(|owner| self.is_ours(owner));
+        snapshot.malloc_calls = snapshot.malloc_calls.wrapping_add(mallocs);
+        snapshot.free_calls = snapshot.free_calls.wrapping_add(frees);
         (snapshot.resident_bytes, snapshot.resident_peak_bytes) = self.shared.memory.provider().resident();
         snapshot.purge_delay_ms = self.purge_delay_ms();
         snapshot
@@ -319,17 +323,21 @@ impl<P: PageProvider + 'static> Global<P> {
     /// tier; see `census.rs`), for the statistics table.
     pub fn census(&self) -> (StatsSnapshot, Census) {
         let stats = self.stats();
-        let shared: *const Shared<P> = &self.shared;
-        // SAFETY: an owner other than the *_OWNER constants is a heap, and
-        // heaps are never unmapped.
-        let ours = |owner: usize| unsafe { core::ptr::eq((*(owner as *const Heap<P>)).shared, shared) };
         let mut cached_blocks = [0; crate::class::CLASS_COUNT];
         for heap in Self::heaps_from(self.heaps.lock().all) {
             // SAFETY: a live heap (heaps_from); the cache's lengths are atomics.
             unsafe { (*heap).block_cache.count_seen(&mut cached_blocks) };
         }
-        let census = Census::take(&stats, self.shared.huge.cached(), &cached_blocks, ours);
+        let census = Census::take(&stats, self.shared.huge.cached(), &cached_blocks, |owner| self.is_ours(owner));
         (stats, census)
+    }
+
+    /// Whether `owner`, a segment's owner (not one of the `*_OWNER`
+    /// constants) or `abandoned_by`, is a heap of this allocator: a
+    /// process with several `Global`s (the tests) shares one segment map.
+    fn is_ours(&self, owner: usize) -> bool {
+        // SAFETY: such an owner is a heap, and heaps are never unmapped.
+        unsafe { core::ptr::eq((*(owner as *const Heap<P>)).shared, &self.shared) }
     }
 
     /// Start the heap profiler: from now on about one allocation per `mean`

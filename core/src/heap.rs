@@ -189,8 +189,12 @@ impl<P: PageProvider + 'static> Heap<P> {
         }
     }
 
-    /// Calls served by this heap so far: (mallocs, frees, frees of other
-    /// heaps' blocks).
+    /// This heap's share of the calls served so far: (mallocs, frees, frees
+    /// of other heaps' blocks). The two fast paths of a small block (a pop,
+    /// a push) are counted by the page (`Page::counts`), not here; every
+    /// other path counts here, and takes off what the page counts besides
+    /// (`uncount_malloc`, `uncount_frees`), so that the first two are
+    /// shares of a sum (`Global::stats`) and may wrap below 0 alone.
     pub fn call_counts(&self) -> (u64, u64, u64) {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         (load(&self.malloc_calls), load(&self.free_calls), load(&self.cross_thread_frees))
@@ -206,6 +210,31 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[inline(always)]
     pub(crate) fn count_free(&self) {
         self.free_calls.store(self.free_calls.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// A page counted a pop that a slow path already counted as a malloc
+    /// (owner only).
+    #[inline(always)]
+    pub(crate) fn uncount_malloc(&self) {
+        self.malloc_calls.store(self.malloc_calls.load(Ordering::Relaxed).wrapping_sub(1), Ordering::Relaxed);
+    }
+
+    /// `count` blocks whose frees were counted already (here, by another
+    /// heap, or with no heap) went back to a page's `used`, which counts
+    /// them as frees again (owner only).
+    #[inline(always)]
+    pub(crate) fn uncount_frees(&self, count: u16) {
+        self.free_calls.store(self.free_calls.load(Ordering::Relaxed).wrapping_sub(count as u64), Ordering::Relaxed);
+    }
+
+    /// A page's `taken` wrapped as it popped `block`: fold its 2^16 pops
+    /// into the counters (`Stats::fold_taken`); returns `block`. Out of
+    /// line: once in 2^16 pops of a page.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn taken_wrapped(&self, block: *mut Block) -> *mut Block {
+        self.shared.memory.stats.fold_taken(1 << 16);
+        block
     }
 
     /// Count a free of another heap's block (owner only).
@@ -236,8 +265,10 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// `page` is a live page owned by this heap.
     pub(crate) unsafe fn collect(&mut self, page: *mut Page) {
         // SAFETY: per the contract.
-        if unsafe { (*page).collect_remote(self.list_key) }.is_none() {
-            self.shared.memory.fatal_at("corrupted remote free list in page ", page as usize);
+        match unsafe { (*page).collect_remote(self.list_key) } {
+            // Their frees were counted by the threads that freed them.
+            Some(count) => self.uncount_frees(count),
+            None => self.shared.memory.fatal_at("corrupted remote free list in page ", page as usize),
         }
     }
 
@@ -427,6 +458,8 @@ impl<P: PageProvider + 'static> Heap<P> {
         // SAFETY: per the contract.
         unsafe {
             (*page).push(block, self.list_key);
+            // Its free was counted where it was freed.
+            self.uncount_frees(1);
             if (*page).flags.load(Ordering::Relaxed) & PAGE_FULL != 0 {
                 self.page_unfull(page);
             }

@@ -14,6 +14,10 @@
 //! - `used == capacity() - |free| - |thread_free| - |blocks parked in the heap's delayed list|`
 //!   counted the owner's way: `used` drops only when the owner collects.
 //! - `used == 0` implies no block of the page is reachable by the program.
+//! - `taken` counts the blocks popped since the page was last folded into
+//!   the call counters (mod 2^16; each wrap is folded at once), so the
+//!   page's share of the process's mallocs is `taken` and of its frees
+//!   `taken - used` (see `Heap`'s counters). An unused page has both at 0.
 //!
 //! Links are stored encoded (`next ^ list_key`) and every decoded link is
 //! checked to stay inside the block's segment, so a use-after-free write
@@ -24,7 +28,7 @@
 use crate::config::{PAGE_EXTEND_BYTES, SEGMENT_SHIFT};
 use core::cell::Cell;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU8, AtomicUsize, Ordering};
 
 /// The first two words of a free block.
 #[repr(C)]
@@ -45,6 +49,9 @@ pub const PAGE_SAMPLED: u8 = 8;
 /// Page flag: its blocks have strict mode's layout (strict.rs): canary
 /// and size after the requested bytes; poisoned when freed.
 pub const PAGE_STRICT: u8 = 16;
+
+/// One block taken, in `Page::counts`.
+const TAKEN_ONE: u32 = 1 << 16;
 
 const RECIPROCAL_SHIFT: u32 = 42;
 /// See `Page::starts_block_below`: the fraction bound of a block start.
@@ -71,12 +78,16 @@ pub struct Page {
     pub prev: Cell<*mut Page>,
     /// Size of each block in bytes.
     pub block_size: u32,
-    /// Bytes of the area carved into blocks (atomic: a thread freeing a
-    /// block of a page it does not own reads it).
-    pub carved_bytes: AtomicU32,
-    /// Blocks handed out and not yet collected back (owner only; statistics
-    /// read it from other threads with `racy_load`, see `used_seen`).
-    pub(crate) used: Cell<u16>,
+    /// `used` (low half): blocks handed out and not yet collected back;
+    /// `taken` (high half): blocks popped, mod 2^16 (see the module
+    /// invariants). One word, so that a pop counts the malloc in the same
+    /// store that counts the block in use, and a free needs no counter
+    /// besides `used`. Owner only; statistics read it from other threads
+    /// with `racy_load` (`counts_seen`).
+    counts: Cell<u32>,
+    /// Blocks carved from the area so far (atomic: a thread freeing a block
+    /// of a page it does not own reads it).
+    carved: AtomicU16,
     /// Blocks carved so far while `flags` is 0, else 0 (owner only): a
     /// block index below it is a carved block of a page that takes fast
     /// frees. Kept by `extend` and the flag setters.
@@ -91,7 +102,8 @@ pub struct Page {
 }
 
 static_assertions::const_assert_eq!(core::mem::size_of::<Page>(), 64);
-// Blocks per page fit the u16 counters: at most 64 KiB / 16 B.
+// Blocks per page fit the u16 counters (and `used` never reaches taken's
+// half of `counts`): at most 64 KiB / 16 B.
 static_assertions::const_assert!(
     (1usize << crate::config::SMALL_PAGE_SHIFT) / crate::config::MIN_BLOCK <= u16::MAX as usize
 );
@@ -99,7 +111,7 @@ static_assertions::const_assert!(
     (1usize << crate::config::MEDIUM_PAGE_SHIFT) / (crate::config::SMALL_MAX + 1) <= u16::MAX as usize
 );
 
-/// Load a `u16` that another thread may be writing with plain stores: one
+/// Load a `u32` that another thread may be writing with plain stores: one
 /// aligned hardware load (in inline assembly on x86_64 and aarch64, which
 /// the compiler treats as opaque, so it neither tears nor elides it; a
 /// volatile read elsewhere, and under Miri, which runs no assembly). For
@@ -108,20 +120,20 @@ static_assertions::const_assert!(
 /// # Safety
 /// `at` is aligned and points to mapped memory.
 #[inline]
-unsafe fn racy_load_u16(at: *const u16) -> u16 {
+unsafe fn racy_load_u32(at: *const u32) -> u32 {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
-        let value: u16;
-        // SAFETY: per the contract; a 2-byte aligned load is one access.
-        unsafe { core::arch::asm!("mov {0:x}, word ptr [{1}]", out(reg) value, in(reg) at, options(nostack, readonly, preserves_flags)) };
+        let value: u32;
+        // SAFETY: per the contract; a 4-byte aligned load is one access.
+        unsafe { core::arch::asm!("mov {0:e}, dword ptr [{1}]", out(reg) value, in(reg) at, options(nostack, readonly, preserves_flags)) };
         value
     }
     #[cfg(all(target_arch = "aarch64", not(miri)))]
     {
         let value: u32;
-        // SAFETY: per the contract; a 2-byte aligned load is one access.
-        unsafe { core::arch::asm!("ldrh {0:w}, [{1}]", out(reg) value, in(reg) at, options(nostack, readonly, preserves_flags)) };
-        value as u16
+        // SAFETY: per the contract; a 4-byte aligned load is one access.
+        unsafe { core::arch::asm!("ldr {0:w}, [{1}]", out(reg) value, in(reg) at, options(nostack, readonly, preserves_flags)) };
+        value
     }
     #[cfg(any(miri, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
     // SAFETY: per the contract.
@@ -160,8 +172,8 @@ impl Page {
         next: Cell::new(null_mut()),
         prev: Cell::new(null_mut()),
         block_size: 0,
-        carved_bytes: AtomicU32::new(0),
-        used: Cell::new(0),
+        counts: Cell::new(0),
+        carved: AtomicU16::new(0),
         fast_capacity: Cell::new(0),
         reserved: 0,
         flags: AtomicU8::new(PAGE_UNUSED),
@@ -172,9 +184,9 @@ impl Page {
     /// area `start..start + area_bytes`. No block is carved yet.
     pub fn init(&mut self, class: usize, block_size: usize, start: *mut u8, area_bytes: usize) {
         self.free.set(null_mut());
-        self.used.set(0);
+        self.counts.set(0);
         self.fast_capacity.set(0);
-        self.carved_bytes.store(0, Ordering::Relaxed);
+        self.carved.store(0, Ordering::Relaxed);
         self.reserved = (area_bytes / block_size) as u16;
         self.block_size = block_size as u32;
         self.class.store(class as u8, Ordering::Relaxed);
@@ -211,12 +223,16 @@ impl Page {
 
     /// Pop the first block of the local free list: null when the list is
     /// empty, or when its link is implausible (then `free` stays non-null,
-    /// which tells the caller the list is corrupt). Clears the free marker.
+    /// which tells the caller the list is corrupt). Clears the free marker
+    /// and counts the block taken; when `taken` wraps (once in 2^16 pops),
+    /// returns `wrapped(block)`, which folds 2^16 mallocs into the counters
+    /// and returns the block (a tail call: the fast path saves no register
+    /// for it).
     ///
     /// # Safety
     /// The caller owns the page (or it is `EMPTY_PAGE`, whose list is empty).
     #[inline(always)]
-    pub unsafe fn pop(&self, list_key: usize) -> *mut Block {
+    pub unsafe fn pop(&self, list_key: usize, wrapped: impl FnOnce(*mut Block) -> *mut Block) -> *mut Block {
         let block = self.free.get();
         if block.is_null() {
             return block;
@@ -228,8 +244,13 @@ impl Page {
                 return null_mut();
             }
             self.free.set(next);
-            self.used.set(self.used.get() + 1);
+            // used + 1 and taken + 1 in one add; taken's carry leaves the word.
+            let (counts, carry) = self.counts.get().overflowing_add(TAKEN_ONE | 1);
+            self.counts.set(counts);
             (*block).marker = 0;
+            if carry {
+                return wrapped(block);
+            }
         }
         block
     }
@@ -243,29 +264,44 @@ impl Page {
         // SAFETY: per the contract, the block's memory is the page's again.
         unsafe { (*block).next = encode(self.free.get(), list_key) };
         self.free.set(block);
-        self.used.set(self.used.get() - 1);
+        // used >= 1 here: no borrow reaches taken.
+        self.counts.set(self.counts.get() - 1);
     }
 
     /// Blocks handed out and not yet collected back (owner only).
     #[inline(always)]
     pub fn used(&self) -> u16 {
-        self.used.get()
+        self.counts.get() as u16
+    }
+
+    /// Blocks popped since the last fold, mod 2^16 (owner only).
+    #[inline(always)]
+    pub fn taken(&self) -> u16 {
+        (self.counts.get() >> 16) as u16
     }
 
     /// Subtract `count` collected blocks from `used` (owner only).
     #[inline(always)]
     pub(crate) fn sub_used(&self, count: u16) {
-        self.used.set(self.used.get() - count);
+        self.counts.set(self.counts.get() - count as u32);
     }
 
-    /// `used` as seen from a thread that does not own the page (statistics):
-    /// a single hardware load, which may be a few blocks stale.
+    /// Take `taken` to 0, keeping `used` (owner only): the caller has
+    /// folded what it counted into the counters.
+    pub(crate) fn clear_taken(&self) {
+        self.counts.set(self.used() as u32);
+    }
+
+    /// (`taken`, `used`) as seen from a thread that does not own the page
+    /// (statistics): a single hardware load, so the two agree with each
+    /// other, though they may be a few blocks stale.
     ///
     /// # Safety
     /// `this` is a page descriptor in a mapped segment header.
-    pub unsafe fn used_seen(this: *const Page) -> u16 {
+    pub unsafe fn counts_seen(this: *const Page) -> (u16, u16) {
         // SAFETY: per the contract; see racy_load.
-        unsafe { racy_load_u16(core::ptr::addr_of!((*this).used).cast::<u16>()) }
+        let counts = unsafe { racy_load_u32(core::ptr::addr_of!((*this).counts).cast::<u32>()) };
+        ((counts >> 16) as u16, counts as u16)
     }
 
     /// Size class of the blocks.
@@ -277,7 +313,7 @@ impl Page {
     /// Blocks carved from the area so far.
     #[inline]
     pub fn capacity(&self) -> u16 {
-        self.index_of(self.carved_bytes.load(Ordering::Relaxed) as usize) as u16
+        self.carved.load(Ordering::Relaxed)
     }
 
     /// Whether `ptr` (in this page's area) starts one of its first `bound`
@@ -343,8 +379,9 @@ impl Page {
     #[inline(always)]
     pub unsafe fn block_is_carved(this: *const Page, block: *const u8) -> bool {
         // SAFETY: per the contract.
-        let (start, carved) = unsafe { ((*this).start as usize, (*this).carved_bytes.load(Ordering::Relaxed) as usize) };
-        (block as usize).wrapping_sub(start) < carved
+        let (start, carved, size) =
+            unsafe { ((*this).start as usize, (*this).carved.load(Ordering::Relaxed) as usize, (*this).block_size as usize) };
+        (block as usize).wrapping_sub(start) < carved * size
     }
 
     /// Carve the next run of blocks (`PAGE_EXTEND_BYTES`, or one block
@@ -353,7 +390,7 @@ impl Page {
     /// inline: refills ask it of every page they look at).
     #[inline(always)]
     pub fn extend(&self, list_key: usize) -> bool {
-        self.carved_bytes.load(Ordering::Relaxed) < self.reserved as u32 * self.block_size && self.carve(list_key)
+        self.carved.load(Ordering::Relaxed) < self.reserved && self.carve(list_key)
     }
 
     /// `extend` for a page with blocks left to carve. Out of line: the
@@ -383,7 +420,7 @@ impl Page {
             unsafe { crate::strict::forget_signatures(first as *mut u8, size, count) };
         }
         let capacity = capacity + count as u16;
-        self.carved_bytes.store(capacity as u32 * self.block_size, Ordering::Relaxed);
+        self.carved.store(capacity, Ordering::Relaxed);
         if self.flags.load(Ordering::Relaxed) == 0 {
             self.fast_capacity.set(capacity);
         }
@@ -456,5 +493,43 @@ mod tests {
             }
             assert_eq!(carved, page.reserved as usize, "block size {size}: every block carved in the end");
         }
+    }
+
+    #[test]
+    fn pops_count_taken_and_used_in_one_word_and_report_each_wrap() {
+        #[repr(align(64))]
+        struct Area([u8; 4096]);
+        let mut area = Area([0; 4096]);
+        let key = 0x5a5a_0000;
+        let mut page = Page::UNUSED;
+        page.init(0, 64, area.0.as_mut_ptr(), 4096);
+        assert!(page.extend(key));
+        let wraps = Cell::new(0u32);
+        // SAFETY: the page is ours; its blocks are free.
+        let count = |block| {
+            wraps.set(wraps.get() + 1);
+            block
+        };
+        let held = unsafe { page.pop(key, count) };
+        assert_eq!((page.taken(), page.used()), (1, 1));
+        for i in 1..=140_000u32 {
+            // SAFETY: as above; the block goes back at once.
+            unsafe {
+                let block = page.pop(key, count);
+                assert!(!block.is_null());
+                (*block).marker = 1;
+                page.push(block, key);
+            }
+            assert_eq!(page.used(), 1, "a free takes used back, never taken");
+            assert_eq!(wraps.get(), (i + 1) >> 16, "one report per 2^16 pops, at the wrap");
+        }
+        assert_eq!(page.taken() as u32, 140_001 & 0xffff);
+        // SAFETY: a page descriptor in memory.
+        assert_eq!(unsafe { Page::counts_seen(&page) }, (page.taken(), 1));
+        page.clear_taken();
+        assert_eq!((page.taken(), page.used()), (0, 1));
+        // SAFETY: held is a block of the page, in use.
+        unsafe { page.push(held, key) };
+        assert_eq!((page.taken(), page.used()), (0, 0), "no borrow from used reaches taken");
     }
 }

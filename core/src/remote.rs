@@ -313,8 +313,8 @@ mod tests {
         assert!(!page.extend(key));
         assert_eq!(page.count_free(key), 64);
         // Take two blocks, give one back remotely.
-        let a = unsafe { page.pop(key) };
-        let b = unsafe { page.pop(key) };
+        let a = unsafe { page.pop(key, |b| b) };
+        let b = unsafe { page.pop(key, |b| b) };
         assert_eq!(page.used(), 2);
         assert!(unsafe { Page::push_remote(&page, b, b, key) });
         assert!(!page.try_set_delayed(), "delayed must not hide waiting blocks");

@@ -422,9 +422,11 @@ impl SegmentStore {
                 let next = (*segment).next;
                 let dirty_before = Segment::dirty_bytes(segment);
                 for page in Segment::pages_in_use(segment) {
-                    if (*page).collect_remote(list_key).is_none() {
-                        memory.fatal_at("corrupted remote free list in page ", page as usize);
-                    }
+                    match (*page).collect_remote(list_key) {
+                        // Their frees were counted by the threads that freed them.
+                        Some(count) => memory.stats.free_calls.fetch_sub(count as usize, Ordering::Relaxed),
+                        None => memory.fatal_at("corrupted remote free list in page ", page as usize),
+                    };
                     if (*page).used() == 0 {
                         Segment::release_page(segment, page, memory);
                     }

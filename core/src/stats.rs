@@ -3,8 +3,9 @@
 //! same as `struct hakmem_stats` in `ffi/include/hakmem.h`, checked by a
 //! test) and the `hakmem-stats:` line.
 //!
-//! Updated on slow paths only; the fast paths count calls in two per-heap
-//! counters instead (see `Heap`), which `Global::stats` adds in. Reading
+//! Updated on slow paths only; the fast paths count calls in per-heap
+//! counters and in the pages (see `Heap::call_counts`), which
+//! `Global::stats` adds in. Reading
 //! never takes a lock that allocation needs, except the heap pool's to walk
 //! the live heaps.
 
@@ -23,7 +24,8 @@ pub enum Mapping {
 macro_rules! counters {
     ($( $(#[doc = $doc:literal])+ $name:ident, )+) => {
         /// Global counters, updated outside the fast paths. `malloc_calls`
-        /// and `free_calls` here count only calls made without a heap.
+        /// and `free_calls` here count the calls made without a heap, and
+        /// what pages counted before they were folded (`fold_taken`).
         pub struct Stats {
             $( $(#[doc = $doc])+ pub $name: AtomicUsize, )+
         }
@@ -109,6 +111,16 @@ counters! {
 }
 
 impl Stats {
+    /// Fold `taken` pops of a page into the call counters, as mallocs and
+    /// as frees: its `used` stays as it is, so its share of the frees
+    /// (`taken - used`) drops by as many (see page.rs).
+    pub fn fold_taken(&self, taken: usize) {
+        if taken != 0 {
+            self.malloc_calls.fetch_add(taken, Relaxed);
+            self.free_calls.fetch_add(taken, Relaxed);
+        }
+    }
+
     /// Count a new mapping of `bytes`.
     pub fn mapped(&self, bytes: usize, what: Mapping) {
         let now = self.bytes_mapped.fetch_add(bytes, Relaxed) + bytes;

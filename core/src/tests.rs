@@ -267,6 +267,67 @@ fn cross_thread_frees_reach_the_owner() {
 }
 
 #[test]
+fn every_call_is_counted_once_on_every_path() {
+    // The two fast paths of small blocks are counted by the pages, every
+    // other path by the heaps, which take off what the pages count besides
+    // (heap.rs, page.rs): the sums must come out exact, whichever way the
+    // blocks went (fast and slow paths, block cache, remote frees collected
+    // or not, a page's pop count wrapping, pages released, huge blocks).
+    let global = new_global(TestProvider::new());
+    let owner = heap(global);
+    let hp = owner as *mut Heap<TestProvider>;
+    let start = global.stats();
+    let calls = |expected_mallocs: usize, expected_frees: usize, when: &str| {
+        let now = global.stats();
+        let mallocs = now.malloc_calls.wrapping_sub(start.malloc_calls);
+        let frees = now.free_calls.wrapping_sub(start.free_calls);
+        assert_eq!((mallocs, frees), (expected_mallocs, expected_frees), "(mallocs, frees) {when}");
+    };
+    let sizes = [16usize, 200, 1000, 5000, 40_000, 300_000, 5 << 20];
+    let mut blocks = Vec::new();
+    for i in 0..2100 {
+        let size = sizes[i % sizes.len()];
+        let p = owner.malloc(size);
+        assert!(!p.is_null());
+        blocks.push(p as usize);
+    }
+    calls(2100, 0, "after the mallocs");
+    // Half freed here (mid ones through the block cache, which overflows),
+    // half by another thread, whose frees wait in the pages' remote lists.
+    let (local, remote) = blocks.split_at(1050);
+    free_each(global, hp, &local.iter().map(|&p| p as *mut u8).collect::<Vec<_>>());
+    calls(2100, 1050, "after the local frees");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let other = global.heap_acquire();
+            for &p in remote {
+                // SAFETY: the block is live; `other` is this thread's heap.
+                unsafe { global.free(p as *mut u8, other) };
+            }
+            // SAFETY: the thread is done with its heap.
+            unsafe { global.heap_release(other) };
+        });
+    });
+    calls(2100, 2100, "after the remote frees, before they are collected");
+    // A page's pop count wraps (2^16) while blocks are in use.
+    let held = owner.malloc(16);
+    for _ in 0..70_000 {
+        let p = owner.malloc(16);
+        // SAFETY: p is live.
+        unsafe { global.free(p, hp) };
+    }
+    calls(2100 + 70_001, 2100 + 70_000, "after a page's pop count wrapped");
+    // SAFETY: held is live.
+    unsafe { global.free(held, hp) };
+    // Collect the remote frees, release every page and segment.
+    // SAFETY: hp is this thread's heap.
+    unsafe { global.trim(hp) };
+    owner.check_invariants();
+    calls(2100 + 70_001, 2100 + 70_001, "after the trim");
+    assert_eq!(global.stats().pages_in_use, 0);
+}
+
+#[test]
 fn abandoned_segments_are_freed_by_other_threads_and_trim() {
     let global = new_global(TestProvider::new());
     let blocks: Vec<usize> = std::thread::spawn(move || {
