@@ -20,7 +20,9 @@
 //! its blocks back to their pages, which the next mallocs of the class
 //! then take back one by one from cold pages. A class whose stack was
 //! drained (mallocs took even the oldest block the last overflow left on
-//! it) and then filled again within `GROW_GAP` of the heap's mallocs
+//! it) and then filled again within `GROW_GAP` of the heap's mallocs (the
+//! ones the heap counts itself, `Heap::call_counts`: the block cache's and
+//! the huge blocks', not pops of pages, which the pages count)
 //! cycles through more blocks than it holds: its limit doubles, up to
 //! twice the configured bytes and `SLOTS` blocks (tcmalloc grows a class's
 //! list when it runs empty, the same idea). A stack that only fills (frees

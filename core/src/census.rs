@@ -89,7 +89,7 @@ unsafe fn for_pages_in_use(segment: *mut Segment, mut visit: impl FnMut(usize, *
     }
 }
 
-/// The calls that the pages in use of the allocator `ours` tells (see
+/// The calls that the pages of the allocator `ours` tells (see
 /// `Census::take`) counted and have not folded into the counters yet
 /// (`Page::counts`): (mallocs, frees), each to be added, wrapping, to the
 /// heaps' and the global counters. A snapshot, as a census.
@@ -99,11 +99,13 @@ pub fn page_calls(ours: impl Fn(usize) -> bool) -> (usize, usize) {
         // SAFETY: the census lock keeps the header mapped; a heap's or an
         // abandoned segment is paged.
         unsafe {
+            // Unused pages too: they keep their counts (page.rs).
             if matches!(holder(segment, &ours), Some(Holder::Heap | Holder::Abandoned)) {
-                for_pages_in_use(segment, |_, _, taken, used| {
+                for index in 0..(*segment).page_count as usize {
+                    let (taken, used) = Page::counts_seen(&raw const (*segment).pages[index]);
                     mallocs += taken as usize;
                     frees = frees.wrapping_add(taken as usize).wrapping_sub(used as usize);
-                });
+                }
             }
         }
     });

@@ -17,7 +17,10 @@
 //! - `taken` counts the blocks popped since the page was last folded into
 //!   the call counters (mod 2^16; each wrap is folded at once), so the
 //!   page's share of the process's mallocs is `taken` and of its frees
-//!   `taken - used` (see `Heap`'s counters). An unused page has both at 0.
+//!   `taken - used` (see `Heap::call_counts`). It stays while the page is
+//!   unused and taken again; a segment folds its pages' counts when it
+//!   leaves its owner (`SegmentStore::free`), so a cached or unmapped
+//!   segment's pages count nothing.
 //!
 //! Links are stored encoded (`next ^ list_key`) and every decoded link is
 //! checked to stay inside the block's segment, so a use-after-free write
@@ -184,7 +187,8 @@ impl Page {
     /// area `start..start + area_bytes`. No block is carved yet.
     pub fn init(&mut self, class: usize, block_size: usize, start: *mut u8, area_bytes: usize) {
         self.free.set(null_mut());
-        self.counts.set(0);
+        // `used` is 0 (an unused page); `taken` stays, the page's share of
+        // the calls until its segment folds it (segment_store.rs).
         self.fast_capacity.set(0);
         self.carved.store(0, Ordering::Relaxed);
         self.reserved = (area_bytes / block_size) as u16;
@@ -287,7 +291,7 @@ impl Page {
     }
 
     /// Take `taken` to 0, keeping `used` (owner only): the caller has
-    /// folded what it counted into the counters.
+    /// folded it into the counters.
     pub(crate) fn clear_taken(&self) {
         self.counts.set(self.used() as u32);
     }

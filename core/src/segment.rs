@@ -424,8 +424,6 @@ impl Segment {
         // SAFETY: per the contract.
         unsafe {
             let page_bytes = 1usize << (*this).page_shift;
-            memory.stats.fold_taken((*page).taken() as usize);
-            (*page).clear_taken();
             (*page).mark_unused();
             (*page).free.set(null_mut());
             let index = Segment::page_index(this, page);

@@ -184,6 +184,12 @@ impl SegmentStore {
         // SAFETY: per the contract.
         unsafe {
             debug_assert_eq!((*segment).used_pages, 0);
+            // Cached or unmapped, its pages no longer count calls.
+            for index in 0..(*segment).page_count as usize {
+                let page = &(*segment).pages[index];
+                memory.stats.fold_taken(page.taken() as usize);
+                page.clear_taken();
+            }
             if Segment::is_short(segment) {
                 // Back to its arena at once: there it serves any mapping,
                 // where cached it could not serve every kind.

@@ -113,7 +113,8 @@ counters! {
 impl Stats {
     /// Fold `taken` pops of a page into the call counters, as mallocs and
     /// as frees: its `used` stays as it is, so its share of the frees
-    /// (`taken - used`) drops by as many (see page.rs).
+    /// (`taken - used`) drops by as many (see page.rs). Once per segment
+    /// that leaves its owner, and per 2^16 pops of a page.
     pub fn fold_taken(&self, taken: usize) {
         if taken != 0 {
             self.malloc_calls.fetch_add(taken, Relaxed);
