@@ -130,7 +130,8 @@ impl HugeCache {
     }
 
     /// Take the cached mapping that serves `map_size` best: a warm one that
-    /// fits (at most 25 % larger) as it is; else, when `can_split`, the
+    /// fits (at most `fit` 64ths of it larger: W_MAX, learned in
+    /// capacity.rs) as it is; else, when `can_split`, the
     /// smallest warm one with at least 2 MiB to spare past the request's
     /// 2 MiB boundary, to be split; else, when `can_resize`, the warm one
     /// nearest in size, to be resized (`nearest_warm`; only a larger one
@@ -138,12 +139,12 @@ impl HugeCache {
     /// `worth_stitching`); else, when stitching pays, none
     /// (the caller stitches, without faults); else a purged one that fits.
     /// Returns it and how to reuse it.
-    pub fn take(&mut self, map_size: usize, can_resize: bool, can_split: bool, can_stitch: bool) -> Option<(*mut Segment, Reuse)> {
+    pub fn take(&mut self, map_size: usize, fit: usize, can_resize: bool, can_split: bool, can_stitch: bool) -> Option<(*mut Segment, Reuse)> {
         let stitch = can_stitch && Self::worth_stitching(self.warm_bytes, map_size);
         // The slots are sorted by size: each candidate is the first warm
         // (or purged) slot on one side of a size.
         let at = self.first_at_least(map_size);
-        let top = map_size + map_size / 4;
+        let top = map_size.saturating_add(map_size / 64 * fit);
         let fitting = (at..self.len).take_while(|&i| self.slots[i].size <= top);
         let (i, reuse) = if let Some(i) = fitting.clone().find(|&i| self.slots[i].warm) {
             (i, Reuse::Warm)
@@ -157,6 +158,14 @@ impl HugeCache {
             (fitting.clone().next()?, Reuse::Purged)
         };
         Some((self.remove(i).segment, reuse))
+    }
+
+    /// Whether a warm mapping at least `map_size` bytes and at most `fit`
+    /// 64ths larger is cached: one a request missed that a tolerance of
+    /// `fit` would have served as it is.
+    pub fn has_warm_fit(&self, map_size: usize, fit: usize) -> bool {
+        let top = map_size.saturating_add(map_size / 64 * fit);
+        (self.first_at_least(map_size)..self.len).take_while(|&i| self.slots[i].size <= top).any(|i| self.slots[i].warm)
     }
 
     /// The warm slot nearest `map_size` for a resize (`at`: the first slot
@@ -606,7 +615,7 @@ mod tests {
     }
 
     fn take_mib(cache: &mut HugeCache, mib_x4: usize, can_resize: bool, can_split: bool) -> Option<(usize, bool)> {
-        let taken = cache.take((mib_x4 << 20) / 4, can_resize, can_split, false);
+        let taken = cache.take((mib_x4 << 20) / 4, 16, can_resize, can_split, false);
         assert!(cache.slots[..cache.len].is_sorted_by_key(|slot| slot.size), "slots out of order");
         // SAFETY: the header is the test's.
         taken.map(|(segment, reuse)| (unsafe { (*segment).map_size } >> 20, reuse == Reuse::Warm))

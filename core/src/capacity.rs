@@ -1,7 +1,14 @@
 //! Learned cache capacities: how many empty segments the segment store
 //! keeps mapped, and how many bytes of freed huge blocks BigCache keeps
 //! resident, each moved toward a target hit rate within a memory budget
-//! (the original hakmem's CAP learner).
+//! (the original hakmem's CAP learner); and BigCache's fit tolerance (the
+//! original's W_MAX: how much larger than a request a warm mapping may be
+//! and serve it as it is), moved the same way: a lookup that a warm
+//! mapping within the tolerance served is a hit, one that only a wider
+//! tolerance would have served counts as an eviction, and the slack of the
+//! mappings served is what it holds. Over a provider that splits or
+//! resizes mappings no lookup is of the second kind (a larger warm one is
+//! split or resized instead), so it stays at the configured one there.
 //!
 //! ```text
 //!  lookup (hit | miss) ---------> window: hits, misses    (WINDOW_LOOKUPS)
@@ -48,6 +55,9 @@ const DWELL_DOWN: u8 = 8;
 /// mapped at all, `BIGCACHE_MAPPED_BYTES`).
 pub const SEGMENT_CACHE_MAX_FACTOR: usize = 8;
 pub const BIGCACHE_MAX_FACTOR: usize = 4;
+/// BigCache's fit tolerance (W_MAX) widens to at most 4x the configured
+/// one (25 %: a mapping twice the request's size serves it as it is).
+pub const BIGCACHE_FIT_MAX_FACTOR: usize = 4;
 
 /// One learned capacity (a count or bytes).
 pub struct CapacityLearner {

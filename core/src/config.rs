@@ -103,6 +103,14 @@ pub const DEFAULT_SEGMENT_CACHE: usize = 16;
 /// Default bytes of freed huge blocks kept resident for warm reuse (those
 /// idle longer than the purge delay are purged at the next huge-block call).
 pub const DEFAULT_BIGCACHE_BYTES: usize = 256 << 20;
+/// How much larger than a request (in percent) a warm cached huge mapping
+/// may be and still serve it as it is, not split or resized (the original
+/// hakmem's W_MAX; `HAKMEM_BIGCACHE_FIT`, at most `BIGCACHE_FIT_MAX_PERCENT`).
+/// With learning on, the least the learned tolerance may be (capacity.rs:
+/// over a provider that can neither split nor resize mappings, it widens
+/// while a wider one would have served requests that missed).
+pub const DEFAULT_BIGCACHE_FIT_PERCENT: usize = 25;
+pub const BIGCACHE_FIT_MAX_PERCENT: usize = 400;
 /// Bytes of free mid blocks a heap's block cache keeps per class
 /// (`HAKMEM_BLOCK_CACHE`; block_cache.rs): up to 16 blocks of the class,
 /// 8 of the largest (64 KiB); with learning on, the least a learned limit
@@ -165,6 +173,9 @@ pub struct Options {
     pub segment_cache: AtomicUsize,
     /// Bytes of freed huge blocks kept for reuse.
     pub bigcache_bytes: AtomicUsize,
+    /// Percent larger than a request a cached huge mapping may be and
+    /// serve it as it is (see `DEFAULT_BIGCACHE_FIT_PERCENT`).
+    pub bigcache_fit_percent: AtomicUsize,
     /// Bytes of free mid blocks a heap's block cache keeps per class:
     /// read when a heap is made (a thread's heap from the pool keeps the
     /// limits it was made with).
@@ -187,6 +198,7 @@ impl Options {
         Options {
             segment_cache: AtomicUsize::new(DEFAULT_SEGMENT_CACHE),
             bigcache_bytes: AtomicUsize::new(DEFAULT_BIGCACHE_BYTES),
+            bigcache_fit_percent: AtomicUsize::new(DEFAULT_BIGCACHE_FIT_PERCENT),
             block_cache_bytes: AtomicUsize::new(DEFAULT_BLOCK_CACHE_BYTES),
             purge_dirty_bytes: AtomicUsize::new(DEFAULT_PURGE_DIRTY_BYTES),
             purge_delay_ms: AtomicUsize::new(DEFAULT_PURGE_DELAY_MS),

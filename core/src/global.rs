@@ -79,13 +79,18 @@ impl<P: PageProvider + 'static> Global<P> {
     }
 
     /// What the capacity learners chose (learning on) or would choose
-    /// (frozen): empty segments kept, and BigCache's warm bytes.
-    pub fn learned_capacities(&self) -> (usize, usize) {
+    /// (frozen): empty segments kept, BigCache's warm bytes, and its fit
+    /// tolerance in percent.
+    pub fn learned_capacities(&self) -> (usize, usize, usize) {
         let memory = &self.shared.memory;
         let options = &memory.options;
         (
             memory.segment_cache.learned(options.segment_cache.load(Ordering::Relaxed)),
             memory.bigcache.learned(options.bigcache_bytes.load(Ordering::Relaxed)),
+            match memory.bigcache_fit.learned(memory.bigcache_fit_configured()) {
+                fit if fit == memory.bigcache_fit_configured() => options.bigcache_fit_percent.load(Ordering::Relaxed),
+                fit => fit * 100 / 64,
+            },
         )
     }
 

@@ -16,6 +16,7 @@
 //! before the release batch unmaps it.
 
 use crate::bigcache::{HugeCache, Reuse};
+use crate::capacity::BIGCACHE_FIT_MAX_FACTOR;
 use crate::class::SegmentKind;
 use crate::config::{MAX_REQUEST, MIN_ALIGN, SEGMENT_HEADER_BYTES, SEGMENT_SIZE};
 use crate::guard;
@@ -91,6 +92,32 @@ impl HugeBlocks {
         HugeBlocks { cache: Mutex::new(HugeCache::new()), quarantine: Mutex::new(HugeQuarantine::new()) }
     }
 
+    /// Tell the fit learner (W_MAX, capacity.rs) how a lookup of `map_size`
+    /// went: served as it is by a warm mapping within the tolerance (a
+    /// hit, with its slack held), or missed where a warm mapping within the
+    /// widest tolerance was cached (split or resize would have served it
+    /// otherwise, so only a provider that can do neither gets here).
+    fn learn_fit<P: PageProvider>(memory: &Memory<P>, cache: &HugeCache, map_size: usize, taken: Option<(*mut Segment, Reuse)>) {
+        let learner = &memory.bigcache_fit;
+        let configured = memory.bigcache_fit_configured();
+        let options = &memory.options;
+        if options.learn.load(Ordering::Relaxed) == crate::config::LEARN_OFF {
+            return;
+        }
+        match taken {
+            Some((segment, Reuse::Warm)) => {
+                // SAFETY: a cached mapping's header starts it and is ours now.
+                let size = unsafe { (*segment).map_size };
+                learner.held(options, (size - map_size) * 64 / map_size);
+            }
+            None | Some((_, Reuse::Purged)) if cache.has_warm_fit(map_size, configured * BIGCACHE_FIT_MAX_FACTOR) => {
+                learner.evicted(options);
+            }
+            _ => {}
+        }
+        learner.lookup(options, configured, matches!(taken, Some((_, Reuse::Warm))));
+    }
+
     /// Allocate a huge block of `size` bytes aligned to `align`. Returns the
     /// block and whether it is known to be zeroed.
     pub fn alloc<P: PageProvider>(&self, memory: &Memory<P>, size: usize, align: usize) -> Option<(*mut u8, bool)> {
@@ -108,7 +135,10 @@ impl HugeBlocks {
             let mut cache = self.cache.lock();
             let now = memory.now_ms();
             cache.purge_warm(memory, now, true);
-            let taken = match cache.take(map_size, P::CAN_REMAP, P::CAN_SPLIT, P::CAN_MOVE) {
+            let fit = memory.bigcache_fit();
+            let taken = cache.take(map_size, fit, P::CAN_REMAP, P::CAN_SPLIT, P::CAN_MOVE);
+            Self::learn_fit(memory, &cache, map_size, taken);
+            let taken = match taken {
                 Some((segment, Reuse::Split)) => {
                     // SAFETY: taken from the cache for a split, so a slot is free.
                     unsafe { cache.split(memory, segment, map_size, now) };

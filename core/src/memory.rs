@@ -7,8 +7,8 @@
 //! Invariant: `stats.bytes_mapped` is the sum of the sizes of the live
 //! mappings made through [`Memory::map`] (and resized by `remap`).
 
-use crate::capacity::{CapacityLearner, BIGCACHE_MAX_FACTOR, SEGMENT_CACHE_MAX_FACTOR};
-use crate::config::Options;
+use crate::capacity::{CapacityLearner, BIGCACHE_FIT_MAX_FACTOR, BIGCACHE_MAX_FACTOR, SEGMENT_CACHE_MAX_FACTOR};
+use crate::config::{Options, BIGCACHE_FIT_MAX_PERCENT};
 use crate::learn::PurgeLearner;
 use crate::message::MessageBuffer;
 use crate::profile::Profile;
@@ -31,6 +31,9 @@ pub struct Memory<P: PageProvider> {
     /// BigCache (warm bytes) (capacity.rs).
     pub segment_cache: CapacityLearner,
     pub bigcache: CapacityLearner,
+    /// The learned fit tolerance of BigCache (W_MAX), in 64ths of the
+    /// request (capacity.rs).
+    pub bigcache_fit: CapacityLearner,
     /// The heap profiler's records (off until started).
     pub profile: Profile,
 }
@@ -46,6 +49,7 @@ impl<P: PageProvider> Memory<P> {
             learner: PurgeLearner::new(),
             segment_cache: CapacityLearner::new(SEGMENT_CACHE_MAX_FACTOR),
             bigcache: CapacityLearner::new(BIGCACHE_MAX_FACTOR),
+            bigcache_fit: CapacityLearner::new(BIGCACHE_FIT_MAX_FACTOR),
             profile: Profile::new(),
         }
     }
@@ -95,6 +99,18 @@ impl<P: PageProvider> Memory<P> {
     /// Bytes of freed huge blocks BigCache keeps warm: learned or configured.
     pub fn bigcache_limit(&self) -> usize {
         self.bigcache.capacity(&self.options, self.options.bigcache_bytes.load(Ordering::Relaxed))
+    }
+
+    /// The configured fit tolerance of BigCache in 64ths of the request (at
+    /// least 1: the learner doubles it).
+    pub fn bigcache_fit_configured(&self) -> usize {
+        (self.options.bigcache_fit_percent.load(Ordering::Relaxed).min(BIGCACHE_FIT_MAX_PERCENT) * 64 / 100).max(1)
+    }
+
+    /// How much larger than a request, in 64ths of it, a warm cached
+    /// mapping may be and serve it as it is: learned or configured.
+    pub fn bigcache_fit(&self) -> usize {
+        self.bigcache_fit.capacity(&self.options, self.bigcache_fit_configured())
     }
 
     /// Abort with `hakmem: <what><address>`.

@@ -255,3 +255,45 @@ std::thread_local! {
 pub fn set_test_stack(frames: &[usize]) {
     TEST_STACK.with(|stack| *stack.borrow_mut() = frames.to_vec());
 }
+
+/// [`TestProvider`] with none of the optional capabilities (no remap,
+/// split, move or protect): what a minimal embedder's provider offers.
+pub struct BasicProvider(pub TestProvider);
+
+// SAFETY: forwards to TestProvider, whose mappings satisfy the contract;
+// the capabilities it does not claim are never used.
+unsafe impl PageProvider for BasicProvider {
+    const PAGE_SIZE: usize = TestProvider::PAGE_SIZE;
+    const MAPS_ZEROED: bool = TestProvider::MAPS_ZEROED;
+    const PURGE_ZEROES: bool = TestProvider::PURGE_ZEROES;
+
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        self.0.map(size, align)
+    }
+
+    unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: per the contract.
+        unsafe { self.0.unmap(ptr, size) }
+    }
+
+    unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: per the contract.
+        unsafe { self.0.purge(ptr, size) }
+    }
+
+    fn write_message(&self, message: &[u8]) {
+        self.0.write_message(message);
+    }
+
+    fn fatal(&self, message: &[u8]) -> ! {
+        self.0.fatal(message)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+
+    fn random_seed(&self) -> u64 {
+        self.0.random_seed()
+    }
+}

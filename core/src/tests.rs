@@ -327,6 +327,50 @@ fn every_call_is_counted_once_on_every_path() {
     assert_eq!(global.stats().pages_in_use, 0);
 }
 
+/// Huge blocks of random sizes (2-8 MiB, never the same twice, six live,
+/// one replaced at each step) over `provider`; returns the allocator's
+/// BigCache hits and its fit tolerance in force, in percent.
+fn huge_random_trace<P: crate::PageProvider + 'static>(provider: P, learn: u8) -> (usize, usize) {
+    let global: &'static Global<P> = Box::leak(Box::new(Global::new(provider)));
+    global.options().learn.store(learn, Ordering::Relaxed);
+    // SAFETY: a fresh heap that only this test uses.
+    let heap = unsafe { &mut *global.heap_acquire() };
+    let hp = heap as *mut Heap<P>;
+    let mut live = [core::ptr::null_mut::<u8>(); 6];
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..300 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let slot = (seed >> 60) as usize % live.len();
+        let size = (2 << 20) + (seed >> 20) as usize % (6 << 20);
+        // SAFETY: live blocks of this heap (or null).
+        unsafe { global.free(live[slot], hp) };
+        live[slot] = heap.malloc(size);
+        assert!(!live[slot].is_null());
+    }
+    for &p in &live {
+        // SAFETY: as above.
+        unsafe { global.free(p, hp) };
+    }
+    (global.stats().bigcache_hits, global.learned_capacities().2)
+}
+
+#[test]
+fn the_fit_tolerance_widens_only_over_a_provider_that_can_neither_split_nor_resize() {
+    use crate::config::{LEARN_OFF, LEARN_ON};
+    use crate::testing::BasicProvider;
+    // Over a provider that splits and resizes, a larger warm mapping is
+    // split or resized: no lookup wants a wider tolerance.
+    let (_, fit) = huge_random_trace(TestProvider::new(), LEARN_ON);
+    assert_eq!(fit, 25, "the configured tolerance stays");
+    // Without either, a lookup that a cached mapping 1.25-2x its size
+    // would serve misses: the tolerance widens, and more lookups hit.
+    let (hits_off, fit_off) = huge_random_trace(BasicProvider(TestProvider::new()), LEARN_OFF);
+    let (hits_on, fit_on) = huge_random_trace(BasicProvider(TestProvider::new()), LEARN_ON);
+    assert_eq!(fit_off, 25);
+    assert!(fit_on > 25 && fit_on <= 100, "learned tolerance {fit_on} %");
+    assert!(hits_on > hits_off, "BigCache hits: {hits_on} learned, {hits_off} at 25 %");
+}
+
 #[test]
 fn abandoned_segments_are_freed_by_other_threads_and_trim() {
     let global = new_global(TestProvider::new());

@@ -84,7 +84,7 @@ fn show_bool(out: &mut MessageBuffer, on: bool) {
 }
 
 /// Every variable hakmem reads.
-pub static VARIABLES: [Variable; 14] = [
+pub static VARIABLES: [Variable; 15] = [
     Variable {
         name: "STATS",
         accepts: "1/on/table (a table and the line), line (the line only) or 0/off",
@@ -115,6 +115,11 @@ pub static VARIABLES: [Variable; 14] = [
         ),
     },
     Variable { name: "BIGCACHE_MAX", accepts: SIZE, value: Value::Number(|o| &o.bigcache_bytes, parse_size) },
+    Variable {
+        name: "BIGCACHE_FIT",
+        accepts: "percent, a whole number from 0 to 400",
+        value: Value::Number(|o| &o.bigcache_fit_percent, parse_fit_percent),
+    },
     Variable { name: "SEGMENT_CACHE", accepts: COUNT, value: Value::Number(|o| &o.segment_cache, parse_count) },
     Variable { name: "BLOCK_CACHE", accepts: SIZE, value: Value::Number(|o| &o.block_cache_bytes, parse_size) },
     Variable { name: "PURGE_DIRTY", accepts: SIZE, value: Value::Number(|o| &o.purge_dirty_bytes, parse_size) },
@@ -300,6 +305,11 @@ pub fn parse_count(value: &[u8]) -> Option<usize> {
         return None;
     }
     parse_size(value)
+}
+
+/// A percent for `HAKMEM_BIGCACHE_FIT`: a whole number up to the most.
+fn parse_fit_percent(value: &[u8]) -> Option<usize> {
+    parse_count(value).filter(|&percent| percent <= hakmem_core::config::BIGCACHE_FIT_MAX_PERCENT)
 }
 
 /// Read the options once `environ` exists (calls before libc set it up, as

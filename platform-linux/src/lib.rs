@@ -492,9 +492,10 @@ fn print_learned() {
         ms => m.push_decimal(ms),
     };
     m.push_str(" HAKMEM_PURGE_DIRTY=").push_decimal(learner.learned_cap(GLOBAL.options()));
-    let (segments, bigcache) = GLOBAL.learned_capacities();
+    let (segments, bigcache, fit_percent) = GLOBAL.learned_capacities();
     m.push_str(" HAKMEM_SEGMENT_CACHE=").push_decimal(segments);
     m.push_str(" HAKMEM_BIGCACHE_MAX=").push_decimal(bigcache);
+    m.push_str(" HAKMEM_BIGCACHE_FIT=").push_decimal(fit_percent);
     m.push_str(" (delay in force: ").push_decimal(GLOBAL.purge_delay_ms()).push_str(" ms, ");
     m.push_decimal(learner.windows.load(Ordering::Relaxed) as usize).push_str(" windows)\n");
     write_stderr(m.as_bytes());

@@ -7,10 +7,11 @@ use hakmem_tests::*;
 use std::process::Command;
 
 /// (variable, a valid value, how verbose shows it, an invalid value, the default shown).
-const VARIABLES: [(&str, &str, &str, &str, &str); 14] = [
+const VARIABLES: [(&str, &str, &str, &str, &str); 15] = [
     ("HAKMEM_STATS", "line", "line", "banana", "off"),
     ("HAKMEM_VERBOSE", "yes", "on", "2", "off"),
     ("HAKMEM_BIGCACHE_MAX", "8M", "8388608", "8MB", "268435456"),
+    ("HAKMEM_BIGCACHE_FIT", "50", "50", "401", "25"),
     ("HAKMEM_SEGMENT_CACHE", "3", "3", "-1", "16"),
     ("HAKMEM_BLOCK_CACHE", "0", "0", "64KB", "524288"),
     ("HAKMEM_PURGE_DIRTY", "1G", "1073741824", "", "67108864"),
@@ -138,6 +139,7 @@ fn frozen_learning_prints_what_it_would_choose_as_settings() {
     // what learning starts from (the dirty cap starts at its budget).
     assert_eq!(value("HAKMEM_SEGMENT_CACHE"), Some(3), "{line}");
     assert_eq!(value("HAKMEM_BIGCACHE_MAX"), Some(256 << 20), "{line}");
+    assert_eq!(value("HAKMEM_BIGCACHE_FIT"), Some(25), "{line}");
     assert_eq!(value("HAKMEM_PURGE_DIRTY"), Some(4 * (64 << 20)), "{line}");
     assert!(line.contains("HAKMEM_PURGE_DELAY="), "{line}");
 }
