@@ -444,6 +444,21 @@ impl Page {
     }
 }
 
+/// A 4 KiB block area, aligned as pages' areas are (tests).
+#[cfg(test)]
+#[repr(align(64))]
+pub(crate) struct TestArea(pub [u8; 4096]);
+
+#[cfg(test)]
+impl TestArea {
+    /// A page of 64-byte blocks over the area, none carved yet.
+    pub(crate) fn page(&mut self) -> Page {
+        let mut page = Page::UNUSED;
+        page.init(0, 64, self.0.as_mut_ptr(), 4096);
+        page
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::undocumented_unsafe_blocks)] // test code exercising the contracts
 mod tests {
@@ -501,12 +516,9 @@ mod tests {
 
     #[test]
     fn pops_count_taken_and_used_in_one_word_and_report_each_wrap() {
-        #[repr(align(64))]
-        struct Area([u8; 4096]);
-        let mut area = Area([0; 4096]);
+        let mut area = TestArea([0; 4096]);
         let key = 0x5a5a_0000;
-        let mut page = Page::UNUSED;
-        page.init(0, 64, area.0.as_mut_ptr(), 4096);
+        let page = area.page();
         assert!(page.extend(key));
         let wraps = Cell::new(0u32);
         // SAFETY: the page is ours; its blocks are free.

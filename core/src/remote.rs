@@ -301,12 +301,9 @@ mod tests {
 
     #[test]
     fn extend_collect_and_delayed_flag() {
-        #[repr(align(64))]
-        struct Area([u8; 4096]);
-        let mut area = Area([0; 4096]);
+        let mut area = crate::page::TestArea([0; 4096]);
         let key = 0x5a5a_0000;
-        let mut page = Page::UNUSED;
-        page.init(0, 64, area.0.as_mut_ptr(), 4096);
+        let page = area.page();
         assert_eq!(page.reserved, 64);
         assert!(page.extend(key));
         assert_eq!(page.capacity(), 64);
