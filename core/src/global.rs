@@ -316,7 +316,7 @@ impl<P: PageProvider + 'static> Global<P> {
             snapshot.cross_thread_frees += cross_thread_frees as usize;
         }
         drop(pool);
-        let (mallocs, frees) = crate::census::page_calls(|owner| self.is_ours(owner));
+        let (mallocs, frees) = crate::census::page_calls(self.ours());
         snapshot.malloc_calls = snapshot.malloc_calls.wrapping_add(mallocs);
         snapshot.free_calls = snapshot.free_calls.wrapping_add(frees);
         (snapshot.resident_bytes, snapshot.resident_peak_bytes) = self.shared.memory.provider().resident();
@@ -333,16 +333,19 @@ impl<P: PageProvider + 'static> Global<P> {
             // SAFETY: a live heap (heaps_from); the cache's lengths are atomics.
             unsafe { (*heap).block_cache.count_seen(&mut cached_blocks) };
         }
-        let census = Census::take(&stats, self.shared.huge.cached(), &cached_blocks, |owner| self.is_ours(owner));
+        let census = Census::take(&stats, self.shared.huge.cached(), &cached_blocks, self.ours());
         (stats, census)
     }
 
-    /// Whether `owner`, a segment's owner (not one of the `*_OWNER`
-    /// constants) or `abandoned_by`, is a heap of this allocator: a
-    /// process with several `Global`s (the tests) shares one segment map.
-    fn is_ours(&self, owner: usize) -> bool {
-        // SAFETY: such an owner is a heap, and heaps are never unmapped.
-        unsafe { core::ptr::eq((*(owner as *const Heap<P>)).shared, &self.shared) }
+    /// Tells whether `owner`, a segment's owner (not one of the `*_OWNER`
+    /// constants) or `abandoned_by`, is one of this allocator's heaps made
+    /// so far: a process with several `Global`s (the tests) shares one
+    /// segment map. By address against the heap list (a snapshot of its
+    /// head: the walk needs no lock), never through `owner`, which may be
+    /// another allocator's heap of another layout.
+    fn ours(&self) -> impl Fn(usize) -> bool {
+        let first = self.heaps.lock().all;
+        move |owner| Self::heaps_from(first).any(|heap| heap as usize == owner)
     }
 
     /// Start the heap profiler: from now on about one allocation per `mean`
