@@ -143,9 +143,8 @@ impl HugeCache {
         let stitch = can_stitch && Self::worth_stitching(self.warm_bytes, map_size);
         // The slots are sorted by size: each candidate is the first warm
         // (or purged) slot on one side of a size.
-        let at = self.first_at_least(map_size);
-        let top = map_size.saturating_add(map_size / 64 * fit);
-        let fitting = (at..self.len).take_while(|&i| self.slots[i].size <= top);
+        let fitting = self.fitting(map_size, fit);
+        let at = fitting.start;
         let (i, reuse) = if let Some(i) = fitting.clone().find(|&i| self.slots[i].warm) {
             (i, Reuse::Warm)
         } else if let Some(i) = can_split.then(|| self.first_warm_from(self.first_at_least(split_min(map_size)))).flatten() {
@@ -164,8 +163,15 @@ impl HugeCache {
     /// 64ths larger is cached: one a request missed that a tolerance of
     /// `fit` would have served as it is.
     pub fn has_warm_fit(&self, map_size: usize, fit: usize) -> bool {
+        self.fitting(map_size, fit).any(|i| self.slots[i].warm)
+    }
+
+    /// Indices of the slots that serve `map_size` as they are: at least as
+    /// large, at most `fit` 64ths larger (smallest first; the slots are
+    /// sorted by size).
+    fn fitting(&self, map_size: usize, fit: usize) -> core::ops::Range<usize> {
         let top = map_size.saturating_add(map_size / 64 * fit);
-        (self.first_at_least(map_size)..self.len).take_while(|&i| self.slots[i].size <= top).any(|i| self.slots[i].warm)
+        self.first_at_least(map_size)..self.first_at_least(top.saturating_add(1))
     }
 
     /// The warm slot nearest `map_size` for a resize (`at`: the first slot

@@ -70,21 +70,20 @@ unsafe fn holder(segment: *mut Segment, ours: &impl Fn(usize) -> bool) -> Option
     }
 }
 
-/// Call `visit(index, page, taken, used)` for each page in use of a paged
-/// segment, reading only what any thread may read: flags, class, counts.
+/// Call `visit(index, page, taken, used)` for each page of a paged
+/// segment, in use or not; `visit` reads of the page only what any thread
+/// may read (flags, class).
 ///
 /// # Safety
 /// `segment` is a mapped paged header, read under the census lock (its
 /// geometry is fixed meanwhile).
-unsafe fn for_pages_in_use(segment: *mut Segment, mut visit: impl FnMut(usize, *const Page, u16, u16)) {
+unsafe fn for_each_page(segment: *mut Segment, mut visit: impl FnMut(usize, *const Page, u16, u16)) {
     // SAFETY: per the contract.
     unsafe {
         for index in 0..(*segment).page_count as usize {
             let page: *const Page = &raw const (*segment).pages[index];
-            if (*page).flags.load(Ordering::Acquire) & PAGE_UNUSED == 0 {
-                let (taken, used) = Page::counts_seen(page);
-                visit(index, page, taken, used);
-            }
+            let (taken, used) = Page::counts_seen(page);
+            visit(index, page, taken, used);
         }
     }
 }
@@ -101,11 +100,10 @@ pub fn page_calls(ours: impl Fn(usize) -> bool) -> (usize, usize) {
         unsafe {
             // Unused pages too: they keep their counts (page.rs).
             if matches!(holder(segment, &ours), Some(Holder::Heap | Holder::Abandoned)) {
-                for index in 0..(*segment).page_count as usize {
-                    let (taken, used) = Page::counts_seen(&raw const (*segment).pages[index]);
+                for_each_page(segment, |_, _, taken, used| {
                     mallocs += taken as usize;
                     frees = frees.wrapping_add(taken as usize).wrapping_sub(used as usize);
-                }
+                });
             }
         }
     });
@@ -167,19 +165,18 @@ impl Census {
     /// `segment` is a mapped header, read under the census lock.
     unsafe fn count_segment(&mut self, segment: *mut Segment, ours: &impl Fn(usize) -> bool) {
         // SAFETY: per the contract.
-        let held = unsafe { holder(segment, ours) };
-        match held {
+        match unsafe { holder(segment, ours) } {
             Some(Holder::Heap) => self.segments_owned += 1,
             Some(Holder::Abandoned) => self.segments_abandoned += 1,
-            Some(Holder::Cache) => self.segments_cached += 1,
-            None => {}
-        }
-        if !matches!(held, Some(Holder::Heap | Holder::Abandoned)) {
-            return;
+            Some(Holder::Cache) => return self.segments_cached += 1,
+            None => return,
         }
         // SAFETY: per the contract.
         unsafe {
-            for_pages_in_use(segment, |index, page, _taken, used| {
+            for_each_page(segment, |index, page, _taken, used| {
+                if (*page).flags.load(Ordering::Acquire) & PAGE_UNUSED != 0 {
+                    return;
+                }
                 let class = (*page).class();
                 let block_size = class_size(class);
                 let capacity = Segment::page_area(segment, index).1 / block_size;

@@ -84,11 +84,13 @@ impl<P: PageProvider + 'static> Global<P> {
     pub fn learned_capacities(&self) -> (usize, usize, usize) {
         let memory = &self.shared.memory;
         let options = &memory.options;
+        let fit_configured = memory.bigcache_fit_configured();
         (
             memory.segment_cache.learned(options.segment_cache.load(Ordering::Relaxed)),
             memory.bigcache.learned(options.bigcache_bytes.load(Ordering::Relaxed)),
-            match memory.bigcache_fit.learned(memory.bigcache_fit_configured()) {
-                fit if fit == memory.bigcache_fit_configured() => options.bigcache_fit_percent.load(Ordering::Relaxed),
+            match memory.bigcache_fit.learned(fit_configured) {
+                // Unmoved: the setting as given (64ths round it).
+                fit if fit == fit_configured => options.bigcache_fit_percent.load(Ordering::Relaxed),
                 fit => fit * 100 / 64,
             },
         )
