@@ -142,7 +142,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             if !block.is_null() {
                 return block;
             }
-            if page != empty_page() && (*page).free.get().is_null() && (*page).extend(self.list_key) {
+            if page != empty_page() && !(*page).has_free() && (*page).extend(self.list_key) {
                 return self.page_pop(page);
             }
         }
@@ -182,10 +182,10 @@ impl<P: PageProvider + 'static> Heap<P> {
         // SAFETY: per the contract.
         unsafe {
             self.collect(page);
-            if (*page).free.get().is_null() {
+            if !(*page).has_free() {
                 (*page).extend(self.list_key);
             }
-            !(*page).free.get().is_null()
+            (*page).has_free()
         }
     }
 
@@ -199,7 +199,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         unsafe {
             let block = (*page).pop(self.list_key, |block| self.taken_wrapped(block));
             if block.is_null() {
-                if !(*page).free.get().is_null() {
+                if (*page).has_free() {
                     self.shared.memory.fatal_at("corrupted free list (use after free?) at ", (*page).free.get() as usize);
                 }
             } else {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  Page (descriptor in the segment header)       block area
-//!  free ------------------------------------->  [next|mark|....] -> [next|mark|...] -> 0
+//!  free ------------------------------------->  [next|mark|....] -> [next|mark|...] -> end
 //!  thread_free (atomic, remote frees) -------->  [next|mark|....] -> ... -> 0   (+ DELAYED bit)
 //!  capacity(): blocks carved so far    reserved: blocks that fit
 //!  fast_capacity: capacity() while no flag is set, else 0 (the fast free
@@ -24,11 +24,15 @@
 //!
 //! Links are stored encoded (`next ^ list_key`) and every decoded link is
 //! checked to stay inside the block's segment, so a use-after-free write
-//! into a free block cannot make malloc return an arbitrary address.
+//! into a free block cannot make malloc return an arbitrary address. The
+//! local list ends at an address of the segment that no block has: the
+//! segment's first byte (`list_end`; any address at offset 0 of its
+//! segment ends a list, null included). The last link is then as plausible
+//! as the others, and a pop tests one condition, not also null.
 //! A free block's second word holds `block ^ marker_key`: finding it on
 //! free means the block is already free (double free). malloc clears it.
 
-use crate::config::{PAGE_EXTEND_BYTES, SEGMENT_SHIFT};
+use crate::config::{PAGE_EXTEND_BYTES, SEGMENT_MASK, SEGMENT_SHIFT};
 use core::cell::Cell;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU16, AtomicU8, AtomicUsize, Ordering};
@@ -157,7 +161,22 @@ pub fn encode(next: *mut Block, list_key: usize) -> usize {
     next as usize ^ list_key
 }
 
-/// Whether a decoded link may follow `from`: null or in the same segment.
+/// The end of the local free list of a page whose blocks start at
+/// `start`: its segment's first byte (the header's, never a block's).
+#[inline(always)]
+fn list_end(start: *mut u8) -> *mut Block {
+    (start as usize & !SEGMENT_MASK) as *mut Block
+}
+
+/// Whether `link` ends a local free list: an address at offset 0 of its
+/// segment (`list_end`), or null (a page never used: `Page::UNUSED`).
+#[inline(always)]
+pub fn is_list_end(link: *const Block) -> bool {
+    link as usize & SEGMENT_MASK == 0
+}
+
+/// Whether a decoded link may follow `from` in a remote list (which ends
+/// at null): null or in the same segment.
 #[inline(always)]
 pub fn link_is_plausible(from: *const Block, next: *const Block) -> bool {
     next.is_null() || ((from as usize ^ next as usize) >> SEGMENT_SHIFT) == 0
@@ -186,7 +205,7 @@ impl Page {
     /// Prepare an unused page to hold blocks of `block_size` bytes in the
     /// area `start..start + area_bytes`. No block is carved yet.
     pub fn init(&mut self, class: usize, block_size: usize, start: *mut u8, area_bytes: usize) {
-        self.free.set(null_mut());
+        self.free.set(list_end(start));
         // `used` is 0 (an unused page); `taken` stays, the page's share of
         // the calls until its segment folds it (segment_store.rs).
         self.fast_capacity.set(0);
@@ -226,7 +245,7 @@ impl Page {
     }
 
     /// Pop the first block of the local free list: null when the list is
-    /// empty, or when its link is implausible (then `free` stays non-null,
+    /// empty, or when its link is implausible (then `has_free` stays true,
     /// which tells the caller the list is corrupt). Clears the free marker
     /// and counts the block taken; when `taken` wraps (once in 2^16 pops),
     /// returns `wrapped(block)`, which folds 2^16 mallocs into the counters
@@ -238,13 +257,14 @@ impl Page {
     #[inline(always)]
     pub unsafe fn pop(&self, list_key: usize, wrapped: impl FnOnce(*mut Block) -> *mut Block) -> *mut Block {
         let block = self.free.get();
-        if block.is_null() {
-            return block;
+        if is_list_end(block) {
+            return null_mut();
         }
         // SAFETY: blocks on the local list are free blocks of this page.
         unsafe {
             let next = decode((*block).next, list_key);
-            if !link_is_plausible(block, next) {
+            // Its segment's (a block, or the list's end).
+            if (block as usize ^ next as usize) >> SEGMENT_SHIFT != 0 {
                 return null_mut();
             }
             self.free.set(next);
@@ -443,11 +463,17 @@ impl Page {
         true
     }
 
+    /// Whether the local free list has a block.
+    #[inline(always)]
+    pub fn has_free(&self) -> bool {
+        !is_list_end(self.free.get())
+    }
+
     /// Number of blocks on the local free list (for checks and tests).
     pub fn count_free(&self, list_key: usize) -> usize {
         let mut n = 0;
         let mut block = self.free.get();
-        while !block.is_null() {
+        while !is_list_end(block) {
             n += 1;
             // SAFETY: the local list only links blocks of this page.
             block = decode(unsafe { (*block).next }, list_key);
@@ -458,7 +484,7 @@ impl Page {
 
 /// A 4 KiB block area, aligned as pages' areas are (tests).
 #[cfg(test)]
-#[repr(align(64))]
+#[repr(align(4096))] // within one segment, as a page's area is
 pub(crate) struct TestArea(pub [u8; 4096]);
 
 #[cfg(test)]

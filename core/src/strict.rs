@@ -266,7 +266,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             }
             let block_size = (*page).block_size as usize;
             let next = (*page).free.get() as *const u8;
-            if !next.is_null() && (!core::ptr::eq(Page::block_of(page, next), next) || !Page::block_is_carved(page, next)) {
+            if (*page).has_free() && (!core::ptr::eq(Page::block_of(page, next), next) || !Page::block_is_carved(page, next)) {
                 self.shared.memory.fatal_in_class("corrupted free list (write after free?) at ", next as usize, block_size);
             }
             if was_freed(block, block_size, self.marker_key) {
