@@ -533,7 +533,9 @@ mod tests {
 
     #[test]
     fn a_page_carves_a_system_page_of_blocks_at_a_time_and_one_large_block_at_a_time() {
-        #[repr(C, align(4096))]
+        // Aligned to its size: inside one segment, as a page's area is (no
+        // block at a segment's first byte, which ends a list).
+        #[repr(C, align(65536))]
         struct Area([u8; 64 << 10]);
         let mut area = std::boxed::Box::new(Area([0; 64 << 10]));
         let key = 0x5a5a_0000;
@@ -550,6 +552,37 @@ mod tests {
             }
             assert_eq!(carved, page.reserved as usize, "block size {size}: every block carved in the end");
         }
+    }
+
+    #[test]
+    fn a_pop_refuses_a_link_out_of_the_segment_and_one_that_decodes_to_null() {
+        let mut area = TestArea([0; 4096]);
+        let key = 0x5a5a_0000;
+        let page = area.page();
+        assert!(page.extend(key));
+        let blocks = page.count_free(key);
+        let first = page.free.get();
+        let no_wrap = |block| block;
+        // The list ends at an address of its segment that no block has.
+        assert!(is_list_end(list_end(area.0.as_mut_ptr())) && !is_list_end(first));
+        // Null lies in the first segment, where no real segment is (its
+        // first page is never mapped); Miri may place the area there.
+        let null_is_foreign = first as usize >> SEGMENT_SHIFT != 0;
+        let bad_links = [core::ptr::null_mut(), (first as usize ^ (1 << SEGMENT_SHIFT)) as *mut Block];
+        for bad in bad_links.into_iter().skip(if null_is_foreign { 0 } else { 1 }) {
+            // A write after free into the first block's link.
+            unsafe { (*first).next = encode(bad, key) };
+            assert!(unsafe { page.pop(key, no_wrap) }.is_null(), "link {bad:p} refused");
+            assert!(page.has_free(), "the list stays as it was: the caller reports it");
+            assert_eq!(page.used(), 0);
+        }
+        // Mended, every block pops, then the list's end stops the pops.
+        unsafe { (*first).next = encode((first as usize + 64) as *mut Block, key) };
+        for _ in 0..blocks {
+            assert!(!unsafe { page.pop(key, no_wrap) }.is_null());
+        }
+        assert!(!page.has_free() && unsafe { page.pop(key, no_wrap) }.is_null());
+        assert_eq!(page.used() as usize, blocks);
     }
 
     #[test]
