@@ -171,7 +171,7 @@ fn list_end(start: *mut u8) -> *mut Block {
 /// Whether `link` ends a local free list: an address at offset 0 of its
 /// segment (`list_end`), or null (a page never used: `Page::UNUSED`).
 #[inline(always)]
-pub fn is_list_end(link: *const Block) -> bool {
+fn is_list_end(link: *const Block) -> bool {
     link as usize & SEGMENT_MASK == 0
 }
 
@@ -263,7 +263,7 @@ impl Page {
         // SAFETY: blocks on the local list are free blocks of this page.
         unsafe {
             let next = decode((*block).next, list_key);
-            // Its segment's (a block, or the list's end).
+            // In the block's segment (a block or the list's end), or corrupt.
             if (block as usize ^ next as usize) >> SEGMENT_SHIFT != 0 {
                 return null_mut();
             }
