@@ -98,12 +98,12 @@ impl HugeBlocks {
     /// widest tolerance was cached (split or resize would have served it
     /// otherwise, so only a provider that can do neither gets here).
     fn learn_fit<P: PageProvider>(memory: &Memory<P>, cache: &HugeCache, map_size: usize, taken: Option<(*mut Segment, Reuse)>) {
-        let learner = &memory.bigcache_fit;
-        let configured = memory.bigcache_fit_configured();
         let options = &memory.options;
         if options.learn.load(Ordering::Relaxed) == crate::config::LEARN_OFF {
             return;
         }
+        let learner = &memory.bigcache_fit;
+        let configured = memory.bigcache_fit_configured();
         match taken {
             Some((segment, Reuse::Warm)) => {
                 // SAFETY: a cached mapping's header starts it and is ours now.

@@ -175,11 +175,18 @@ fn is_list_end(link: *const Block) -> bool {
     link as usize & SEGMENT_MASK == 0
 }
 
+/// Whether a decoded link stays in `from`'s segment: a local list's link
+/// (a block or the list's end) must.
+#[inline(always)]
+fn in_segment_of(from: *const Block, next: *const Block) -> bool {
+    (from as usize ^ next as usize) >> SEGMENT_SHIFT == 0
+}
+
 /// Whether a decoded link may follow `from` in a remote list (which ends
 /// at null): null or in the same segment.
 #[inline(always)]
 pub fn link_is_plausible(from: *const Block, next: *const Block) -> bool {
-    next.is_null() || ((from as usize ^ next as usize) >> SEGMENT_SHIFT) == 0
+    next.is_null() || in_segment_of(from, next)
 }
 
 impl Page {
@@ -263,8 +270,7 @@ impl Page {
         // SAFETY: blocks on the local list are free blocks of this page.
         unsafe {
             let next = decode((*block).next, list_key);
-            // In the block's segment (a block or the list's end), or corrupt.
-            if (block as usize ^ next as usize) >> SEGMENT_SHIFT != 0 {
+            if !in_segment_of(block, next) {
                 return null_mut();
             }
             self.free.set(next);
