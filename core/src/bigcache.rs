@@ -606,25 +606,29 @@ mod tests {
     use super::*;
     use crate::testing::TestProvider;
 
-    /// A cache holding mappings of these sizes (MiB; purged when the flag
-    /// is false), over headers of their own (only `map_size` is read).
+    /// The unit of the sizes below: a MiB in the default geometry (half a
+    /// segment: the split rule counts in segments).
+    const UNIT: usize = SEGMENT_SIZE / 2;
+
+    /// A cache holding mappings of these sizes (units; purged when the
+    /// flag is false), over headers of their own (only `map_size` is read).
     fn cache_of(sizes: &[(usize, bool)]) -> (HugeCache, std::vec::Vec<core::mem::MaybeUninit<Segment>>) {
         let mut cache = HugeCache::new();
         let mut headers: std::vec::Vec<_> = sizes.iter().map(|_| core::mem::MaybeUninit::<Segment>::zeroed()).collect();
         for (tick, (&(mib, warm), header)) in sizes.iter().zip(headers.iter_mut()).enumerate() {
             let segment = header.as_mut_ptr();
             // SAFETY: a zeroed header of our own; map_size is a plain field.
-            unsafe { (*segment).map_size = mib << 20 };
-            cache.place(CacheSlot { segment, size: mib << 20, tick: tick as u64, cached_ms: 0, warm });
+            unsafe { (*segment).map_size = mib * UNIT };
+            cache.place(CacheSlot { segment, size: mib * UNIT, tick: tick as u64, cached_ms: 0, warm });
         }
         (cache, headers)
     }
 
     fn take_mib(cache: &mut HugeCache, mib_x4: usize, can_resize: bool, can_split: bool) -> Option<(usize, bool)> {
-        let taken = cache.take((mib_x4 << 20) / 4, 16, can_resize, can_split, false);
+        let taken = cache.take(mib_x4 * UNIT / 4, 16, can_resize, can_split, false);
         assert!(cache.slots[..cache.len].is_sorted_by_key(|slot| slot.size), "slots out of order");
         // SAFETY: the header is the test's.
-        taken.map(|(segment, reuse)| (unsafe { (*segment).map_size } >> 20, reuse == Reuse::Warm))
+        taken.map(|(segment, reuse)| (unsafe { (*segment).map_size } / UNIT, reuse == Reuse::Warm))
     }
 
     #[test]
@@ -632,7 +636,7 @@ mod tests {
         let sizes = [(20, true), (4, false), (9, true), (5, true), (4, true), (6, false)];
         let (mut cache, _headers) = cache_of(&sizes);
         assert!(cache.slots[..cache.len].is_sorted_by_key(|slot| slot.size));
-        assert_eq!(cache.cached(), (6, 48 << 20));
+        assert_eq!(cache.cached(), (6, 48 * UNIT));
         // A warm fit (at most 25 % larger) before a purged one of the same size.
         assert_eq!(take_mib(&mut cache, 16, true, true), Some((4, true)));
         assert_eq!(take_mib(&mut cache, 18, true, true), Some((5, true)));

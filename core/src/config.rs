@@ -15,7 +15,8 @@ use static_assertions::const_assert;
 //  tiny  <= SMALL_MAX  1 KiB in 64 KiB pages  1 KiB in 16 KiB pages
 //  mid   <= MEDIUM_MAX 64 KiB in 512 KiB      8 KiB in 64 KiB pages
 //  large <= LARGE_MAX  1 MiB, whole segment   128 KiB, whole segment
-//  segment map window  2^47 bytes (8 MiB)     2^36 bytes (32 KiB)
+//  segment map         one 2^47-byte window   up to 8 2^32-byte windows
+//                      (8 MiB)                (2 KiB each)
 //
 // A size class's page is the least memory it takes: in an arena of a few
 // MiB, 2 MiB large pages would leave room for a handful of classes.
@@ -45,6 +46,7 @@ mod pages {
     pub const LARGE_MAX: usize = 1 << 20;
     pub const HEAP_CHUNK_BYTES: usize = 256 << 10;
     pub const MAP_WINDOW_BITS: usize = 47;
+    pub const MAP_WINDOWS: usize = 1;
 }
 #[cfg(feature = "small-segments")]
 mod pages {
@@ -53,7 +55,8 @@ mod pages {
     pub const MEDIUM_MAX: usize = 8 << 10;
     pub const LARGE_MAX: usize = 128 << 10;
     pub const HEAP_CHUNK_BYTES: usize = 32 << 10;
-    pub const MAP_WINDOW_BITS: usize = 36;
+    pub const MAP_WINDOW_BITS: usize = 32;
+    pub const MAP_WINDOWS: usize = 8;
 }
 pub use pages::{MEDIUM_PAGE_SHIFT, SMALL_PAGE_SHIFT};
 pub const LARGE_PAGE_SHIFT: usize = SEGMENT_SHIFT; // one page per segment
@@ -67,10 +70,15 @@ pub const MEDIUM_MAX: usize = pages::MEDIUM_MAX;
 /// gets a mapping of its own.
 pub const LARGE_MAX: usize = pages::LARGE_MAX;
 
-/// The segment map covers one aligned window of `2^MAP_WINDOW_BITS` bytes
-/// of address space (the one the first segment lies in), one bit per
-/// segment; memory the provider returns outside it is not used.
+/// The segment map covers aligned windows of `2^MAP_WINDOW_BITS` bytes of
+/// address space, one bit per segment: the one the first segment lies in,
+/// and up to `MAP_WINDOWS - 1` more, claimed as segments land outside them
+/// (the default window is a whole half of a 48-bit address space; the
+/// small geometry's 4 GiB ones hold an arena each, or a host's heap and
+/// its mappings, in little static memory); memory the provider returns
+/// outside them all is not used.
 pub const MAP_WINDOW_BITS: usize = pages::MAP_WINDOW_BITS;
+pub const MAP_WINDOWS: usize = pages::MAP_WINDOWS;
 
 /// Every block is at least this aligned (glibc's MALLOC_ALIGNMENT on x86_64).
 pub const MIN_ALIGN: usize = 16;
@@ -221,4 +229,4 @@ const_assert!(LARGE_MAX <= SEGMENT_SIZE - SEGMENT_HEADER_BYTES);
 const_assert!(MIN_BLOCK >= 2 * core::mem::size_of::<usize>());
 const_assert!(SEGMENT_HEADER_BYTES.is_multiple_of(MIN_ALIGN));
 const_assert!(MAX_PAGES_PER_SEGMENT <= 32); // Segment::dirty is a u32 bitmask
-const_assert!(MAP_WINDOW_BITS > SEGMENT_SHIFT + 6 && MAP_WINDOW_BITS < usize::BITS as usize);
+const_assert!(MAP_WINDOW_BITS > SEGMENT_SHIFT + 6 && MAP_WINDOW_BITS < usize::BITS as usize && MAP_WINDOWS >= 1);

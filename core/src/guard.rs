@@ -6,7 +6,8 @@
 //!
 //! ```text
 //!  segment   [ header | guard | page 0 ... | ... | last page | guard ]
-//!                       (to SEGMENT_HEADER_BYTES)   (tail_guard: one OS page)
+//!                       (to SEGMENT_HEADER_BYTES,   (tail_guard: one OS page)
+//!                        at least one OS page)
 //!  huge      [ header | guard | slack | block ... | slack | guard ]
 //!                               canary ^           ^ canary  (< one OS page each)
 //!  (aligned to 2 MiB or more, the mapping starts with unguarded alignment
@@ -25,7 +26,7 @@
 //! segment keeps its guards for its next kind); no byte of a guard is
 //! written by the allocator.
 
-use crate::config::{SEGMENT_HEADER_BYTES, SEGMENT_SIZE};
+use crate::config::SEGMENT_SIZE;
 use crate::memory::Memory;
 use crate::message::MessageBuffer;
 use crate::provider::PageProvider;
@@ -38,6 +39,12 @@ const SLACK_CANARY: u8 = 0xCA;
 /// End of the OS pages a segment header occupies: the front guard starts there.
 fn header_end<P: PageProvider>() -> usize {
     core::mem::size_of::<Segment>().next_multiple_of(P::PAGE_SIZE)
+}
+
+/// End of a guarded segment's front guard: where page 0, or the area of a
+/// guarded huge block, starts (at least one OS page after the header's).
+pub fn front_guard_end<P: PageProvider>() -> usize {
+    Segment::first_block_offset(P::PAGE_SIZE)
 }
 
 /// Make `start..end` (page aligned, inside one mapping; empty when
@@ -62,7 +69,7 @@ pub unsafe fn guard_segment<P: PageProvider>(memory: &Memory<P>, segment: *mut S
     let base = segment as usize;
     // SAFETY: per the contract, both ranges are unused memory of the segment.
     unsafe {
-        protect(memory, base + header_end::<P>(), base + SEGMENT_HEADER_BYTES);
+        protect(memory, base + header_end::<P>(), base + front_guard_end::<P>());
         let end = base + (*segment).map_size;
         protect(memory, end - P::PAGE_SIZE, end);
         (*segment).tail_guard = P::PAGE_SIZE as u32;
@@ -172,7 +179,7 @@ pub fn report_fault<P: PageProvider>(memory: &Memory<P>, addr: usize) {
             let first_class = (*segment).pages[0].block_size as usize;
             if addr >= base + SEGMENT_SIZE - (*segment).tail_guard as usize {
                 ("heap overflow", " at the end of segment ", base, last_class)
-            } else if addr >= base + header_end::<P>() && addr < base + SEGMENT_HEADER_BYTES {
+            } else if addr >= base + header_end::<P>() && addr < base + front_guard_end::<P>() {
                 ("heap underflow", " before the first page of segment ", base, first_class)
             } else {
                 return;

@@ -227,6 +227,8 @@ impl HugeBlocks {
     /// mode, guard.rs; never cached): its usable size is `size`.
     fn alloc_guarded<P: PageProvider>(memory: &Memory<P>, size: usize, align: usize) -> Option<(*mut u8, bool)> {
         let (block_offset, header_offset) = huge_layout(align);
+        // The block area starts past the front guard (guard.rs).
+        let block_offset = block_offset.max(guard::front_guard_end::<P>()).next_multiple_of(align.min(SEGMENT_SIZE));
         let map_size = guard::huge_map_size::<P>(header_offset + block_offset, size);
         let segment = Self::map_fresh(memory, map_size, align, header_offset)?;
         // SAFETY: a fresh mapping sized by huge_map_size, ours.
@@ -408,12 +410,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layout_keeps_the_block_within_2_mib_of_its_header() {
+    fn layout_keeps_the_block_within_a_segment_of_its_header() {
         let layout = core::hint::black_box(huge_layout);
         assert_eq!(layout(16), (SEGMENT_HEADER_BYTES, 0));
-        assert_eq!(layout(1 << 20), (1 << 20, 0));
+        assert_eq!(layout(SEGMENT_SIZE / 2), (SEGMENT_SIZE / 2, 0));
         assert_eq!(layout(SEGMENT_SIZE), (SEGMENT_SIZE, 0));
-        assert_eq!(layout(4 << 20), (SEGMENT_SIZE, 2 << 20));
+        assert_eq!(layout(2 * SEGMENT_SIZE), (SEGMENT_SIZE, SEGMENT_SIZE));
         assert_eq!(layout(1 << 30), (SEGMENT_SIZE, (1 << 30) - SEGMENT_SIZE));
     }
 }

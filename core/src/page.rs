@@ -488,18 +488,42 @@ impl Page {
     }
 }
 
-/// A 4 KiB block area, aligned as pages' areas are (tests).
+/// A 4 KiB block area, aligned as pages' areas are, inside one segment
+/// and not at its first byte (where no block of a real page is: it ends a
+/// list) (tests).
 #[cfg(test)]
-#[repr(align(4096))] // within one segment, as a page's area is
-pub(crate) struct TestArea(pub [u8; 4096]);
+#[repr(align(4096))]
+pub(crate) struct TestArea([u8; 8192]);
 
 #[cfg(test)]
 impl TestArea {
+    pub(crate) fn new() -> Self {
+        TestArea([0; 8192])
+    }
+
+    /// The area's first byte: the second half of the memory when the first
+    /// starts a segment.
+    pub(crate) fn start(&mut self) -> *mut u8 {
+        not_at_a_segment_start(self.0.as_mut_ptr(), 4096)
+    }
+
     /// A page of 64-byte blocks over the area, none carved yet.
     pub(crate) fn page(&mut self) -> Page {
         let mut page = Page::UNUSED;
-        page.init(0, 64, self.0.as_mut_ptr(), 4096);
+        page.init(0, 64, self.start(), 4096);
         page
+    }
+}
+
+/// Of two adjacent `half`-byte areas at `memory` (`half`-aligned, so
+/// neither crosses a segment boundary), the first unless it starts a
+/// segment (tests).
+#[cfg(test)]
+pub(crate) fn not_at_a_segment_start(memory: *mut u8, half: usize) -> *mut u8 {
+    if memory as usize & SEGMENT_MASK == 0 {
+        memory.wrapping_add(half)
+    } else {
+        memory
     }
 }
 
@@ -539,16 +563,17 @@ mod tests {
 
     #[test]
     fn a_page_carves_a_system_page_of_blocks_at_a_time_and_one_large_block_at_a_time() {
-        // Aligned to its size: inside one segment, as a page's area is (no
-        // block at a segment's first byte, which ends a list).
+        // Two areas aligned to their size: inside one segment, as a page's
+        // area is; the one not at a segment's first byte (which ends a list).
         #[repr(C, align(65536))]
-        struct Area([u8; 64 << 10]);
-        let mut area = std::boxed::Box::new(Area([0; 64 << 10]));
+        struct Area([u8; 128 << 10]);
+        let mut area = std::boxed::Box::new(Area([0; 128 << 10]));
+        let start = not_at_a_segment_start(area.0.as_mut_ptr(), 64 << 10);
         let key = 0x5a5a_0000;
         // (block size, blocks per carve): 4 KiB worth, or one block.
         for (size, run) in [(64, 64), (1024, 4), (4096, 1), (12288, 1)] {
             let mut page = Page::UNUSED;
-            page.init(0, size, area.0.as_mut_ptr(), 64 << 10);
+            page.init(0, size, start, 64 << 10);
             let mut carved = 0;
             while page.extend(key) {
                 let expected = run.min(page.reserved as usize - carved);
@@ -562,7 +587,7 @@ mod tests {
 
     #[test]
     fn a_pop_refuses_a_link_out_of_the_segment_and_one_that_decodes_to_null() {
-        let mut area = TestArea([0; 4096]);
+        let mut area = TestArea::new();
         let key = 0x5a5a_0000;
         let page = area.page();
         assert!(page.extend(key));
@@ -570,7 +595,7 @@ mod tests {
         let first = page.free.get();
         let no_wrap = |block| block;
         // The list ends at an address of its segment that no block has.
-        assert!(is_list_end(list_end(area.0.as_mut_ptr())) && !is_list_end(first));
+        assert!(is_list_end(list_end(area.start())) && !is_list_end(first));
         // Null lies in the first segment, where no real segment is (its
         // first page is never mapped); Miri may place the area there.
         let null_is_foreign = first as usize >> SEGMENT_SHIFT != 0;
@@ -593,7 +618,7 @@ mod tests {
 
     #[test]
     fn pops_count_taken_and_used_in_one_word_and_report_each_wrap() {
-        let mut area = TestArea([0; 4096]);
+        let mut area = TestArea::new();
         let key = 0x5a5a_0000;
         let page = area.page();
         assert!(page.extend(key));

@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn extend_collect_and_delayed_flag() {
-        let mut area = crate::page::TestArea([0; 4096]);
+        let mut area = crate::page::TestArea::new();
         let key = 0x5a5a_0000;
         let page = area.page();
         assert_eq!(page.reserved, 64);

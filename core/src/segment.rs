@@ -32,7 +32,7 @@
 //!   constants below (never 0, so a thread without a heap never matches).
 
 use crate::class::{class_size, SegmentKind};
-use crate::config::{MAP_WINDOW_BITS, MAX_PAGES_PER_SEGMENT, SEGMENT_HEADER_BYTES, SEGMENT_MASK, SEGMENT_SHIFT, SEGMENT_SIZE};
+use crate::config::{MAP_WINDOWS, MAP_WINDOW_BITS, MAX_PAGES_PER_SEGMENT, SEGMENT_HEADER_BYTES, SEGMENT_MASK, SEGMENT_SHIFT, SEGMENT_SIZE};
 use crate::memory::Memory;
 use crate::page::{Page, PAGE_UNUSED};
 use crate::provider::PageProvider;
@@ -293,10 +293,23 @@ impl Segment {
     pub unsafe fn page_area(this: *mut Segment, index: usize) -> (*mut u8, usize) {
         // SAFETY: per the contract.
         let (page_shift, tail_guard, len) = unsafe { ((*this).page_shift as usize, (*this).tail_guard as usize, (*this).map_size) };
-        let start = if index == 0 { SEGMENT_HEADER_BYTES } else { index << page_shift };
+        let start = if index == 0 { Segment::first_block_offset(tail_guard) } else { index << page_shift };
         // A short segment's last page ends with its mapping.
         let end = ((index + 1) << page_shift).min(len.min(SEGMENT_SIZE) - tail_guard);
         ((this as usize + start) as *mut u8, end - start)
+    }
+
+    /// Where page 0's blocks start: after the header; in a guarded segment
+    /// (strict mode, guard.rs: `guard` is the guard's size, an OS page,
+    /// else 0) after the guard page between the header's pages and page 0,
+    /// which needs a page of its own where the header fills
+    /// `SEGMENT_HEADER_BYTES` (the small geometry's).
+    pub const fn first_block_offset(guard: usize) -> usize {
+        if guard == 0 {
+            SEGMENT_HEADER_BYTES
+        } else {
+            max(SEGMENT_HEADER_BYTES, core::mem::size_of::<Segment>().next_multiple_of(guard) + guard)
+        }
     }
 
     /// Bytes of the segment's dirty pages (as counted by heaps' purge policy).
@@ -510,99 +523,200 @@ impl Segment {
 }
 
 // ---------------------------------------------------------------------------
-// The segment map: one bit per segment of one aligned window of
+// The segment map: one bit per segment of an aligned window of
 // 2^MAP_WINDOW_BITS bytes (8 MiB of zero-initialised static memory for the
-// default 47-bit window, touched only where segments live). The window is
-// the one the first segment lies in (`WINDOW`): the low half of a process's
-// address space, or a kernel's higher half, or any canonical range (57-bit
-// addresses included). An address outside the window is never known, so
-// a pointer from the other half is reported, not aliased onto this one; a
-// mapping the provider returns outside the window is not used.
+// default 47-bit window, touched only where segments live), for up to
+// `MAP_WINDOWS` windows. The first window is the one the first segment lies
+// in: the low half of a process's address space, or a kernel's higher
+// half, or any canonical range (57-bit addresses included); it is the one
+// the lookups try first. Further windows are claimed as segments land
+// outside those claimed (the small geometry's 64 GiB windows: a host's
+// heap and its mappings, an arena grown from regions far apart), and stay
+// claimed. An address outside every claimed window is never known, so a
+// pointer from the other half is reported, not aliased onto this one; a
+// mapping the provider returns outside them all is not used.
 
 const MAP_WORDS: usize = 1 << (MAP_WINDOW_BITS - SEGMENT_SHIFT - 6);
-
-static SEGMENT_MAP: [AtomicU64; MAP_WORDS] = [const { AtomicU64::new(0) }; MAP_WORDS];
-
-/// The window's base address (its high bits), set by the first insert;
-/// `NO_WINDOW` before (no address has those bits, and the map is empty).
-static WINDOW: AtomicUsize = AtomicUsize::new(NO_WINDOW);
 const NO_WINDOW: usize = 1;
 const WINDOW_MASK: usize = (1 << MAP_WINDOW_BITS) - 1;
 
-/// The map word and bit of a segment in the window.
+/// One window of the map.
+struct MapWindow {
+    /// The window's base address (its high bits), set when the window is
+    /// claimed; `NO_WINDOW` before (no address has those bits).
+    base: AtomicUsize,
+    bits: [AtomicU64; MAP_WORDS],
+    /// The range of words that ever held a segment: a census reads only
+    /// these (the default geometry's window is 8 MiB, most of it never
+    /// touched).
+    words_used: (AtomicUsize, AtomicUsize),
+}
+
+impl MapWindow {
+    const fn new() -> Self {
+        MapWindow {
+            base: AtomicUsize::new(NO_WINDOW),
+            bits: [const { AtomicU64::new(0) }; MAP_WORDS],
+            words_used: (AtomicUsize::new(MAP_WORDS), AtomicUsize::new(0)),
+        }
+    }
+
+    #[inline(always)]
+    fn holds(&self, segment: *const Segment) -> bool {
+        let (word, bit) = map_slot(segment);
+        self.bits[word].load(Ordering::Relaxed) & bit != 0
+    }
+}
+
+/// The map word and bit of a segment in its window.
 #[inline(always)]
 fn map_slot(segment: *const Segment) -> (usize, u64) {
     let index = (segment as usize & WINDOW_MASK) >> SEGMENT_SHIFT;
     (index >> 6, 1u64 << (index & 63))
 }
 
+/// The segment map: `WINDOWS` windows, claimed in order.
+struct SegmentMap<const WINDOWS: usize> {
+    windows: [MapWindow; WINDOWS],
+}
+
+static SEGMENT_MAP: SegmentMap<MAP_WINDOWS> = SegmentMap::new();
+
+impl<const WINDOWS: usize> SegmentMap<WINDOWS> {
+    const fn new() -> Self {
+        SegmentMap { windows: [const { MapWindow::new() }; WINDOWS] }
+    }
+
+    /// The claimed window that holds `addr`, if any.
+    fn window_of(&self, addr: usize) -> Option<&MapWindow> {
+        let base = addr & !WINDOW_MASK;
+        self.windows.iter().find(|window| window.base.load(Ordering::Relaxed) == base)
+    }
+
+    #[inline(always)]
+    fn is_known(&self, segment: *const Segment) -> bool {
+        let first = &self.windows[0];
+        if segment as usize & !WINDOW_MASK == first.base.load(Ordering::Relaxed) {
+            first.holds(segment)
+        } else {
+            WINDOWS > 1 && self.known_in_another_window(segment)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn known_in_another_window(&self, segment: *const Segment) -> bool {
+        self.window_of(segment as usize).is_some_and(|window| window.holds(segment))
+    }
+
+    fn at_or_below(&self, addr: usize) -> Option<*mut Segment> {
+        let window = self.window_of(addr)?;
+        let index = (addr & WINDOW_MASK) >> SEGMENT_SHIFT;
+        let (mut word, mut mask) = (index >> 6, u64::MAX >> (63 - (index & 63)));
+        // Only the words that ever held a segment (a fault far above them,
+        // a stack overflow say, does not scan the whole map).
+        let (lowest, end) = (window.words_used.0.load(Ordering::Relaxed), window.words_used.1.load(Ordering::Relaxed));
+        if end == 0 || word < lowest {
+            return None;
+        }
+        if word >= end {
+            (word, mask) = (end - 1, u64::MAX);
+        }
+        loop {
+            let bits = window.bits[word].load(Ordering::Acquire) & mask;
+            if bits != 0 {
+                let index = word * 64 + 63 - bits.leading_zeros() as usize;
+                return Some(((addr & !WINDOW_MASK) | index << SEGMENT_SHIFT) as *mut Segment);
+            }
+            if word <= lowest {
+                return None;
+            }
+            (word, mask) = (word - 1, u64::MAX);
+        }
+    }
+
+    fn insert(&self, segment: *const Segment) -> bool {
+        let Some(window) = self.window_of(segment as usize).or_else(|| self.claim_window(segment as usize & !WINDOW_MASK)) else {
+            return false;
+        };
+        let (word, bit) = map_slot(segment);
+        // Loads first: the range rarely moves, and each read-modify-write
+        // is a locked instruction.
+        if window.words_used.0.load(Ordering::Relaxed) > word {
+            window.words_used.0.fetch_min(word, Ordering::Relaxed);
+        }
+        if window.words_used.1.load(Ordering::Relaxed) <= word {
+            window.words_used.1.fetch_max(word + 1, Ordering::Relaxed);
+        }
+        window.bits[word].fetch_or(bit, Ordering::Release);
+        true
+    }
+
+    /// Claim the first unclaimed window for `base` (or find it claimed by a
+    /// racing insert: windows are claimed in order, so two inserts of one
+    /// base meet at the same one). `None` when every window holds another
+    /// base.
+    #[cold]
+    fn claim_window(&self, base: usize) -> Option<&MapWindow> {
+        self.windows.iter().find(|window| match window.base.compare_exchange(NO_WINDOW, base, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => true,
+            Err(claimed) => claimed == base,
+        })
+    }
+
+    /// The caller holds `HEADER_CENSUS`.
+    fn remove(&self, segment: *const Segment) {
+        if let Some(window) = self.window_of(segment as usize) {
+            let (word, bit) = map_slot(segment);
+            window.bits[word].fetch_and(!bit, Ordering::Release);
+        }
+    }
+
+    /// Every segment in the map, window by window. The caller holds
+    /// `HEADER_CENSUS`.
+    fn visit(&self, mut visit: impl FnMut(*mut Segment)) {
+        for window in &self.windows {
+            let base = window.base.load(Ordering::Relaxed);
+            let used = window.words_used.0.load(Ordering::Relaxed)..window.words_used.1.load(Ordering::Relaxed);
+            for (word_index, word) in window.bits.iter().enumerate().take(used.end).skip(used.start) {
+                let mut bits = word.load(Ordering::Acquire);
+                while bits != 0 {
+                    let index = (word_index << 6) | bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    visit((base | (index << SEGMENT_SHIFT)) as *mut Segment);
+                }
+            }
+        }
+    }
+}
+
 /// Whether `segment` is a header hakmem mapped (and has not unmapped).
 #[inline(always)]
 pub fn segment_is_known(segment: *const Segment) -> bool {
-    let (word, bit) = map_slot(segment);
-    (segment as usize & !WINDOW_MASK) == WINDOW.load(Ordering::Relaxed) && SEGMENT_MAP[word].load(Ordering::Relaxed) & bit != 0
+    SEGMENT_MAP.is_known(segment)
 }
 
 /// The highest known segment header at or below `addr` (the address of a
 /// fault: strict mode's guard report looks up the mapping it lies in),
-/// scanning the map down a word at a time.
+/// scanning its window's map down a word at a time.
 pub fn segment_at_or_below(addr: usize) -> Option<*mut Segment> {
-    let high = addr & !WINDOW_MASK;
-    if high != WINDOW.load(Ordering::Relaxed) {
-        return None;
-    }
-    let index = (addr & WINDOW_MASK) >> SEGMENT_SHIFT;
-    let (mut word, mut mask) = (index >> 6, u64::MAX >> (63 - (index & 63)));
-    // Only the words that ever held a segment (a fault far above them,
-    // a stack overflow say, does not scan the whole map).
-    let (lowest, end) = (MAP_WORDS_USED.0.load(Ordering::Relaxed), MAP_WORDS_USED.1.load(Ordering::Relaxed));
-    if end == 0 || word < lowest {
-        return None;
-    }
-    if word >= end {
-        (word, mask) = (end - 1, u64::MAX);
-    }
-    loop {
-        let bits = SEGMENT_MAP[word].load(Ordering::Acquire) & mask;
-        if bits != 0 {
-            let index = word * 64 + 63 - bits.leading_zeros() as usize;
-            return Some((high | index << SEGMENT_SHIFT) as *mut Segment);
-        }
-        if word <= lowest {
-            return None;
-        }
-        (word, mask) = (word - 1, u64::MAX);
-    }
+    SEGMENT_MAP.at_or_below(addr)
 }
 
 /// Record that a segment header is mapped at `segment`. False when it lies
-/// outside the map's window (the caller must not use it).
+/// outside every window and none is left to claim (the caller must not
+/// use it).
 #[must_use]
 pub fn segment_map_insert(segment: *const Segment) -> bool {
-    let high = segment as usize & !WINDOW_MASK;
-    if let Err(window) = WINDOW.compare_exchange(NO_WINDOW, high, Ordering::Relaxed, Ordering::Relaxed) {
-        if window != high {
-            return false;
-        }
-    }
-    let (word, bit) = map_slot(segment);
-    MAP_WORDS_USED.0.fetch_min(word, Ordering::Relaxed);
-    MAP_WORDS_USED.1.fetch_max(word + 1, Ordering::Relaxed);
-    SEGMENT_MAP[word].fetch_or(bit, Ordering::Release);
-    true
+    SEGMENT_MAP.insert(segment)
 }
 
 /// Record that the segment header at `segment` is about to be unmapped
 /// (waits for a census reading the headers to finish).
 pub fn segment_map_remove(segment: *const Segment) {
-    let (word, bit) = map_slot(segment);
     let _census = HEADER_CENSUS.lock();
-    SEGMENT_MAP[word].fetch_and(!bit, Ordering::Release);
+    SEGMENT_MAP.remove(segment);
 }
-
-/// The range of map words that ever held a segment: a census reads only
-/// these (the whole map is 8 MiB, most of it never touched).
-static MAP_WORDS_USED: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(MAP_WORDS), AtomicUsize::new(0));
 
 /// Held while a census reads the headers of the segment map, and while a
 /// header leaves the map or a mapped header changes its geometry
@@ -614,18 +728,9 @@ static HEADER_CENSUS: spin::Mutex<()> = spin::Mutex::new(());
 /// with no header unmapped or re-shaped meanwhile. For statistics: the
 /// owners go on allocating and freeing, so what `visit` reads of pages
 /// is a snapshot.
-pub fn census(mut visit: impl FnMut(*mut Segment)) {
+pub fn census(visit: impl FnMut(*mut Segment)) {
     let _census = HEADER_CENSUS.lock();
-    let window = WINDOW.load(Ordering::Relaxed);
-    let used = MAP_WORDS_USED.0.load(Ordering::Relaxed)..MAP_WORDS_USED.1.load(Ordering::Relaxed);
-    for (word_index, word) in SEGMENT_MAP.iter().enumerate().take(used.end).skip(used.start) {
-        let mut bits = word.load(Ordering::Acquire);
-        while bits != 0 {
-            let index = (word_index << 6) | bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            visit((window | (index << SEGMENT_SHIFT)) as *mut Segment);
-        }
-    }
+    SEGMENT_MAP.visit(visit);
 }
 
 /// Take the census lock for `fork` (see `Global::lock_all`).
@@ -675,5 +780,55 @@ mod tests {
             segment_map_remove(segment);
             std::alloc::dealloc(segment.cast(), layout);
         }
+    }
+}
+
+#[cfg(test)]
+mod map_tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    /// A map of its own (not the process's): three windows, unclaimed.
+    fn map_of_three() -> std::boxed::Box<SegmentMap<3>> {
+        // Zeroed on the heap: the default geometry's windows are 8 MiB each.
+        // SAFETY: all-zero atomics are valid; the bases and ranges are set next.
+        let map = unsafe { std::boxed::Box::<SegmentMap<3>>::new_zeroed().assume_init() };
+        for window in &map.windows {
+            window.base.store(NO_WINDOW, Ordering::Relaxed);
+            window.words_used.0.store(MAP_WORDS, Ordering::Relaxed);
+        }
+        map
+    }
+
+    #[test]
+    fn the_map_claims_a_window_per_address_range_and_refuses_addresses_past_its_windows() {
+        let map = map_of_three();
+        // Addresses only: the map never reads a header.
+        let window = |n: usize| n << MAP_WINDOW_BITS;
+        let at = |w: usize, index: usize| (window(w) + index * SEGMENT_SIZE) as *const Segment;
+        let (a, b, c, d) = (at(1, 3), at(5, 7), at(9, 64), at(12, 1));
+        assert!(map.insert(a));
+        assert_eq!(map.windows[0].base.load(Ordering::Relaxed), window(1), "the first segment's window comes first");
+        assert!(map.is_known(a) && !map.is_known(at(1, 4)));
+        assert!(!map.is_known(at(5, 3)), "the same offset in another window is not aliased");
+        assert!(map.insert(b) && map.insert(c));
+        assert!(map.is_known(b) && map.is_known(c) && map.is_known(a));
+        assert!(!map.insert(d), "a fourth window");
+        assert!(!map.is_known(d));
+        assert_eq!(map.at_or_below(b as usize + 100), Some(b as *mut Segment));
+        assert_eq!(map.at_or_below(c as usize + SEGMENT_SIZE * 1000), Some(c as *mut Segment));
+        assert_eq!(map.at_or_below(at(5, 6) as usize), None, "nothing below b in its window");
+        assert_eq!(map.at_or_below(d as usize), None);
+        let visited = |map: &SegmentMap<3>| {
+            let mut seen = Vec::new();
+            map.visit(|segment| seen.push(segment as *const Segment));
+            seen
+        };
+        assert_eq!(visited(&map), [a, b, c]);
+        map.remove(b);
+        assert!(!map.is_known(b) && map.is_known(a) && map.is_known(c));
+        assert_eq!(visited(&map), [a, c]);
+        assert!(map.insert(at(5, 2)), "a claimed window stays claimed");
     }
 }

@@ -24,27 +24,6 @@ fn heap(global: &'static Global<TestProvider>) -> &'static mut Heap<TestProvider
     unsafe { &mut *global.heap_acquire() }
 }
 
-/// Give `arena` (a static of this binary) to `provider`, when it lies in
-/// one segment-map window with every other static (`ANCHOR` stands for
-/// them); else say the test is skipped and return false. The small
-/// geometry's window is 64 GiB, fixed by the first segment mapped: where
-/// the binary is loaded, a window boundary falls between its statics about
-/// once in 400 runs, and the arena's segments outside the window cannot be
-/// used.
-fn add_static_in_window<H: crate::ArenaHost>(provider: &crate::Arena<H>, arena: &'static mut [u8]) -> bool {
-    use crate::config::MAP_WINDOW_BITS;
-    static ANCHOR: u8 = 0;
-    let window = |address: usize| address >> MAP_WINDOW_BITS;
-    let start = arena.as_ptr() as usize;
-    let one = window(start) == window(start + arena.len() - 1) && window(start) == window(&raw const ANCHOR as usize);
-    if one {
-        provider.add_static(arena);
-    } else {
-        std::eprintln!("skipped: this run's load address puts a segment-map window boundary among the test statics");
-    }
-    one
-}
-
 /// Byte `i` of a block filled with `seed` is `seed + i` (mod 256): the
 /// pattern repeats every 256 bytes, so `fill` and `verify` go a run of 256
 /// at a time (memcpy and memcmp: quick under Miri too).
@@ -437,7 +416,9 @@ fn out_of_memory_returns_null_and_recovers_nothing_lost() {
         }
         blocks.push(p);
     }
-    assert!(blocks.len() >= 32 * 60, "a whole segment's blocks were served: {}", blocks.len());
+    // A segment's 1 KiB blocks, less a page's worth for the header.
+    let whole_segment = (SEGMENT_SIZE - (2 << crate::config::SMALL_PAGE_SHIFT)) / 1024;
+    assert!(blocks.len() >= whole_segment, "a whole segment's blocks were served: {}", blocks.len());
     assert!(heap.malloc(5 << 20).is_null());
     assert!(heap.malloc_aligned(64, 1 << 22).is_null());
     assert!(heap.calloc(usize::MAX / 2, 4).is_null(), "overflow");
@@ -713,6 +694,8 @@ fn threads_exit_then_trim_then_allocation_stays_consistent() {
     let main = heap(global);
     let hp = main as *mut Heap<TestProvider>;
     let keep: Vec<usize> = (0..500).map(|i| main.malloc(24 + i % 700) as usize).collect();
+    // One segment in the default geometry, two in the small one.
+    let main_segments = global.stats().segments_mapped;
     std::thread::scope(|s| {
         for t in 0..4 {
             s.spawn(move || {
@@ -732,7 +715,7 @@ fn threads_exit_then_trim_then_allocation_stays_consistent() {
         }
     });
     // Exiting threads already released their empty segments.
-    assert_eq!(global.stats().segments_mapped, 1, "{:?}", global.stats());
+    assert_eq!(global.stats().segments_mapped, main_segments, "{:?}", global.stats());
     // SAFETY: this thread's heap.
     unsafe { global.trim(hp) };
     main.check_invariants();
@@ -804,9 +787,7 @@ fn static_arena_kernel_style_embedding() {
     static HEAP: LockedHeap<Arena<Host>> = LockedHeap::new(&GLOBAL);
     // SAFETY: the only reference ever made to ARENA.
     let arena = unsafe { core::slice::from_raw_parts_mut((&raw mut ARENA).cast::<u8>(), ARENA_BYTES) };
-    if !add_static_in_window(GLOBAL.provider(), arena) {
-        return;
-    }
+    GLOBAL.provider().add_static(arena);
 
     let mut live = Vec::new();
     let mut rng = 9u64;
@@ -1256,21 +1237,24 @@ fn a_warm_cached_huge_block_is_resized_to_serve_another_size() {
     global.provider().clock_ms.store(5000, Ordering::SeqCst);
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
-    let a = heap.malloc(7 << 20);
-    fill(a, 1 << 20, 3);
+    // Sizes in segments (7 and 5 MiB in the default geometry).
+    let (a_size, b_size) = (7 * SEGMENT_SIZE / 2, 5 * SEGMENT_SIZE / 2);
+    let a = heap.malloc(a_size);
+    fill(a, SEGMENT_SIZE / 2, 3);
     // SAFETY: live block.
     unsafe { global.free(a, hp) };
     let (hits, mapped) = (global.stats().bigcache_hits, global.stats().huge_mapped);
-    // Too far from 7 MiB to fit, too close to split: the cached mapping is
+    // Too far from a's size to fit, too close to split (less than a
+    // segment past b's last segment boundary): the cached mapping is
     // resized (shrunk), contents kept (the test provider's remap copies;
     // Linux's moves the pages).
-    let b = heap.malloc(5 << 20);
+    let b = heap.malloc(b_size);
     assert_eq!(global.stats().bigcache_hits, hits + 1, "{:?}", global.stats());
     assert_eq!(global.stats().huge_mapped, mapped, "a new mapping instead of the cached one");
-    verify(b, 1 << 20, 3);
-    // SAFETY: b is live and holds at least 5 MiB.
-    assert!(unsafe { global.usable_size(b) } >= 5 << 20);
-    fill(b, 5 << 20, 4);
+    verify(b, SEGMENT_SIZE / 2, 3);
+    // SAFETY: b is live and holds at least b_size bytes.
+    assert!(unsafe { global.usable_size(b) } >= b_size);
+    fill(b, b_size, 4);
     // SAFETY: live block.
     unsafe { global.free(b, hp) };
     // Larger than anything cached: built from the cached pages (stitched),
@@ -1478,30 +1462,40 @@ fn the_segment_store_holds_no_more_dirty_bytes_than_the_cap_whatever_the_delay()
     let (cap, each) = if cfg!(miri) { (1 << 20, 768 << 10) } else { (4 << 20, 3 << 20) };
     global.options().purge_dirty_bytes.store(cap, Ordering::Relaxed);
     // Six threads each allocate `each` bytes in 1 KiB blocks and free all
-    // but the first: that much dirty, under a heap's own cap.
+    // but the first: that much dirty, under a heap's own cap. Segments the
+    // frees empty go to the store (the small geometry's many; the default's
+    // hold the blocks in one or two, and go at exit).
     let heaps = [(); 6].map(|_| global.heap_acquire());
+    let (mut held, mut most) = (0usize, 0usize);
+    let mut note = |before: usize| {
+        let after = global.store_dirty_bytes_for_tests();
+        held += after.saturating_sub(before);
+        most = most.max(after);
+    };
     let kept = heaps.map(|h| {
+        let before = global.store_dirty_bytes_for_tests();
         // SAFETY: each heap is this test's until released.
         let blocks: Vec<*mut u8> = (0..each / 1024).map(|_| unsafe { (*h).malloc(1024) }).collect();
         for &p in &blocks[1..] {
             // SAFETY: live block of `h`.
             unsafe { global.free(p, h) };
         }
+        note(before);
         blocks[0]
     });
     // Then they exit: their segments go to the store, dirty pages and all.
-    let (mut held, mut most) = (0usize, 0usize);
     for h in heaps {
         let before = global.store_dirty_bytes_for_tests();
         // SAFETY: its thread exits: no further use of `h`.
         unsafe { global.heap_release(h) };
-        let after = global.store_dirty_bytes_for_tests();
-        held += after.saturating_sub(before);
-        most = most.max(after);
+        note(before);
     }
-    assert!(held > 0, "no exiting heap left dirty pages in the store");
+    assert!(held > 0, "no heap left dirty pages in the store");
     assert!(most <= cap, "the store held {most} dirty bytes, over the cap of {cap}");
-    assert!(global.stats().purged_bytes > 6 * each - cap - (1 << 20), "{:?}", global.stats());
+    // Given back: purged, or unmapped where the store keeps fewer segments
+    // than the frees emptied (the small geometry's).
+    let stats = global.stats();
+    assert!(stats.purged_bytes + stats.unmapped_bytes > 6 * each - cap - (1 << 20), "{stats:?}");
     for p in kept {
         // SAFETY: live blocks; this thread has no heap.
         unsafe { global.free(p, core::ptr::null_mut()) };
@@ -1517,7 +1511,9 @@ fn remote_frees_are_gathered_per_page_and_handed_over_in_batches() {
     let owner = global.heap_acquire();
     let freer = global.heap_acquire();
     // SAFETY: each heap is used by this test alone ("two threads" in turn).
-    let blocks: Vec<*mut u8> = (0..200).map(|_| unsafe { (*owner).malloc(64) }).collect();
+    // 48 B: 200 of them fit in one small page, a segment's first (shortened
+    // by the header) included, in both geometries.
+    let blocks: Vec<*mut u8> = (0..200).map(|_| unsafe { (*owner).malloc(48) }).collect();
     let page = |p: *mut u8| unsafe { Segment::page_of_block(p) };
     // Blocks the owner counts in use once it collected what was handed over.
     let used = |p: *mut u8| unsafe {
@@ -1697,7 +1693,9 @@ fn a_census_counts_the_blocks_of_each_class() {
     let global = new_global(TestProvider::new());
     let heap = heap(global);
     let hp = heap as *mut Heap<TestProvider>;
-    let sizes = [(48usize, 1000usize), (5000, 100), (300_000, 3)];
+    // A small, a mid and a large class in either geometry.
+    let large = (crate::config::MEDIUM_MAX + crate::config::LARGE_MAX) / 4;
+    let sizes = [(48usize, 1000usize), (5000, 100), (large, 3)];
     let mut blocks = Vec::new();
     for &(size, count) in &sizes {
         for _ in 0..count {
@@ -1927,9 +1925,7 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
     static mut REGION: [u8; REGION_BYTES] = [0; REGION_BYTES];
     // SAFETY: the only reference ever made to REGION.
     let arena = unsafe { core::slice::from_raw_parts_mut((&raw mut REGION).cast::<u8>(), REGION_BYTES) };
-    if !add_static_in_window(GLOBAL.provider(), arena) {
-        return;
-    }
+    GLOBAL.provider().add_static(arena);
 
     struct Block(*mut u8, Layout, u8);
     // SAFETY: a block may be freed on any CPU.
@@ -2315,8 +2311,11 @@ fn strict_mode_guards_segment_ends_and_huge_blocks() {
     let heap = heap(global);
     let small = heap.malloc(100);
     let segment = small as usize & !SEGMENT_MASK;
-    // Between the header and page 0, and the segment's last OS page.
-    assert!(provider.guarded(segment + SEGMENT_HEADER_BYTES - 1, segment + SEGMENT_HEADER_BYTES));
+    // Between the header and page 0 (a page of its own where the header
+    // fills its bytes: the small geometry), and the segment's last OS page.
+    let page_0 = crate::guard::front_guard_end::<TestProvider>();
+    assert!(page_0 >= SEGMENT_HEADER_BYTES);
+    assert!(provider.guarded(segment + page_0 - 4096, segment + page_0), "no guard before page 0");
     assert!(provider.guarded(segment + SEGMENT_SIZE - 1, segment + SEGMENT_SIZE));
     assert!(!provider.guarded(segment, segment + 64) && !provider.guarded(small as usize, small as usize + 100));
     // A huge block ends at its tail guard (16-byte rounding aside), and a
@@ -2348,6 +2347,7 @@ fn strict_mode_names_a_fault_in_a_guard_page() {
     let heap = heap(global);
     let small = heap.malloc(100) as usize;
     let segment = small & !SEGMENT_MASK;
+    let page_0 = crate::guard::front_guard_end::<TestProvider>();
     let size = 5 << 20;
     let p = heap.malloc(size) as usize;
     let class = crate::class::class_size(crate::class::class_of(100 + crate::strict::STRICT_TAIL));
@@ -2355,7 +2355,7 @@ fn strict_mode_names_a_fault_in_a_guard_page() {
         (p + size, format!("heap overflow: guard page hit at {:#x} past huge block {p:#x} (size class {size} bytes)", p + size)),
         (p - 1, format!("heap underflow: guard page hit at {:#x} before huge block {p:#x} (size class {size} bytes)", p - 1)),
         (segment + SEGMENT_SIZE - 8, format!("heap overflow: guard page hit at {:#x} at the end of segment {segment:#x} (size class 0 bytes)", segment + SEGMENT_SIZE - 8)),
-        (segment + SEGMENT_HEADER_BYTES - 1, format!("heap underflow: guard page hit at {:#x} before the first page of segment {segment:#x} (size class {class} bytes)", segment + SEGMENT_HEADER_BYTES - 1)),
+        (segment + page_0 - 1, format!("heap underflow: guard page hit at {:#x} before the first page of segment {segment:#x} (size class {class} bytes)", segment + page_0 - 1)),
     ] {
         assert_eq!(report_of(|| global.report_fault(addr)), format!("hakmem: {expected}"));
     }
