@@ -1920,8 +1920,7 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
     const REGION_BYTES: usize = if cfg!(miri) { 32 << 20 } else { 96 << 20 };
     const STEPS: usize = if cfg!(miri) { 16 } else { 20_000 };
     const KEPT: usize = if cfg!(miri) { 50 } else { 500 };
-    // Static, as a kernel's: near the other static arena, so that both
-    // lie in the small geometry's segment map window.
+    // Static, as a kernel's.
     static mut REGION: [u8; REGION_BYTES] = [0; REGION_BYTES];
     // SAFETY: the only reference ever made to REGION.
     let arena = unsafe { core::slice::from_raw_parts_mut((&raw mut REGION).cast::<u8>(), REGION_BYTES) };
