@@ -543,34 +543,6 @@ const MAP_WORDS: usize = 1 << (MAP_WINDOW_BITS - SEGMENT_SHIFT - 6);
 const NO_WINDOW: usize = 1;
 const WINDOW_MASK: usize = (1 << MAP_WINDOW_BITS) - 1;
 
-/// One window of the map.
-struct MapWindow {
-    /// The window's base address (its high bits), set when the window is
-    /// claimed; `NO_WINDOW` before (no address has those bits).
-    base: AtomicUsize,
-    bits: [AtomicU64; MAP_WORDS],
-    /// The range of words that ever held a segment: a census reads only
-    /// these (the default geometry's window is 8 MiB, most of it never
-    /// touched).
-    words_used: (AtomicUsize, AtomicUsize),
-}
-
-impl MapWindow {
-    const fn new() -> Self {
-        MapWindow {
-            base: AtomicUsize::new(NO_WINDOW),
-            bits: [const { AtomicU64::new(0) }; MAP_WORDS],
-            words_used: (AtomicUsize::new(MAP_WORDS), AtomicUsize::new(0)),
-        }
-    }
-
-    #[inline(always)]
-    fn holds(&self, segment: *const Segment) -> bool {
-        let (word, bit) = map_slot(segment);
-        self.bits[word].load(Ordering::Relaxed) & bit != 0
-    }
-}
-
 /// The map word and bit of a segment in its window.
 #[inline(always)]
 fn map_slot(segment: *const Segment) -> (usize, u64) {
@@ -578,29 +550,71 @@ fn map_slot(segment: *const Segment) -> (usize, u64) {
     (index >> 6, 1u64 << (index & 63))
 }
 
-/// The segment map: `WINDOWS` windows, claimed in order.
+/// The segment map: `WINDOWS` windows, claimed in order. Its bits live
+/// outside the struct and are reached a word at a time: a reference to a
+/// whole window (8 MiB in the default geometry) would have Miri's borrow
+/// tracker retag all of it on every lookup (CI's Miri stage went from 16 to
+/// over 30 minutes).
 struct SegmentMap<const WINDOWS: usize> {
-    windows: [MapWindow; WINDOWS],
+    /// Each window's base address (its high bits), set when the window is
+    /// claimed; `NO_WINDOW` before (no address has those bits).
+    bases: [AtomicUsize; WINDOWS],
+    /// Each window's range of words that ever held a segment: a census
+    /// reads only these (most of a window is never touched).
+    words_used: [(AtomicUsize, AtomicUsize); WINDOWS],
+    /// `WINDOWS * MAP_WORDS` words: window `w`'s are `w * MAP_WORDS..`.
+    bits: *const AtomicU64,
 }
 
-static SEGMENT_MAP: SegmentMap<MAP_WINDOWS> = SegmentMap::new();
+// SAFETY: `bits` points to atomics shared like the rest of the map's.
+unsafe impl<const WINDOWS: usize> Sync for SegmentMap<WINDOWS> {}
+
+/// The process's map, and its bits (zero-initialised static memory,
+/// touched only where segments live).
+static SEGMENT_MAP: SegmentMap<MAP_WINDOWS> =
+    // SAFETY: MAP_BITS holds MAP_WINDOWS * MAP_WORDS words, for good.
+    unsafe { SegmentMap::over((&raw const MAP_BITS).cast()) };
+static MAP_BITS: [[AtomicU64; MAP_WORDS]; MAP_WINDOWS] = [const { [const { AtomicU64::new(0) }; MAP_WORDS] }; MAP_WINDOWS];
 
 impl<const WINDOWS: usize> SegmentMap<WINDOWS> {
-    const fn new() -> Self {
-        SegmentMap { windows: [const { MapWindow::new() }; WINDOWS] }
+    /// An empty map over the bits at `bits`.
+    ///
+    /// # Safety
+    /// `bits` points to `WINDOWS * MAP_WORDS` zeroed words, used by no one
+    /// else, that live as long as the map.
+    const unsafe fn over(bits: *const AtomicU64) -> Self {
+        SegmentMap {
+            bases: [const { AtomicUsize::new(NO_WINDOW) }; WINDOWS],
+            words_used: [const { (AtomicUsize::new(MAP_WORDS), AtomicUsize::new(0)) }; WINDOWS],
+            bits,
+        }
+    }
+
+    /// Word `word` of window `window`.
+    #[inline(always)]
+    fn word(&self, window: usize, word: usize) -> &AtomicU64 {
+        debug_assert!(window < WINDOWS && word < MAP_WORDS);
+        // SAFETY: in bounds of the words `over` was given, which live as
+        // long as the map.
+        unsafe { &*self.bits.add(window * MAP_WORDS + word) }
+    }
+
+    #[inline(always)]
+    fn holds(&self, window: usize, segment: *const Segment) -> bool {
+        let (word, bit) = map_slot(segment);
+        self.word(window, word).load(Ordering::Relaxed) & bit != 0
     }
 
     /// The claimed window that holds `addr`, if any.
-    fn window_of(&self, addr: usize) -> Option<&MapWindow> {
+    fn window_of(&self, addr: usize) -> Option<usize> {
         let base = addr & !WINDOW_MASK;
-        self.windows.iter().find(|window| window.base.load(Ordering::Relaxed) == base)
+        self.bases.iter().position(|claimed| claimed.load(Ordering::Relaxed) == base)
     }
 
     #[inline(always)]
     fn is_known(&self, segment: *const Segment) -> bool {
-        let first = &self.windows[0];
-        if segment as usize & !WINDOW_MASK == first.base.load(Ordering::Relaxed) {
-            first.holds(segment)
+        if segment as usize & !WINDOW_MASK == self.bases[0].load(Ordering::Relaxed) {
+            self.holds(0, segment)
         } else {
             WINDOWS > 1 && self.known_in_another_window(segment)
         }
@@ -609,7 +623,7 @@ impl<const WINDOWS: usize> SegmentMap<WINDOWS> {
     #[cold]
     #[inline(never)]
     fn known_in_another_window(&self, segment: *const Segment) -> bool {
-        self.window_of(segment as usize).is_some_and(|window| window.holds(segment))
+        self.window_of(segment as usize).is_some_and(|window| self.holds(window, segment))
     }
 
     fn at_or_below(&self, addr: usize) -> Option<*mut Segment> {
@@ -618,7 +632,8 @@ impl<const WINDOWS: usize> SegmentMap<WINDOWS> {
         let (mut word, mut mask) = (index >> 6, u64::MAX >> (63 - (index & 63)));
         // Only the words that ever held a segment (a fault far above them,
         // a stack overflow say, does not scan the whole map).
-        let (lowest, end) = (window.words_used.0.load(Ordering::Relaxed), window.words_used.1.load(Ordering::Relaxed));
+        let used = &self.words_used[window];
+        let (lowest, end) = (used.0.load(Ordering::Relaxed), used.1.load(Ordering::Relaxed));
         if end == 0 || word < lowest {
             return None;
         }
@@ -626,7 +641,7 @@ impl<const WINDOWS: usize> SegmentMap<WINDOWS> {
             (word, mask) = (end - 1, u64::MAX);
         }
         loop {
-            let bits = window.bits[word].load(Ordering::Acquire) & mask;
+            let bits = self.word(window, word).load(Ordering::Acquire) & mask;
             if bits != 0 {
                 let index = word * 64 + 63 - bits.leading_zeros() as usize;
                 return Some(((addr & !WINDOW_MASK) | index << SEGMENT_SHIFT) as *mut Segment);
@@ -645,13 +660,14 @@ impl<const WINDOWS: usize> SegmentMap<WINDOWS> {
         let (word, bit) = map_slot(segment);
         // Loads first: the range rarely moves, and each read-modify-write
         // is a locked instruction.
-        if window.words_used.0.load(Ordering::Relaxed) > word {
-            window.words_used.0.fetch_min(word, Ordering::Relaxed);
+        let used = &self.words_used[window];
+        if used.0.load(Ordering::Relaxed) > word {
+            used.0.fetch_min(word, Ordering::Relaxed);
         }
-        if window.words_used.1.load(Ordering::Relaxed) <= word {
-            window.words_used.1.fetch_max(word + 1, Ordering::Relaxed);
+        if used.1.load(Ordering::Relaxed) <= word {
+            used.1.fetch_max(word + 1, Ordering::Relaxed);
         }
-        window.bits[word].fetch_or(bit, Ordering::Release);
+        self.word(window, word).fetch_or(bit, Ordering::Release);
         true
     }
 
@@ -660,10 +676,10 @@ impl<const WINDOWS: usize> SegmentMap<WINDOWS> {
     /// base meet at the same one). `None` when every window holds another
     /// base.
     #[cold]
-    fn claim_window(&self, base: usize) -> Option<&MapWindow> {
-        self.windows.iter().find(|window| match window.base.compare_exchange(NO_WINDOW, base, Ordering::Relaxed, Ordering::Relaxed) {
+    fn claim_window(&self, base: usize) -> Option<usize> {
+        self.bases.iter().position(|claimed| match claimed.compare_exchange(NO_WINDOW, base, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => true,
-            Err(claimed) => claimed == base,
+            Err(other) => other == base,
         })
     }
 
@@ -671,20 +687,20 @@ impl<const WINDOWS: usize> SegmentMap<WINDOWS> {
     fn remove(&self, segment: *const Segment) {
         if let Some(window) = self.window_of(segment as usize) {
             let (word, bit) = map_slot(segment);
-            window.bits[word].fetch_and(!bit, Ordering::Release);
+            self.word(window, word).fetch_and(!bit, Ordering::Release);
         }
     }
 
     /// Every segment in the map, window by window. The caller holds
     /// `HEADER_CENSUS`.
     fn visit(&self, mut visit: impl FnMut(*mut Segment)) {
-        for window in &self.windows {
-            let base = window.base.load(Ordering::Relaxed);
-            let used = window.words_used.0.load(Ordering::Relaxed)..window.words_used.1.load(Ordering::Relaxed);
-            for (word_index, word) in window.bits.iter().enumerate().take(used.end).skip(used.start) {
-                let mut bits = word.load(Ordering::Acquire);
+        for window in 0..WINDOWS {
+            let base = self.bases[window].load(Ordering::Relaxed);
+            let used = &self.words_used[window];
+            for word in used.0.load(Ordering::Relaxed)..used.1.load(Ordering::Relaxed) {
+                let mut bits = self.word(window, word).load(Ordering::Acquire);
                 while bits != 0 {
-                    let index = (word_index << 6) | bits.trailing_zeros() as usize;
+                    let index = (word << 6) | bits.trailing_zeros() as usize;
                     bits &= bits - 1;
                     visit((base | (index << SEGMENT_SHIFT)) as *mut Segment);
                 }
@@ -792,18 +808,13 @@ mod both_geometries {
     use super::*;
     use std::vec::Vec;
 
-    /// A map of its own (not the process's): three windows, unclaimed.
-    /// (Not in the Miri list: 24 MiB of windows in the default geometry
-    /// took Miri over 20 minutes.)
-    fn map_of_three() -> std::boxed::Box<SegmentMap<3>> {
-        // Zeroed on the heap: the default geometry's windows are 8 MiB each.
-        // SAFETY: all-zero atomics are valid; the bases and ranges are set next.
-        let map = unsafe { std::boxed::Box::<SegmentMap<3>>::new_zeroed().assume_init() };
-        for window in &map.windows {
-            window.base.store(NO_WINDOW, Ordering::Relaxed);
-            window.words_used.0.store(MAP_WORDS, Ordering::Relaxed);
-        }
-        map
+    /// A map of its own (not the process's): three windows, unclaimed,
+    /// over bits it leaks. (Not in the Miri list: 24 MiB of bits in the
+    /// default geometry.)
+    fn map_of_three() -> SegmentMap<3> {
+        let bits: &'static [AtomicU64] = std::boxed::Box::leak((0..3 * MAP_WORDS).map(|_| AtomicU64::new(0)).collect());
+        // SAFETY: 3 * MAP_WORDS zeroed words of its own, for good.
+        unsafe { SegmentMap::over(bits.as_ptr()) }
     }
 
     #[test]
@@ -814,7 +825,7 @@ mod both_geometries {
         let at = |w: usize, index: usize| (window(w) + index * SEGMENT_SIZE) as *const Segment;
         let (a, b, c, d) = (at(1, 3), at(5, 7), at(9, 64), at(12, 1));
         assert!(map.insert(a));
-        assert_eq!(map.windows[0].base.load(Ordering::Relaxed), window(1), "the first segment's window comes first");
+        assert_eq!(map.bases[0].load(Ordering::Relaxed), window(1), "the first segment's window comes first");
         assert!(map.is_known(a) && !map.is_known(at(1, 4)));
         assert!(!map.is_known(at(5, 3)), "the same offset in another window is not aliased");
         assert!(map.insert(b) && map.insert(c));
