@@ -38,7 +38,7 @@ const SLACK_CANARY: u8 = 0xCA;
 
 /// End of the OS pages a segment header occupies: the front guard starts there.
 fn header_end<P: PageProvider>() -> usize {
-    core::mem::size_of::<Segment>().next_multiple_of(P::PAGE_SIZE)
+    Segment::header_end(P::PAGE_SIZE)
 }
 
 /// End of a guarded segment's front guard: where page 0, or the area of a

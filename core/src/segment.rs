@@ -308,12 +308,21 @@ impl Segment {
     /// `SEGMENT_HEADER_BYTES` from page 0 (16 and 64 KiB pages): there
     /// page 0 starts in the header's last OS page, unguarded.
     pub const fn first_block_offset(guard: usize) -> usize {
-        let guarded = core::mem::size_of::<Segment>().next_multiple_of(if guard == 0 { 1 } else { guard }) + guard;
-        if guard == 0 || guarded > 2 * SEGMENT_HEADER_BYTES {
+        if guard == 0 {
+            return SEGMENT_HEADER_BYTES;
+        }
+        let guarded = Segment::header_end(guard) + guard;
+        if guarded > 2 * SEGMENT_HEADER_BYTES {
             SEGMENT_HEADER_BYTES
         } else {
             max(SEGMENT_HEADER_BYTES, guarded)
         }
+    }
+
+    /// End of the OS pages (`page` bytes each) the header occupies: a
+    /// front guard starts there.
+    pub const fn header_end(page: usize) -> usize {
+        core::mem::size_of::<Segment>().next_multiple_of(page)
     }
 
     /// Bytes of the segment's dirty pages (as counted by heaps' purge policy).
@@ -851,7 +860,7 @@ mod both_geometries {
     #[test]
     fn page_0_starts_past_a_front_guard_of_its_own_only_where_it_fits() {
         let first = core::hint::black_box(Segment::first_block_offset);
-        let header_pages = core::mem::size_of::<Segment>().next_multiple_of(4096);
+        let header_pages = Segment::header_end(4096);
         assert_eq!(first(0), SEGMENT_HEADER_BYTES, "unguarded");
         // 4 KiB OS pages: a guard page between the header's and page 0.
         assert_eq!(first(4096), SEGMENT_HEADER_BYTES.max(header_pages + 4096));
