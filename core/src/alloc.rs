@@ -19,15 +19,25 @@
 //!                         page's fast_capacity, the size within its block
 //!                         and at least half of it: the same pointer
 //!  Heap::realloc -------- in place (any block), huge to huge (the mapping
-//!                         moves), else malloc + copy + free
+//!                         moves), else malloc + copy + free; a block grown
+//!                         past GROW_REMAP_MIN is copied into a huge block
 //! ```
 //!
 //! The fast path ([`Heap::malloc`]) is a table lookup, one load and test,
 //! the link check and four stores; everything else is `#[cold]`.
 
 use crate::class::{class_of, class_size, mid_class_of, small_slot, CLASS_COUNT};
-use crate::config::{KEPT_FULL_PAGES, LARGE_MAX, MAX_REQUEST, MEDIUM_MAX, MIN_ALIGN, REFILLS_PER_PURGE_CHECK, SEGMENT_HEADER_BYTES, SMALL_MAX};
+use crate::config::{KEPT_FULL_PAGES, LARGE_MAX, MAX_REQUEST, MEDIUM_MAX, MIN_ALIGN, REFILLS_PER_PURGE_CHECK, SEGMENT_HEADER_BYTES, SEGMENT_SIZE, SMALL_MAX};
 use crate::heap::{empty_page, Heap};
+
+/// A block that realloc grows past this many bytes (and up to `LARGE_MAX`)
+/// is copied into a huge block, a mapping of its own, rather than a
+/// block of the next class: its next growth moves pages instead of
+/// copying them (`HugeBlocks::realloc`), so a buffer grown by doubling is
+/// copied only while it is small. glibc's mmap threshold (128 KiB) plays
+/// the same part. Above `LARGE_MAX` every block is huge anyway (in the
+/// small geometry, always).
+pub const GROW_REMAP_MIN: usize = 128 << 10;
 use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
 use crate::provider::PageProvider;
 use crate::segment::Segment;
@@ -115,11 +125,17 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// sampler leaves out of the stack.
     #[inline(never)]
     pub(crate) fn huge_alloc(&mut self, size: usize, align: usize) -> Option<(*mut u8, bool)> {
+        self.huge_alloc_with_room(size, align, 0)
+    }
+
+    /// [`Heap::huge_alloc`] in a mapping of at least `room` bytes
+    /// ([`HugeBlocks::alloc_with_room`]).
+    pub(crate) fn huge_alloc_with_room(&mut self, size: usize, align: usize, room: usize) -> Option<(*mut u8, bool)> {
         self.count_malloc();
         let shared = self.shared;
-        let huge = shared.huge.alloc(&shared.memory, size, align);
+        let huge = shared.huge.alloc_with_room(&shared.memory, size, align, room);
         // Out of memory: the caches may hold what the request needs.
-        let huge = huge.or_else(|| if shared.release_caches() > 0 { shared.huge.alloc(&shared.memory, size, align) } else { None });
+        let huge = huge.or_else(|| if shared.release_caches() > 0 { shared.huge.alloc_with_room(&shared.memory, size, align, room) } else { None });
         if let Some((block, _)) = huge {
             // Not in tail position: this frame stays, and is left out.
             self.sample_huge(block, size, 1);
@@ -402,10 +418,10 @@ impl<P: PageProvider + 'static> Heap<P> {
         // SAFETY: ptr is a live block (caller); in a segment the heap
         // remembers (mapped and ours) it needs no segment-map check, and
         // Shared::usable_size validates it otherwise.
-        let usable = unsafe {
+        let (usable, huge) = unsafe {
             match self.remembered_segment_of(ptr) {
-                Some((segment, _)) => Segment::usable_size(segment, ptr),
-                None => self.shared.usable_size(ptr),
+                Some((segment, _)) => (Segment::usable_size(segment, ptr), false),
+                None => (self.shared.usable_size(ptr), Segment::is_huge(Segment::of_ptr(ptr))),
             }
         };
         // (While profiling, a resized block is a new allocation, sampled
@@ -418,7 +434,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         } else if size <= usable && size >= usable / 2 && !self.shared.memory.profile.is_on() {
             return ptr;
         }
-        if usable > LARGE_MAX && size > LARGE_MAX {
+        if huge && size > GROW_REMAP_MIN.min(LARGE_MAX) {
             // Huge to huge: move or grow the mapping instead of copying.
             // SAFETY: ptr is a live huge block the caller hands over.
             if let Some(moved) = unsafe { self.shared.huge.realloc(&self.shared.memory, ptr, size) } {
@@ -428,13 +444,28 @@ impl<P: PageProvider + 'static> Heap<P> {
                 return moved;
             }
         }
-        // A block that grows by copying grows by at least a quarter (up to
-        // the paged sizes): a buffer grown by small appends is copied a
-        // bounded number of times per doubling, not once per size class.
-        // (Not in strict mode: a strict block's usable size is the one asked
-        // for, and it grows in place up to its class's size.)
-        let target = if size > usable && size <= LARGE_MAX && !self.strict { size.max((usable + usable / 4).min(LARGE_MAX)) } else { size };
-        let new = self.malloc(target);
+        let grows = size > usable && !self.strict;
+        // A paged block grown past GROW_REMAP_MIN moves, once, into a huge
+        // block with room to grow in place. Only where the provider maps
+        // virtual memory (it moves pages between mappings): there the
+        // room's untouched pages cost nothing, in an arena they would be
+        // memory taken.
+        let huge_new = if P::CAN_MOVE && grows && size > GROW_REMAP_MIN && size <= LARGE_MAX {
+            self.huge_alloc_with_room(size, MIN_ALIGN, SEGMENT_SIZE).map_or(null_mut(), |(p, _)| p)
+        } else {
+            null_mut()
+        };
+        let new = if !huge_new.is_null() {
+            huge_new
+        } else {
+            // A block that grows by copying grows by at least a quarter (up
+            // to the paged sizes): a buffer grown by small appends is copied
+            // a bounded number of times per doubling, not once per size
+            // class. (Not in strict mode: a strict block's usable size is
+            // the one asked for, and it grows in place up to its class's size.)
+            let target = if grows && size <= LARGE_MAX { size.max((usable + usable / 4).min(LARGE_MAX)) } else { size };
+            self.malloc(target)
+        };
         // SAFETY: ptr is live and holds at least usable bytes.
         unsafe { self.move_block(ptr, new, usable.min(size)) }
     }

@@ -121,6 +121,13 @@ impl HugeBlocks {
     /// Allocate a huge block of `size` bytes aligned to `align`. Returns the
     /// block and whether it is known to be zeroed.
     pub fn alloc<P: PageProvider>(&self, memory: &Memory<P>, size: usize, align: usize) -> Option<(*mut u8, bool)> {
+        self.alloc_with_room(memory, size, align, 0)
+    }
+
+    /// [`HugeBlocks::alloc`] in a mapping of at least `room` bytes, which
+    /// the block may grow into in place (`realloc`); its usable size is
+    /// `size` rounded to whole pages, not the mapping's.
+    pub fn alloc_with_room<P: PageProvider>(&self, memory: &Memory<P>, size: usize, align: usize, room: usize) -> Option<(*mut u8, bool)> {
         if size > MAX_REQUEST || align > MAX_REQUEST {
             return None;
         }
@@ -128,7 +135,7 @@ impl HugeBlocks {
             return Self::alloc_guarded(memory, size, align);
         }
         let (block_offset, header_offset) = huge_layout(align);
-        let map_size = (header_offset + block_offset + size).next_multiple_of(P::PAGE_SIZE);
+        let map_size = (header_offset + block_offset + size).next_multiple_of(P::PAGE_SIZE).max(room);
         // Whether the live bytes' peak was noted under the first lock.
         let mut noted = false;
         let reused = if header_offset == 0 {
@@ -194,6 +201,9 @@ impl HugeBlocks {
             let map_end = (*segment).map_base as usize + (*segment).map_size;
             (*segment).huge_offset = block_offset;
             (*segment).huge_size = map_end - (segment as usize + block_offset);
+            if room > 0 {
+                (*segment).huge_size = (*segment).huge_size.min(size.next_multiple_of(P::PAGE_SIZE));
+            }
             (*segment).huge_state.store(HUGE_LIVE, Ordering::Release);
             (segment as usize + block_offset) as *mut u8
         };
@@ -260,8 +270,9 @@ impl HugeBlocks {
                 return None; // over-aligned layout: let the caller copy
             }
             let map_size = (block_offset + new_size).next_multiple_of(P::PAGE_SIZE);
-            // Growing: within its mapping when a split left room there (a
-            // remap would cut the mapping short of the cached tail after
+            // Growing: within its mapping when it has room there (a split
+            // left some, or `alloc_with_room` gave it: a remap would cut
+            // the mapping short of the room or of the cached tail after
             // it), else into the warm cached mapping right after it, if any
             // (that tail), else by remapping.
             let grown = if map_size <= (*segment).map_size {

@@ -256,6 +256,15 @@ impl Segment {
         unsafe { Segment::page_of(Segment::of_ptr(ptr), ptr) }
     }
 
+    /// Whether the live header `this` is a huge block's.
+    ///
+    /// # Safety
+    /// `this` is a mapped segment header.
+    pub unsafe fn is_huge(this: *mut Segment) -> bool {
+        // SAFETY: per the contract.
+        unsafe { (*this).owner.load(Ordering::Relaxed) == HUGE_OWNER }
+    }
+
     /// Usable bytes from `ptr` to the end of its block (huge or paged).
     ///
     /// # Safety
@@ -264,7 +273,7 @@ impl Segment {
     pub unsafe fn usable_size(this: *mut Segment, ptr: *const u8) -> usize {
         // SAFETY: per the contract.
         unsafe {
-            if (*this).owner.load(Ordering::Relaxed) == HUGE_OWNER {
+            if Segment::is_huge(this) {
                 return this as usize + (*this).huge_offset + (*this).huge_size - ptr as usize;
             }
             let page = Segment::page_of(this, ptr);

@@ -2666,3 +2666,54 @@ fn a_huge_buffer_grown_by_small_steps_stays_in_the_cached_mapping_it_came_from()
         global.free(p, hp);
     }
 }
+
+/// A buffer doubled from a large-class block (a vector's growth): the
+/// growth past `GROW_REMAP_MIN` copies it once into a huge block with a
+/// segment of room; every later growth within the room stays in place (no
+/// copy, no new mapping), the room is not counted as usable, and a shrink
+/// well below it goes back to a paged block. The contents survive each
+/// step. Over a provider that cannot move pages (an arena's), the growth
+/// stays in paged blocks.
+#[cfg(not(feature = "small-segments"))] // its LARGE_MAX is GROW_REMAP_MIN: no paged block grows past it
+#[test]
+fn a_block_grown_past_the_remap_threshold_moves_once_into_a_huge_block_with_room() {
+    use crate::alloc::GROW_REMAP_MIN;
+    use crate::config::LARGE_MAX;
+    use crate::testing::BasicProvider;
+    fn grow<P: crate::PageProvider + 'static>(global: &'static Global<P>) -> (Vec<bool>, Vec<*mut u8>, Vec<usize>) {
+        let hp = global.heap_acquire();
+        let (mut huge, mut starts, mut usable) = (Vec::new(), Vec::new(), Vec::new());
+        // SAFETY: hp is this thread's heap; p stays its live block.
+        unsafe {
+            let mut size = GROW_REMAP_MIN / 2;
+            let mut p = (*hp).malloc(size);
+            fill(p, size, 7);
+            for next in [GROW_REMAP_MIN, GROW_REMAP_MIN + (GROW_REMAP_MIN >> 1), 2 * GROW_REMAP_MIN, LARGE_MAX / 2, LARGE_MAX, LARGE_MAX + LARGE_MAX / 2] {
+                p = (*hp).realloc(p, next);
+                assert!(!p.is_null());
+                verify(p, size, 7);
+                fill(p, next, 7);
+                usable.push(global.usable_size(p));
+                assert!(usable[usable.len() - 1] >= next);
+                huge.push(Segment::is_huge(Segment::of_ptr(p)));
+                starts.push(p);
+                size = next;
+            }
+            let small = (*hp).realloc(p, GROW_REMAP_MIN / 4);
+            verify(small, GROW_REMAP_MIN / 4, 7);
+            huge.push(Segment::is_huge(Segment::of_ptr(small)));
+            global.free(small, hp);
+            (huge, starts, usable)
+        }
+    }
+    let global = new_global(TestProvider::new());
+    let (huge, starts, usable) = grow(global);
+    assert_eq!(huge, [false, true, true, true, true, true, false], "paged up to the threshold, huge past it, paged again when small");
+    assert!(starts[2..].iter().all(|&p| p == starts[1]), "moved after the first growth past the threshold: {starts:?}");
+    assert_eq!(usable[1], GROW_REMAP_MIN + (GROW_REMAP_MIN >> 1), "the room counted as usable");
+    assert_eq!(global.stats().huge_mapped, 1, "one mapping, cached after the free");
+
+    let basic: &'static Global<BasicProvider> = Box::leak(Box::new(Global::new(BasicProvider(TestProvider::new()))));
+    let (huge, _, _) = grow(basic);
+    assert_eq!(huge, [false, false, false, false, false, true, false], "without page moves, only sizes past LARGE_MAX are huge");
+}
