@@ -75,9 +75,14 @@ const TARGET_WARM: u32 = 251; // 98 %: a cold reuse costs faults, time
 const RARE_REUSE: u32 = 32; // 1 in 8
 /// Windows in a row whose proposals must agree before the delay moves: up
 /// at once (pages purged too soon fault again, which costs time), down
-/// only after four (holding them costs memory only meanwhile).
+/// only after sixteen (holding them costs memory only meanwhile). Four
+/// were too few for short-lived threads that take over each other's
+/// pages: most reuses come at once, and the few a few milliseconds later
+/// come every 1-10 windows; the delay fell to the floor between them, and
+/// each of them found its pages purged (the Rust `thread-strings` shape
+/// faulted 4x as often as under the fixed 10 ms).
 const DWELL_UP: u8 = 1;
-const DWELL_DOWN: u8 = 4;
+const DWELL_DOWN: u8 = 16;
 /// Windows in a row with many early purges before the cap goes up (as
 /// the delay: at once).
 const CAP_DWELL_UP: u8 = 1;
@@ -423,6 +428,31 @@ mod tests {
     }
 
     #[test]
+    fn rare_longer_reuses_between_immediate_ones_keep_the_delay_up() {
+        // Short-lived threads taking over each other's pages: every reuse
+        // at once, except, every 1 to 10 windows, a window in which an
+        // eighth of them come 5-7 ms after release.
+        let l = learner(LEARN_ON);
+        let mut next_long = 0;
+        let delays = run(&l, 200, |i| {
+            let w = i / WINDOW_REUSES;
+            if w == next_long && i % WINDOW_REUSES < WINDOW_REUSES / 8 {
+                if i % WINDOW_REUSES == WINDOW_REUSES / 8 - 1 {
+                    next_long = w + 1 + (w * 7) % 10;
+                }
+                5 + (i as u64 % 3)
+            } else {
+                0
+            }
+        });
+        // The configured 10 ms covers them (a proposal of 8 is inside the
+        // dead band), and the runs of immediate windows between them are
+        // too short to take it down.
+        assert!(delays.iter().all(|&d| d == 10), "{delays:?}");
+        assert_eq!(l.learner.changes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn comes_down_slowly_and_only_by_two_buckets_or_more() {
         let l = learner(LEARN_ON);
         run(&l, 4, |_| 300);
@@ -430,9 +460,10 @@ mod tests {
         // One bucket lower (130-250 ms): inside the dead band.
         run(&l, 8, |_| 200);
         assert_eq!(l.delay_ms(), 512);
-        // Much lower: three windows are not enough, the fourth moves it.
-        let delays = run(&l, 4, |_| 5);
-        assert_eq!(delays, [512, 512, 512, 8]);
+        // Much lower: fifteen windows are not enough, the sixteenth moves it.
+        let delays = run(&l, DWELL_DOWN as u32, |_| 5);
+        assert!(delays[..DWELL_DOWN as usize - 1].iter().all(|&d| d == 512), "{delays:?}");
+        assert_eq!(delays[DWELL_DOWN as usize - 1], 8);
     }
 
     #[test]
@@ -441,14 +472,14 @@ mod tests {
         run(&l, 4, |_| 60_000);
         assert_eq!(l.delay_ms(), LEARN_DELAY_MAX_MS, "distances past the bound keep the bound");
         let l = learner(LEARN_ON);
-        run(&l, 8, |_| 0);
+        run(&l, DWELL_DOWN as u32, |_| 0);
         assert_eq!(l.delay_ms(), LEARN_DELAY_MIN_MS);
     }
 
     #[test]
     fn pages_that_never_come_back_are_not_kept() {
         let l = learner(LEARN_ON);
-        for _ in 0..4 * RARE_WINDOW_RELEASES {
+        for _ in 0..DWELL_DOWN as u32 * RARE_WINDOW_RELEASES {
             l.learner.page_released(&l.options);
         }
         assert_eq!(l.delay_ms(), LEARN_DELAY_MIN_MS);
