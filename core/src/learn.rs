@@ -9,7 +9,7 @@
 //!  every WINDOW_REUSES reuses: propose the delay that keeps TARGET of them
 //!  (by bytes) warm; every RARE_WINDOW_RELEASES releases with few reuses: the floor
 //!  (freed pages rarely come back);
-//!  apply it at once when it is higher, after 4 agreeing windows when it
+//!  apply it at once when it is higher, after 16 agreeing windows when it
 //!  is at least 2 buckets lower -> delay_ms, read when a deadline is set
 //!  cap: a cold reuse sooner than the delay was purged early (over the
 //!  cap, when the cap purged in that window): over 2% of a window's
