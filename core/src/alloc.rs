@@ -29,6 +29,11 @@
 use crate::class::{class_of, class_size, mid_class_of, small_slot, CLASS_COUNT};
 use crate::config::{KEPT_FULL_PAGES, LARGE_MAX, MAX_REQUEST, MEDIUM_MAX, MIN_ALIGN, REFILLS_PER_PURGE_CHECK, SEGMENT_HEADER_BYTES, SEGMENT_SIZE, SMALL_MAX};
 use crate::heap::{empty_page, Heap};
+use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
+use crate::provider::PageProvider;
+use crate::segment::Segment;
+use crate::strict::STRICT_TAIL;
+use core::ptr::null_mut;
 
 /// A block that realloc grows past this many bytes (and up to `LARGE_MAX`)
 /// is copied into a huge block, a mapping of its own, rather than a
@@ -36,13 +41,9 @@ use crate::heap::{empty_page, Heap};
 /// copying them (`HugeBlocks::realloc`), so a buffer grown by doubling is
 /// copied only while it is small. glibc's mmap threshold (128 KiB) plays
 /// the same part. Above `LARGE_MAX` every block is huge anyway (in the
-/// small geometry, always).
+/// small geometry, whose `LARGE_MAX` is this, always). Huge blocks above
+/// it resize by remapping, shrinking ones included.
 pub const GROW_REMAP_MIN: usize = 128 << 10;
-use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
-use crate::provider::PageProvider;
-use crate::segment::Segment;
-use crate::strict::STRICT_TAIL;
-use core::ptr::null_mut;
 
 impl<P: PageProvider + 'static> Heap<P> {
     /// Allocate `size` bytes, 16-byte aligned. Null when out of memory.
@@ -451,21 +452,20 @@ impl<P: PageProvider + 'static> Heap<P> {
         // room's untouched pages cost nothing, in an arena they would be
         // memory taken.
         let huge_new = if P::CAN_MOVE && grows && size > GROW_REMAP_MIN && size <= LARGE_MAX {
-            self.huge_alloc_with_room(size, MIN_ALIGN, SEGMENT_SIZE).map_or(null_mut(), |(p, _)| p)
+            self.huge_alloc_with_room(size, MIN_ALIGN, SEGMENT_SIZE).map(|(p, _)| p)
         } else {
-            null_mut()
+            None
         };
-        let new = if !huge_new.is_null() {
-            huge_new
-        } else {
-            // A block that grows by copying grows by at least a quarter (up
-            // to the paged sizes): a buffer grown by small appends is copied
-            // a bounded number of times per doubling, not once per size
-            // class. (Not in strict mode: a strict block's usable size is
-            // the one asked for, and it grows in place up to its class's size.)
+        // Else (or out of memory for it) a block that grows by copying grows
+        // by at least a quarter (up to the paged sizes): a buffer grown by
+        // small appends is copied a bounded number of times per doubling,
+        // not once per size class. (Not in strict mode: a strict block's
+        // usable size is the one asked for, and it grows in place up to its
+        // class's size.)
+        let new = huge_new.unwrap_or_else(|| {
             let target = if grows && size <= LARGE_MAX { size.max((usable + usable / 4).min(LARGE_MAX)) } else { size };
             self.malloc(target)
-        };
+        });
         // SAFETY: ptr is live and holds at least usable bytes.
         unsafe { self.move_block(ptr, new, usable.min(size)) }
     }
