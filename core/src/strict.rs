@@ -308,7 +308,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         // SAFETY: per the contract; a paged block's page covers it.
         unsafe {
             let segment = Segment::of_ptr(ptr);
-            if (*segment).owner.load(Ordering::Relaxed) == crate::segment::HUGE_OWNER {
+            if Segment::is_huge(segment) {
                 return None;
             }
             let page = Segment::page_of(segment, ptr);
