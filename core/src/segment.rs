@@ -36,7 +36,7 @@ use crate::config::{MAP_WINDOWS, MAP_WINDOW_BITS, MAX_PAGES_PER_SEGMENT, SEGMENT
 use crate::memory::Memory;
 use crate::page::{Page, PAGE_UNUSED};
 use crate::provider::PageProvider;
-use core::ptr::null_mut;
+use core::ptr::{addr_of_mut, null_mut};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use static_assertions::const_assert;
 
@@ -126,29 +126,60 @@ impl Segment {
     #[must_use]
     pub unsafe fn write_header(at: *mut Segment, owner: usize, kind: SegmentKind, map_base: *mut u8, map_size: usize) -> bool {
         let (page_shift, page_count) = Segment::geometry(kind, map_size.min(SEGMENT_SIZE));
-        // SAFETY: per the contract.
+        // A huge block's header has one page, the block, and is written
+        // on every huge mapping: only its descriptor is (a paged segment's
+        // are all, unused, so that a pointer past its last page finds an
+        // unused one).
+        let descriptors = if matches!(kind, SegmentKind::Huge) { 1 } else { MAX_PAGES_PER_SEGMENT };
+        // SAFETY: per the contract; field by field, so that no whole header
+        // is built on the stack and copied.
         unsafe {
-            at.write(Segment {
-                owner: AtomicUsize::new(owner),
-                kind,
-                page_shift: page_shift as u8,
-                page_count: page_count as u8,
-                used_pages: 0,
-                dirty: 0,
-                dirty_ms: [0; MAX_PAGES_PER_SEGMENT],
-                purged: 0,
-                abandoned_by: 0,
-                next: null_mut(),
-                prev: null_mut(),
-                map_base,
-                map_size,
-                huge_offset: 0,
-                huge_size: 0,
-                huge_state: AtomicUsize::new(0),
-                tail_guard: 0,
-                pieced: false,
-                pages: [const { Page::UNUSED }; MAX_PAGES_PER_SEGMENT],
-            });
+            addr_of_mut!((*at).owner).write(AtomicUsize::new(owner));
+            addr_of_mut!((*at).kind).write(kind);
+            addr_of_mut!((*at).page_shift).write(page_shift as u8);
+            addr_of_mut!((*at).page_count).write(page_count as u8);
+            addr_of_mut!((*at).pieced).write(false);
+            addr_of_mut!((*at).tail_guard).write(0);
+            addr_of_mut!((*at).map_base).write(map_base);
+            addr_of_mut!((*at).map_size).write(map_size);
+            addr_of_mut!((*at).huge_offset).write(0);
+            addr_of_mut!((*at).huge_size).write(0);
+            addr_of_mut!((*at).huge_state).write(AtomicUsize::new(0));
+            addr_of_mut!((*at).abandoned_by).write(0);
+            addr_of_mut!((*at).used_pages).write(0);
+            addr_of_mut!((*at).dirty).write(0);
+            addr_of_mut!((*at).purged).write(0);
+            addr_of_mut!((*at).next).write(null_mut());
+            addr_of_mut!((*at).prev).write(null_mut());
+            let dirty_ms = addr_of_mut!((*at).dirty_ms) as *mut u64;
+            let pages = addr_of_mut!((*at).pages) as *mut Page;
+            for i in 0..descriptors {
+                dirty_ms.add(i).write(0);
+                pages.add(i).write(Page::UNUSED);
+            }
+            // Every field is named: a new one fails to compile here until
+            // it is written above.
+            let Segment {
+                owner: _,
+                kind: _,
+                page_shift: _,
+                page_count: _,
+                pieced: _,
+                tail_guard: _,
+                map_base: _,
+                map_size: _,
+                huge_offset: _,
+                huge_size: _,
+                huge_state: _,
+                abandoned_by: _,
+                used_pages: _,
+                dirty: _,
+                dirty_ms: _,
+                purged: _,
+                next: _,
+                prev: _,
+                pages: _,
+            } = &*at;
         }
         segment_map_insert(at)
     }

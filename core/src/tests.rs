@@ -31,6 +31,30 @@ fn pattern(seed: u8) -> [u8; 256] {
     core::array::from_fn(|i| seed.wrapping_add(i as u8))
 }
 
+/// An arena's host for the tests: a fatal error panics (a test may catch
+/// it); the arena never grows.
+struct PanicHost;
+// SAFETY: never grows.
+unsafe impl crate::ArenaHost for PanicHost {
+    fn fatal(&self, message: &[u8]) -> ! {
+        std::panic!("{}", std::string::String::from_utf8_lossy(message))
+    }
+}
+
+/// A global over a fixed arena: `bytes` from `offset` into a leaked
+/// allocation of `total` bytes, segment aligned. Returns it and the
+/// allocation's start.
+fn leaked_arena(total: usize, offset: usize, bytes: usize) -> (&'static Global<crate::Arena<PanicHost>>, *mut u8) {
+    assert!(offset + bytes <= total);
+    let layout = std::alloc::Layout::from_size_align(total, SEGMENT_SIZE).unwrap();
+    // SAFETY: a non-zero layout; leaked, the arena's for good.
+    let base = unsafe { std::alloc::alloc(layout) };
+    let global = Box::leak(Box::new(Global::new(crate::Arena::new(PanicHost))));
+    // SAFETY: the range lies in the leaked allocation above.
+    unsafe { global.provider().add_range(base.add(offset), bytes) };
+    (global, base)
+}
+
 fn fill(p: *mut u8, size: usize, seed: u8) {
     let pattern = pattern(seed);
     for at in (0..size).step_by(256) {
@@ -769,22 +793,15 @@ fn adopting_a_segment_whose_pages_all_emptied_frees_it() {
 /// (no host allocator, no OS), a `LockedHeap` as `GlobalAlloc`.
 #[test]
 fn static_arena_kernel_style_embedding() {
-    use crate::{Arena, ArenaHost, LockedHeap};
+    use crate::{Arena, LockedHeap};
     use core::alloc::{GlobalAlloc, Layout};
 
     const ARENA_BYTES: usize = 64 << 20;
     static mut ARENA: [u8; ARENA_BYTES] = [0; ARENA_BYTES];
 
-    struct Host;
-    // SAFETY: never grows.
-    unsafe impl ArenaHost for Host {
-        fn fatal(&self, message: &[u8]) -> ! {
-            std::panic!("{}", std::string::String::from_utf8_lossy(message))
-        }
-    }
 
-    static GLOBAL: Global<Arena<Host>> = Global::new(Arena::new(Host));
-    static HEAP: LockedHeap<Arena<Host>> = LockedHeap::new(&GLOBAL);
+    static GLOBAL: Global<Arena<PanicHost>> = Global::new(Arena::new(PanicHost));
+    static HEAP: LockedHeap<Arena<PanicHost>> = LockedHeap::new(&GLOBAL);
     // SAFETY: the only reference ever made to ARENA.
     let arena = unsafe { core::slice::from_raw_parts_mut((&raw mut ARENA).cast::<u8>(), ARENA_BYTES) };
     GLOBAL.provider().add_static(arena);
@@ -1878,7 +1895,7 @@ fn the_heap_profiler_estimates_live_bytes_per_stack_and_forgets_freed_blocks() {
 /// CPU id is only read with "interrupts" disabled.
 #[test]
 fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
-    use crate::{Arena, ArenaHost, Interrupts, PerCpuHeaps};
+    use crate::{Arena, Interrupts, PerCpuHeaps};
     use core::alloc::{GlobalAlloc, Layout};
     use std::cell::Cell;
     use std::sync::mpsc;
@@ -1886,13 +1903,6 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
     std::thread_local! {
         static CPU: Cell<usize> = const { Cell::new(0) };
         static MASKED: Cell<bool> = const { Cell::new(false) };
-    }
-    struct Host;
-    // SAFETY: never grows.
-    unsafe impl ArenaHost for Host {
-        fn fatal(&self, message: &[u8]) -> ! {
-            std::panic!("{}", std::string::String::from_utf8_lossy(message))
-        }
     }
     /// Interrupt masking modelled by a per-thread flag.
     struct Mask;
@@ -1911,8 +1921,8 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
     }
 
     const CPUS: usize = 4;
-    static GLOBAL: Global<Arena<Host>> = Global::new(Arena::new(Host));
-    static HEAPS: PerCpuHeaps<Arena<Host>, CPUS, Mask> = PerCpuHeaps::per_cpu(&GLOBAL, Mask, cpu_id);
+    static GLOBAL: Global<Arena<PanicHost>> = Global::new(Arena::new(PanicHost));
+    static HEAPS: PerCpuHeaps<Arena<PanicHost>, CPUS, Mask> = PerCpuHeaps::per_cpu(&GLOBAL, Mask, cpu_id);
     // Under Miri, a smaller configuration: a third of the arena, 16 steps
     // a thread (half of them free a block on another CPU), fewer kept.
     // Each step costs Miri about 6 s here (why is not profiled yet): 50
@@ -2007,21 +2017,8 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
 #[test]
 fn out_of_arena_a_request_is_served_from_a_larger_class_page() {
     use crate::config::{HEAP_CHUNK_BYTES, SEGMENT_SIZE};
-    use crate::{Arena, ArenaHost};
-    struct Host;
-    // SAFETY: never grows.
-    unsafe impl ArenaHost for Host {
-        fn fatal(&self, message: &[u8]) -> ! {
-            std::panic!("{}", std::string::String::from_utf8_lossy(message))
-        }
-    }
     // Room for the heap's chunk and exactly one segment.
-    let layout = std::alloc::Layout::from_size_align(2 * SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
-    // SAFETY: a non-zero layout; leaked, the arena's for good.
-    let base = unsafe { std::alloc::alloc(layout) };
-    let global: &'static Global<Arena<Host>> = Box::leak(Box::new(Global::new(Arena::new(Host))));
-    // SAFETY: the range lies in the leaked allocation above.
-    unsafe { global.provider().add_range(base.add(SEGMENT_SIZE - HEAP_CHUNK_BYTES), HEAP_CHUNK_BYTES + SEGMENT_SIZE) };
+    let (global, _) = leaked_arena(2 * SEGMENT_SIZE, SEGMENT_SIZE - HEAP_CHUNK_BYTES, HEAP_CHUNK_BYTES + SEGMENT_SIZE);
     let hp = global.heap_acquire();
     // SAFETY: the heap is this thread's.
     let heap = unsafe { &mut *hp };
@@ -2063,25 +2060,13 @@ fn out_of_arena_a_request_is_served_from_a_larger_class_page() {
 #[test]
 fn an_arena_shorter_than_a_segment_serves_from_a_short_segment() {
     use crate::config::{MEDIUM_MAX, SMALL_MAX};
-    use crate::{Arena, ArenaHost};
+    use crate::Arena;
     const MID: usize = MEDIUM_MAX / 2 + 1000;
-    struct Host;
-    // SAFETY: never grows.
-    unsafe impl ArenaHost for Host {
-        fn fatal(&self, message: &[u8]) -> ! {
-            std::panic!("{}", std::string::String::from_utf8_lossy(message))
-        }
-    }
     const BYTES: usize = SEGMENT_SIZE / 2;
-    let layout = std::alloc::Layout::from_size_align(SEGMENT_SIZE, SEGMENT_SIZE).unwrap();
-    // SAFETY: a non-zero layout; leaked, its first half the arena's for good.
-    let base = unsafe { std::alloc::alloc(layout) };
-    let global: &'static Global<Arena<Host>> = Box::leak(Box::new(Global::new(Arena::new(Host))));
-    // SAFETY: the range lies in the leaked allocation above.
-    unsafe { global.provider().add_range(base, BYTES) };
+    let (global, base) = leaked_arena(SEGMENT_SIZE, 0, BYTES);
     let hp = global.heap_acquire();
     assert!(!hp.is_null());
-    let heap_bytes = core::mem::size_of::<Heap<Arena<Host>>>().next_multiple_of(4096);
+    let heap_bytes = core::mem::size_of::<Heap<Arena<PanicHost>>>().next_multiple_of(4096);
     assert_eq!(global.provider().usage().in_use, heap_bytes, "one heap takes the pages it needs of the arena, no chunk");
     // The heap is this thread's; used through `hp` alone (no `&mut` beside the raw frees).
     let malloc = |size: usize| unsafe { (*hp).malloc(size) };
