@@ -158,7 +158,8 @@ impl Segment {
                 pages.add(i).write(Page::UNUSED);
             }
             // Every field is named: a new one fails to compile here until
-            // it is written above.
+            // it is written above. (Wildcards on the place: nothing is read
+            // and no reference is made.)
             let Segment {
                 owner: _,
                 kind: _,
@@ -179,7 +180,7 @@ impl Segment {
                 next: _,
                 prev: _,
                 pages: _,
-            } = &*at;
+            } = *at;
         }
         segment_map_insert(at)
     }
