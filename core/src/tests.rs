@@ -799,7 +799,6 @@ fn static_arena_kernel_style_embedding() {
     const ARENA_BYTES: usize = 64 << 20;
     static mut ARENA: [u8; ARENA_BYTES] = [0; ARENA_BYTES];
 
-
     static GLOBAL: Global<Arena<PanicHost>> = Global::new(Arena::new(PanicHost));
     static HEAP: LockedHeap<Arena<PanicHost>> = LockedHeap::new(&GLOBAL);
     // SAFETY: the only reference ever made to ARENA.
@@ -2016,7 +2015,7 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
 /// normally.
 #[test]
 fn out_of_arena_a_request_is_served_from_a_larger_class_page() {
-    use crate::config::{HEAP_CHUNK_BYTES, SEGMENT_SIZE};
+    use crate::config::HEAP_CHUNK_BYTES;
     // Room for the heap's chunk and exactly one segment.
     let (global, _) = leaked_arena(2 * SEGMENT_SIZE, SEGMENT_SIZE - HEAP_CHUNK_BYTES, HEAP_CHUNK_BYTES + SEGMENT_SIZE);
     let hp = global.heap_acquire();
