@@ -182,13 +182,6 @@ fn in_segment_of(from: *const Block, next: *const Block) -> bool {
     (from as usize ^ next as usize) >> SEGMENT_SHIFT == 0
 }
 
-/// Whether a decoded link may follow `from` in a remote list (which ends
-/// at null): null or in the same segment.
-#[inline(always)]
-pub fn link_is_plausible(from: *const Block, next: *const Block) -> bool {
-    next.is_null() || in_segment_of(from, next)
-}
-
 impl Page {
     /// A page descriptor that is not in use (and has nothing to allocate).
     /// Used as an initializer: each use is a fresh descriptor.
