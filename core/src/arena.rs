@@ -362,6 +362,8 @@ unsafe impl<H: ArenaHost> PageProvider for Arena<H> {
     const PAGE_SIZE: usize = ARENA_PAGE;
     /// Returned spans keep their old contents.
     const MAPS_ZEROED: bool = false;
+    /// `purge` does nothing: no one to give the pages to.
+    const PURGE_RELEASES: bool = false;
     const CAN_REMAP: bool = true;
     const CAN_SPLIT: bool = true;
 

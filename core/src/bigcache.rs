@@ -9,7 +9,8 @@
 //!                   one with CAN_MOVE) | stitch the pages of warm ones into
 //!                   a new mapping (CAN_MOVE) | purged fit
 //!  growing realloc -> the warm mapping right after the block, joined (CAN_SPLIT)
-//!  warm --> purged (kept mapped): over the warm limit (`HAKMEM_BIGCACHE_MAX`,
+//!  warm --> purged (kept mapped; never where purging releases nothing,
+//!           `PageProvider::PURGE_RELEASES`): over the warm limit (`HAKMEM_BIGCACHE_MAX`,
 //!           or learned: capacity.rs; oldest first), after
 //!           a pause in huge calls (at least BIGCACHE_PAUSE_MIN_MS), or warm
 //!           for BIGCACHE_WARM_MAX_MS
@@ -431,6 +432,9 @@ impl HugeCache {
     /// Steady huge-block traffic thus reuses warm what it freed a few
     /// steps ago, however long each step takes, within the byte budget.
     pub fn purge_warm<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64, is_call: bool) {
+        if !P::PURGE_RELEASES {
+            return; // purging would free nothing
+        }
         let limit = self.warm_limit(memory, now);
         let delay = memory.purge_delay_ms() as u64;
         let max_age = delay.max(BIGCACHE_WARM_MAX_MS);
@@ -477,6 +481,9 @@ impl HugeCache {
     /// the peak of the window before is kept, an older one forgotten. Called
     /// after a huge block was taken or grew, and by `warm_limit`.
     pub fn note_live<P: PageProvider>(&mut self, memory: &Memory<P>, now: u64) {
+        if !P::PURGE_RELEASES {
+            return; // no warm limit to bound
+        }
         let live = memory.stats.huge_bytes.load(Ordering::Relaxed).saturating_sub(self.cached_bytes);
         let window = now / BIGCACHE_LIVE_WINDOW_MS;
         if window != self.live_window {
@@ -570,7 +577,9 @@ impl HugeCache {
         let slot = CacheSlot { segment, size, tick: self.tick, cached_ms: now, warm: true };
         let delay = memory.purge_delay_ms() as u64;
         self.insert(slot, now.saturating_add(delay.max(BIGCACHE_WARM_MAX_MS)));
-        memory.bigcache.held(&memory.options, self.warm_bytes);
+        if P::PURGE_RELEASES {
+            memory.bigcache.held(&memory.options, self.warm_bytes);
+        }
         self.purge_warm(memory, now, true);
     }
 

@@ -97,9 +97,10 @@ impl HugeBlocks {
     /// hit, with its slack held), or missed where a warm mapping within the
     /// widest tolerance was cached (split or resize would have served it
     /// otherwise, so only a provider that can do neither gets here).
+    /// Nothing to learn where purging releases nothing (all stay warm).
     fn learn_fit<P: PageProvider>(memory: &Memory<P>, cache: &HugeCache, map_size: usize, taken: Option<(*mut Segment, Reuse)>) {
         let options = &memory.options;
-        if options.learn.load(Ordering::Relaxed) == crate::config::LEARN_OFF {
+        if !P::PURGE_RELEASES || options.learn.load(Ordering::Relaxed) == crate::config::LEARN_OFF {
             return;
         }
         let learner = &memory.bigcache_fit;
@@ -182,7 +183,7 @@ impl HugeBlocks {
             Some((segment, reuse)) => Some((segment, reuse == Reuse::Purged && P::PURGE_ZEROES)),
             None => None,
         };
-        if header_offset == 0 {
+        if header_offset == 0 && P::PURGE_RELEASES {
             let configured = memory.options.bigcache_bytes.load(Ordering::Relaxed);
             memory.bigcache.lookup(&memory.options, configured, warm && reused.is_some());
         }
@@ -207,7 +208,7 @@ impl HugeBlocks {
             (*segment).huge_state.store(HUGE_LIVE, Ordering::Release);
             (segment as usize + block_offset) as *mut u8
         };
-        if !noted {
+        if !noted && P::PURGE_RELEASES {
             self.cache.lock().note_live(memory, memory.now_ms());
         }
         Some((block, zeroed))
@@ -283,7 +284,9 @@ impl HugeBlocks {
             let segment = if grown { segment } else { Self::remap_segment(memory, segment, map_size)? };
             (*segment).huge_size = map_size - block_offset;
             // The warm cache's bound follows the live bytes' peak.
-            self.cache.lock().note_live(memory, memory.now_ms());
+            if P::PURGE_RELEASES {
+                self.cache.lock().note_live(memory, memory.now_ms());
+            }
             Some((segment as *mut u8).add(block_offset))
         }
     }

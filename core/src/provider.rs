@@ -30,6 +30,11 @@ pub unsafe trait PageProvider: Sync {
     const MAPS_ZEROED: bool;
     /// Whether a purged range reads as zeros afterwards.
     const PURGE_ZEROES: bool = false;
+    /// Whether [`PageProvider::purge`] gives the memory back to someone
+    /// (the operating system). False where it does nothing (an arena's
+    /// memory stays the allocator's): cached huge blocks then stay warm,
+    /// and the core runs no purge policy or learning for them.
+    const PURGE_RELEASES: bool = true;
     /// Whether [`PageProvider::remap`] can resize mappings (else the core
     /// never calls it).
     const CAN_REMAP: bool = false;

@@ -2701,3 +2701,48 @@ fn a_block_grown_past_the_remap_threshold_moves_once_into_a_huge_block_with_room
     let (huge, _, _) = grow(basic);
     assert_eq!(huge, [false, false, false, false, false, true, false], "without page moves, only sizes past LARGE_MAX are huge");
 }
+
+/// An arena's host with a clock the test sets.
+struct ClockHost(std::sync::atomic::AtomicU64);
+// SAFETY: never grows.
+unsafe impl crate::ArenaHost for ClockHost {
+    fn fatal(&self, message: &[u8]) -> ! {
+        std::panic!("{}", std::string::String::from_utf8_lossy(message))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn an_arenas_cached_huge_blocks_stay_warm_and_join_however_long_they_wait() {
+    const SEG: usize = SEGMENT_SIZE;
+    let layout = std::alloc::Layout::from_size_align(32 * SEG, SEG).unwrap();
+    // SAFETY: a non-zero layout; leaked, the arena's for good.
+    let base = unsafe { std::alloc::alloc(layout) };
+    let global = Box::leak(Box::new(Global::new(crate::Arena::new(ClockHost(1000.into())))));
+    // SAFETY: the leaked allocation above.
+    unsafe { global.provider().add_range(base, 32 * SEG) };
+    let hp = global.heap_acquire();
+    // SAFETY (closures): the heap is this thread's, used through `hp` alone.
+    let malloc = |size: usize| unsafe { (*hp).malloc(size) };
+    let free = |p: *mut u8| unsafe { global.free(p, hp) };
+    let a = malloc(12 * SEG);
+    assert!(!a.is_null());
+    free(a);
+    // Its head serves `b`, the next piece of its tail `c`: three adjacent
+    // pieces, the last cached.
+    let b = malloc(SEG + SEG / 2);
+    assert_eq!(b, a, "the head of the cached mapping");
+    let c = malloc(5 * SEG);
+    assert!(c as usize > a as usize && (c as usize) < a as usize + 12 * SEG, "not from the tail");
+    free(c);
+    // Long after, and after an idle purge pass: purging an arena's pages
+    // frees nothing, so the cached pieces stay warm, and `b`'s free joins
+    // them back into the whole mapping.
+    global.provider().host().0.store(1000 + 100_000, Ordering::SeqCst);
+    global.purge_idle();
+    free(b);
+    assert_eq!(malloc(12 * SEG), a, "the pieces did not join into one warm mapping");
+}
