@@ -1,14 +1,23 @@
 //! Size classes: which block size serves a request, and where it lives.
 //!
 //! ```text
-//! class  0..=3    16, 32, 48, 64                    (16-byte steps)
-//! class  4..      4 classes per doubling: 80 96 112 128 | 160 192 224 256 | ... | LARGE_MAX
-//!                 size(c) = 2^e + k * 2^(e-2),  e = 6 + (c-4)/4,  k = (c-4)%4 + 1
+//!                     small-segments (embedders)     default (hosts)
+//! 16-byte steps       16 32 ... 128    (classes 0-7) 16 32 48 64   (0-3)
+//! up to SMALL_MAX     8 per doubling: 144 160 ... 256 | 288 ... 512 | 576 ... 1024
+//!                                                    4 per doubling: 80 96 112 128 | ... | 1024
+//! above SMALL_MAX     4 per doubling: 1280 1536 1792 2048 | ... | LARGE_MAX
+//!   size(c) = 2^e + k * 2^e / per_doubling, k = 1..=per_doubling, in each doubling
 //! ```
 //! Waste bound: a request of `n > 64` bytes gets a block of at most
 //! `1.25 * n` bytes (internal waste < 20 % of the block); a request of
-//! `n <= 64` wastes less than 16 bytes. Every class size is a multiple of
-//! 16, so every block is 16-byte aligned.
+//! `n <= 64` wastes less than 16 bytes. The small geometry has finer small
+//! classes (as tcmalloc does): small requests, the most numerous, waste
+//! about 5 % of their bytes on average where 4 per doubling waste about
+//! 8 %, and an arena holds that much more in live blocks (3 points of a
+//! 16 MiB arena filled with 8 B-1 KiB blocks). Hosts keep 4: each class
+//! more is one more partly used page per thread (8 per doubling cost
+//! `larson-2t` 1.28x its peak RSS). Every class size is a multiple of 16,
+//! so every block is 16-byte aligned.
 //!
 //! Tiers: classes up to [`SMALL_MAX`] (1 KiB, the "tiny" tier) live in small
 //! pages (64 KiB), up to [`MEDIUM_MAX`] (64 KiB, the "mid" pool) in medium
@@ -58,15 +67,36 @@ impl SegmentKind {
     }
 }
 
+/// The largest class in 16-byte steps, and small classes per doubling
+/// above it (see the module header).
+#[cfg(feature = "small-segments")]
+const STEP16_MAX: usize = 128;
+#[cfg(feature = "small-segments")]
+const SMALL_PER_DOUBLING: usize = 8;
+#[cfg(not(feature = "small-segments"))]
+const STEP16_MAX: usize = 64;
+#[cfg(not(feature = "small-segments"))]
+const SMALL_PER_DOUBLING: usize = 4;
+/// Classes per doubling above `SMALL_MAX`.
+const PER_DOUBLING: usize = 4;
+
+/// Classes of the 16-byte steps, and the first class past `SMALL_MAX`.
+const STEP16_CLASSES: usize = STEP16_MAX / 16;
+const FIRST_ABOVE_SMALL: usize =
+    STEP16_CLASSES + (SMALL_MAX.trailing_zeros() - STEP16_MAX.trailing_zeros()) as usize * SMALL_PER_DOUBLING;
+
 /// Block size of class `class` (`class < CLASS_COUNT`).
 pub const fn class_size(class: usize) -> usize {
-    if class < 4 {
-        (class + 1) * 16
+    let (first, base_shift, per_doubling) = if class < STEP16_CLASSES {
+        return (class + 1) * 16;
+    } else if class < FIRST_ABOVE_SMALL {
+        (STEP16_CLASSES, STEP16_MAX.trailing_zeros() as usize, SMALL_PER_DOUBLING)
     } else {
-        let j = class - 4;
-        let exp = 6 + j / 4;
-        (1 << exp) + (j % 4 + 1) * (1 << (exp - 2))
-    }
+        (FIRST_ABOVE_SMALL, SMALL_MAX.trailing_zeros() as usize, PER_DOUBLING)
+    };
+    let j = class - first;
+    let exp = base_shift + j / per_doubling;
+    (1 << exp) + (j % per_doubling + 1) * ((1 << exp) / per_doubling)
 }
 
 /// Number of size slots of the small classes: sizes up to `SMALL_MAX` in
@@ -107,17 +137,17 @@ pub const fn mid_class_of(size: usize) -> usize {
 
 /// The class formula (the inverse of [`class_size`]).
 const fn class_by_formula(size: usize) -> usize {
-    if size <= 64 {
-        if size == 0 {
-            0
-        } else {
-            size.div_ceil(16) - 1
-        }
-    } else {
-        let exp = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;
-        let step_shift = exp - 2;
-        4 + (exp - 6) * 4 + ((size - 1 - (1 << exp)) >> step_shift)
+    if size <= STEP16_MAX {
+        return if size == 0 { 0 } else { size.div_ceil(16) - 1 };
     }
+    let (first, base_shift, per_doubling) = if size <= SMALL_MAX {
+        (STEP16_CLASSES, STEP16_MAX.trailing_zeros() as usize, SMALL_PER_DOUBLING)
+    } else {
+        (FIRST_ABOVE_SMALL, SMALL_MAX.trailing_zeros() as usize, PER_DOUBLING)
+    };
+    let exp = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;
+    let step_shift = exp - per_doubling.trailing_zeros() as usize;
+    first + (exp - base_shift) * per_doubling + ((size - 1 - (1 << exp)) >> step_shift)
 }
 
 /// Class of each small slot (sizes in steps of 16 up to `SMALL_MAX`).

@@ -2006,8 +2006,11 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
         CPU.with(|c| c.set(cpu));
         HEAPS.with_heap(|heap| heap.unwrap().check_invariants());
     }
+    // What stays is the heaps' own memory: chunks that double from one
+    // heap's pages up to HEAP_CHUNK_BYTES (four heaps of the small
+    // geometry take a third), below one segment.
     let used = GLOBAL.provider().usage();
-    assert!(used.in_use <= crate::config::HEAP_CHUNK_BYTES, "{used:?}");
+    assert!(used.in_use <= 2 * crate::config::HEAP_CHUNK_BYTES, "{used:?}");
 }
 
 /// A full fixed arena still serves a small request from the room left in
