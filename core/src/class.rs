@@ -85,15 +85,19 @@ const STEP16_CLASSES: usize = STEP16_MAX / 16;
 const FIRST_ABOVE_SMALL: usize =
     STEP16_CLASSES + (SMALL_MAX.trailing_zeros() - STEP16_MAX.trailing_zeros()) as usize * SMALL_PER_DOUBLING;
 
+/// A run of doublings: its first class, log2 of the size its first
+/// doubling starts from, and classes per doubling.
+type Doublings = (usize, usize, usize);
+/// The small classes past the 16-byte steps, and those past `SMALL_MAX`.
+const SMALL_DOUBLINGS: Doublings = (STEP16_CLASSES, STEP16_MAX.trailing_zeros() as usize, SMALL_PER_DOUBLING);
+const ABOVE_SMALL_DOUBLINGS: Doublings = (FIRST_ABOVE_SMALL, SMALL_MAX.trailing_zeros() as usize, PER_DOUBLING);
+
 /// Block size of class `class` (`class < CLASS_COUNT`).
 pub const fn class_size(class: usize) -> usize {
-    let (first, base_shift, per_doubling) = if class < STEP16_CLASSES {
+    if class < STEP16_CLASSES {
         return (class + 1) * 16;
-    } else if class < FIRST_ABOVE_SMALL {
-        (STEP16_CLASSES, STEP16_MAX.trailing_zeros() as usize, SMALL_PER_DOUBLING)
-    } else {
-        (FIRST_ABOVE_SMALL, SMALL_MAX.trailing_zeros() as usize, PER_DOUBLING)
-    };
+    }
+    let (first, base_shift, per_doubling) = if class < FIRST_ABOVE_SMALL { SMALL_DOUBLINGS } else { ABOVE_SMALL_DOUBLINGS };
     let j = class - first;
     let exp = base_shift + j / per_doubling;
     (1 << exp) + (j % per_doubling + 1) * ((1 << exp) / per_doubling)
@@ -140,11 +144,7 @@ const fn class_by_formula(size: usize) -> usize {
     if size <= STEP16_MAX {
         return if size == 0 { 0 } else { size.div_ceil(16) - 1 };
     }
-    let (first, base_shift, per_doubling) = if size <= SMALL_MAX {
-        (STEP16_CLASSES, STEP16_MAX.trailing_zeros() as usize, SMALL_PER_DOUBLING)
-    } else {
-        (FIRST_ABOVE_SMALL, SMALL_MAX.trailing_zeros() as usize, PER_DOUBLING)
-    };
+    let (first, base_shift, per_doubling) = if size <= SMALL_MAX { SMALL_DOUBLINGS } else { ABOVE_SMALL_DOUBLINGS };
     let exp = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;
     let step_shift = exp - per_doubling.trailing_zeros() as usize;
     first + (exp - base_shift) * per_doubling + ((size - 1 - (1 << exp)) >> step_shift)

@@ -32,12 +32,24 @@ fn pattern(seed: u8) -> [u8; 256] {
 }
 
 /// An arena's host for the tests: a fatal error panics (a test may catch
-/// it); the arena never grows.
-struct PanicHost;
+/// it); the arena never grows; its clock is what the test stores (0, no
+/// clock, unless a test sets one).
+struct PanicHost(std::sync::atomic::AtomicU64);
+
+impl PanicHost {
+    const fn new() -> Self {
+        PanicHost(std::sync::atomic::AtomicU64::new(0))
+    }
+}
+
 // SAFETY: never grows.
 unsafe impl crate::ArenaHost for PanicHost {
     fn fatal(&self, message: &[u8]) -> ! {
         std::panic!("{}", std::string::String::from_utf8_lossy(message))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -49,7 +61,7 @@ fn leaked_arena(total: usize, offset: usize, bytes: usize) -> (&'static Global<c
     let layout = std::alloc::Layout::from_size_align(total, SEGMENT_SIZE).unwrap();
     // SAFETY: a non-zero layout; leaked, the arena's for good.
     let base = unsafe { std::alloc::alloc(layout) };
-    let global = Box::leak(Box::new(Global::new(crate::Arena::new(PanicHost))));
+    let global = Box::leak(Box::new(Global::new(crate::Arena::new(PanicHost::new()))));
     // SAFETY: the range lies in the leaked allocation above.
     unsafe { global.provider().add_range(base.add(offset), bytes) };
     (global, base)
@@ -799,7 +811,7 @@ fn static_arena_kernel_style_embedding() {
     const ARENA_BYTES: usize = 64 << 20;
     static mut ARENA: [u8; ARENA_BYTES] = [0; ARENA_BYTES];
 
-    static GLOBAL: Global<Arena<PanicHost>> = Global::new(Arena::new(PanicHost));
+    static GLOBAL: Global<Arena<PanicHost>> = Global::new(Arena::new(PanicHost::new()));
     static HEAP: LockedHeap<Arena<PanicHost>> = LockedHeap::new(&GLOBAL);
     // SAFETY: the only reference ever made to ARENA.
     let arena = unsafe { core::slice::from_raw_parts_mut((&raw mut ARENA).cast::<u8>(), ARENA_BYTES) };
@@ -1920,7 +1932,7 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
     }
 
     const CPUS: usize = 4;
-    static GLOBAL: Global<Arena<PanicHost>> = Global::new(Arena::new(PanicHost));
+    static GLOBAL: Global<Arena<PanicHost>> = Global::new(Arena::new(PanicHost::new()));
     static HEAPS: PerCpuHeaps<Arena<PanicHost>, CPUS, Mask> = PerCpuHeaps::per_cpu(&GLOBAL, Mask, cpu_id);
     // Under Miri, a smaller configuration: a third of the arena, 16 steps
     // a thread (half of them free a block on another CPU), fewer kept.
@@ -2705,28 +2717,11 @@ fn a_block_grown_past_the_remap_threshold_moves_once_into_a_huge_block_with_room
     assert_eq!(huge, [false, false, false, false, false, true, false], "without page moves, only sizes past LARGE_MAX are huge");
 }
 
-/// An arena's host with a clock the test sets.
-struct ClockHost(std::sync::atomic::AtomicU64);
-// SAFETY: never grows.
-unsafe impl crate::ArenaHost for ClockHost {
-    fn fatal(&self, message: &[u8]) -> ! {
-        std::panic!("{}", std::string::String::from_utf8_lossy(message))
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 #[test]
 fn an_arenas_cached_huge_blocks_stay_warm_and_join_however_long_they_wait() {
     const SEG: usize = SEGMENT_SIZE;
-    let layout = std::alloc::Layout::from_size_align(32 * SEG, SEG).unwrap();
-    // SAFETY: a non-zero layout; leaked, the arena's for good.
-    let base = unsafe { std::alloc::alloc(layout) };
-    let global = Box::leak(Box::new(Global::new(crate::Arena::new(ClockHost(1000.into())))));
-    // SAFETY: the leaked allocation above.
-    unsafe { global.provider().add_range(base, 32 * SEG) };
+    let (global, _) = leaked_arena(32 * SEG, 0, 32 * SEG);
+    global.provider().host().0.store(1000, Ordering::SeqCst);
     let hp = global.heap_acquire();
     // SAFETY (closures): the heap is this thread's, used through `hp` alone.
     let malloc = |size: usize| unsafe { (*hp).malloc(size) };
