@@ -267,6 +267,7 @@ impl Page {
                 return null_mut();
             }
             self.free.set(next);
+            prefetch(next);
             // used + 1 and taken + 1 in one add; taken's carry leaves the word.
             let (counts, carry) = self.counts.get().overflowing_add(TAKEN_ONE | 1);
             self.counts.set(counts);
@@ -479,6 +480,24 @@ impl Page {
         }
         n
     }
+}
+
+/// Start loading the line of `block`, the list's new head, which the next
+/// pop of this page reads: a page's free blocks can wait there long after
+/// their lines left the cache (frees land on whichever page a block came
+/// from, not the current one), and a program that frees at random then pays
+/// a miss in every malloc (tcmalloc prefetches its next object the same
+/// way). A hint: it reads nothing the program sees and never faults.
+#[inline(always)]
+fn prefetch(block: *mut Block) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: `prefetcht0` only hints the cache: it changes no memory and
+    // never faults, whatever the address.
+    unsafe {
+        core::arch::asm!("prefetcht0 [{0}]", in(reg) block, options(nostack, preserves_flags, readonly));
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = block;
 }
 
 /// A 4 KiB block area, aligned as pages' areas are, inside one segment
