@@ -166,16 +166,15 @@ impl<P: PageProvider + 'static> Heap<P> {
         self.alloc_class_slow(class)
     }
 
-    /// Out of memory for `class`: a free block of a larger class whose
-    /// blocks are at least as aligned (their size has as many trailing zero
-    /// bits), from pages this heap already has: in a full arena, the room
-    /// left in other classes' pages still serves. A block belongs to its
-    /// page, so nothing else changes; the caller gets more usable bytes.
+    /// Out of memory for `class`: a free block of any larger class, from
+    /// pages this heap already has: in a full arena, the room left in other
+    /// classes' pages still serves. A block belongs to its page, so nothing
+    /// else changes; the caller gets more usable bytes, aligned to
+    /// `MIN_ALIGN` only (`malloc_aligned` checks the blocks it takes so).
     /// Null when there is none.
     #[cold]
     fn alloc_from_larger_class(&mut self, class: usize) -> *mut u8 {
-        let align = class_size(class).trailing_zeros();
-        for larger in (class + 1..CLASS_COUNT).filter(|&c| class_size(c).trailing_zeros() >= align) {
+        for larger in class + 1..CLASS_COUNT {
             let mut page = self.queues[larger].first;
             while !page.is_null() {
                 // SAFETY: pages in our queues are live pages of our segments.
@@ -328,7 +327,14 @@ impl<P: PageProvider + 'static> Heap<P> {
         // already when the page start is (pages start at 8 KiB multiples).
         // (Not in strict mode, whose blocks are of the class of size + STRICT_TAIL.)
         if size <= LARGE_MAX && align <= SEGMENT_HEADER_BYTES && !self.strict && class_size(class_of(size)).is_multiple_of(align) {
-            return self.malloc(size);
+            let block = self.malloc(size);
+            // Out of memory, a larger class's block may serve (see
+            // alloc_from_larger_class), aligned to MIN_ALIGN only.
+            if (block as usize).is_multiple_of(align) {
+                return block;
+            }
+            // SAFETY: a live block this heap's malloc just returned.
+            unsafe { crate::free::free(self.shared, self, block, core::ptr::null_mut) };
         }
         // A zero size still needs one byte after the aligned start: padding
         // 0 bytes would round the start up past the end of a 16-byte block.

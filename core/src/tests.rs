@@ -2026,8 +2026,7 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
 }
 
 /// A full fixed arena still serves a small request from the room left in
-/// a larger class's page (at least as aligned), and every such block frees
-/// normally.
+/// a larger class's page, and every such block frees normally.
 #[test]
 fn out_of_arena_a_request_is_served_from_a_larger_class_page() {
     use crate::config::HEAP_CHUNK_BYTES;
@@ -2064,6 +2063,53 @@ fn out_of_arena_a_request_is_served_from_a_larger_class_page() {
     unsafe { global.free(big, hp) };
     heap.check_invariants();
     assert!(!heap.malloc(16).is_null(), "serves again after the frees");
+}
+
+/// A full arena serves a request from a larger class's page even when that
+/// class's blocks are less aligned (320-byte blocks for a 256-byte request:
+/// malloc promises 16 bytes), and an aligned request never gets such a
+/// block: it gets an aligned one or null, and the block it tried frees.
+#[test]
+fn out_of_arena_a_larger_class_serves_plain_requests_but_never_misaligns_aligned_ones() {
+    use crate::config::{HEAP_CHUNK_BYTES, SEGMENT_HEADER_BYTES, SMALL_PAGE_SHIFT};
+    // Room for the heap's chunk and exactly one segment.
+    let (global, _) = leaked_arena(2 * SEGMENT_SIZE, SEGMENT_SIZE - HEAP_CHUNK_BYTES, HEAP_CHUNK_BYTES + SEGMENT_SIZE);
+    let hp = global.heap_acquire();
+    // SAFETY: the heap is this thread's.
+    let heap = unsafe { &mut *hp };
+    let first = heap.malloc(300);
+    assert!(!first.is_null());
+    let mut blocks = Vec::new();
+    loop {
+        let p = heap.malloc(256);
+        if p.is_null() {
+            break;
+        }
+        fill(p, 256, blocks.len() as u8);
+        blocks.push(p);
+    }
+    // SAFETY: live blocks of this heap.
+    let from_larger: Vec<*mut u8> = blocks.iter().copied().filter(|&p| unsafe { global.usable_size(p) } == 320).collect();
+    // The 320-byte block took the segment's first page (shortened by the header).
+    let page_blocks = ((1 << SMALL_PAGE_SHIFT) - SEGMENT_HEADER_BYTES) / 320;
+    assert_eq!(from_larger.len(), page_blocks - 1, "the 320-byte page's other blocks served 256-byte requests");
+    assert!(blocks.iter().all(|&p| (p as usize).is_multiple_of(16)));
+    // Room again in the 320-byte page only, in a block that is not 256-aligned.
+    let misaligned = *from_larger.iter().find(|&&p| !(p as usize).is_multiple_of(256)).expect("most 320-byte blocks are not 256-aligned");
+    // SAFETY: a live block of this heap.
+    unsafe { global.free(misaligned, hp) };
+    let aligned = heap.malloc_aligned(256, 256);
+    assert!(aligned.is_null(), "no 256-aligned room is left; the 320-byte block must not serve");
+    assert_eq!(heap.malloc(256), misaligned, "the block the aligned request tried is free again");
+    fill(misaligned, 256, blocks.iter().position(|&p| p == misaligned).unwrap() as u8);
+    for (i, &p) in blocks.iter().enumerate() {
+        verify(p, 256, i as u8);
+        // SAFETY: live blocks of this heap.
+        unsafe { global.free(p, hp) };
+    }
+    // SAFETY: as above.
+    unsafe { global.free(first, hp) };
+    heap.check_invariants();
 }
 
 /// A fixed arena shorter than a segment (half of one) serves every small

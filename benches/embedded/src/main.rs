@@ -307,6 +307,11 @@ fn time_one(t: &Timed, subject: usize) -> (Duration, usize) {
     (elapsed, failed)
 }
 
+/// The efficiency rows' patterns: a fill of small blocks, then optionally a
+/// random half freed and the arena refilled with blocks of these sizes.
+const PATTERNS: [(&str, Option<(usize, usize)>); 3] =
+    [("fill 8 B-1 KiB", None), ("free half, refill 8 B-1 KiB", Some((8, 1024))), ("free half, refill 1-8 KiB", Some((1024, 8192)))];
+
 /// Share of the arena (percent) in live blocks at the first failure of a
 /// fill, and after a random half is freed and refilled with `refill` sizes.
 /// `None`: over the deadline (20 s).
@@ -380,6 +385,17 @@ fn main() {
         println!("{name}: median {:?}", median(times));
         return;
     }
+    if let Ok(name) = std::env::var("EMBEDDED_EFFICIENCY") {
+        // Aid: `EMBEDDED_EFFICIENCY=<subject>` prints that subject's efficiency
+        // at 1 and 16 MiB (deterministic: one run tells a change's effect).
+        let subject = SUBJECTS.iter().position(|s| *s == name).expect("a subject");
+        for arena in [MIB, 16 * MIB] {
+            for (pattern, refill) in PATTERNS {
+                println!("{} MiB, {pattern}: {:?}", arena / MIB, efficiency(subject, arena, refill));
+            }
+        }
+        return;
+    }
     println!("# hakmem's core against the embedders' allocators\n");
     println!("hakmem geometry: {geometry}; {} mode, {rounds} rounds interleaved; every subject behind a spin lock over an arena of the same size (host memory, pre-faulted).\n", if quick { "quick" } else { "full" });
     println!("## Time (median of {rounds} rounds, ms; arena {} MiB; ratio = hakmem / best reference)\n", ARENA_FOR_TIME / MIB);
@@ -412,10 +428,8 @@ fn main() {
     println!("\n## Arena efficiency (% of the arena in live blocks at the first failure; ratio = hakmem / best reference)\n");
     println!("| arena | pattern | {} | best reference | hakmem / best |", SUBJECTS[..5].join(" | "));
     println!("|---|---|{}---|---|", "---|".repeat(5));
-    let patterns: [(&str, Option<(usize, usize)>); 3] =
-        [("fill 8 B-1 KiB", None), ("free half, refill 8 B-1 KiB", Some((8, 1024))), ("free half, refill 1-8 KiB", Some((1024, 8192)))];
     for arena in [MIB, 16 * MIB, 256 * MIB] {
-        for (pattern, refill) in patterns {
+        for (pattern, refill) in PATTERNS {
             let shares: Vec<Option<f64>> = (0..5).map(|subject| efficiency(subject, arena, refill)).collect();
             let best = shares[1..].iter().flatten().fold(0.0f64, |a, &b| a.max(b));
             let cell = |v: &Option<f64>| v.map_or("over 20 s".into(), |v| format!("{v:.1}"));
