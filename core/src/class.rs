@@ -92,8 +92,25 @@ type Doublings = (usize, usize, usize);
 const SMALL_DOUBLINGS: Doublings = (STEP16_CLASSES, STEP16_MAX.trailing_zeros() as usize, SMALL_PER_DOUBLING);
 const ABOVE_SMALL_DOUBLINGS: Doublings = (FIRST_ABOVE_SMALL, SMALL_MAX.trailing_zeros() as usize, PER_DOUBLING);
 
-/// Block size of class `class` (`class < CLASS_COUNT`).
+/// Block size of class `class` (`class < CLASS_COUNT`): a table lookup
+/// (the refill and release paths ask on every page switch).
 pub const fn class_size(class: usize) -> usize {
+    CLASS_SIZES[class] as usize
+}
+
+/// [`class_size`] of every class, from [`class_size_by_formula`].
+const CLASS_SIZES: [u32; CLASS_COUNT] = {
+    let mut table = [0u32; CLASS_COUNT];
+    let mut class = 0;
+    while class < CLASS_COUNT {
+        table[class] = class_size_by_formula(class) as u32;
+        class += 1;
+    }
+    table
+};
+
+/// The size formula: 16-byte steps, then classes per doubling.
+const fn class_size_by_formula(class: usize) -> usize {
     if class < STEP16_CLASSES {
         return (class + 1) * 16;
     }
