@@ -243,23 +243,6 @@ impl<P: PageProvider + 'static> Heap<P> {
             self.refills_unchecked = 0;
             self.purge_if_due();
         }
-        // The current page ran dry and the one behind it has free blocks
-        // (a loop whose blocks span two pages takes this on every turn):
-        // swap the two, without the walk below.
-        let first = self.queues[class].first;
-        // SAFETY: queued pages are live pages of this heap.
-        unsafe {
-            if !first.is_null() && !(*first).has_free() {
-                let second = (*first).next.get();
-                if !second.is_null() && (*second).has_free() {
-                    self.queues[class].remove(second);
-                    self.queues[class].push_front(second);
-                    self.set_current(class, second);
-                    crate::debug_count!(refill_queued_pages);
-                    return self.page_pop(second);
-                }
-            }
-        }
         for attempt in 0..2 {
             let mut page = self.queues[class].first;
             let mut kept = 0;
