@@ -53,10 +53,14 @@ unsafe impl crate::ArenaHost for PanicHost {
     }
 }
 
+/// A global over an arena, and one of its heaps.
+type ArenaGlobal = Global<crate::Arena<PanicHost>>;
+type ArenaHeap = Heap<crate::Arena<PanicHost>>;
+
 /// A global over a fixed arena: `bytes` from `offset` into a leaked
 /// allocation of `total` bytes, segment aligned. Returns it and the
 /// allocation's start.
-fn leaked_arena(total: usize, offset: usize, bytes: usize) -> (&'static Global<crate::Arena<PanicHost>>, *mut u8) {
+fn leaked_arena(total: usize, offset: usize, bytes: usize) -> (&'static ArenaGlobal, *mut u8) {
     assert!(offset + bytes <= total);
     let layout = std::alloc::Layout::from_size_align(total, SEGMENT_SIZE).unwrap();
     // SAFETY: a non-zero layout; leaked, the arena's for good.
@@ -2025,44 +2029,61 @@ fn per_cpu_heaps_free_across_cpus_with_interrupts_disabled() {
     assert!(used.in_use <= 2 * crate::config::HEAP_CHUNK_BYTES, "{used:?}");
 }
 
-/// A full fixed arena still serves a small request from the room left in
-/// a larger class's page, and every such block frees normally.
-#[test]
-fn out_of_arena_a_request_is_served_from_a_larger_class_page() {
-    use crate::config::HEAP_CHUNK_BYTES;
-    // Room for the heap's chunk and exactly one segment.
+/// Fill an arena with room for the heap's chunk and exactly one segment:
+/// one block of `first` bytes (it takes the segment's first page, shortened
+/// by the header), then blocks of `each` bytes, filled, until none is left.
+/// Checks that every other block of the first block's page served an
+/// `each`-byte request. Returns the global, the heap, the first block and
+/// the others.
+fn fill_one_segment(first: usize, each: usize) -> (&'static ArenaGlobal, *mut ArenaHeap, *mut u8, Vec<*mut u8>) {
+    use crate::config::{HEAP_CHUNK_BYTES, SMALL_PAGE_SHIFT};
     let (global, _) = leaked_arena(2 * SEGMENT_SIZE, SEGMENT_SIZE - HEAP_CHUNK_BYTES, HEAP_CHUNK_BYTES + SEGMENT_SIZE);
     let hp = global.heap_acquire();
     // SAFETY: the heap is this thread's.
     let heap = unsafe { &mut *hp };
-    let big = heap.malloc(1000);
-    assert!(!big.is_null());
-    let mut small = Vec::new();
+    let first_block = heap.malloc(first);
+    assert!(!first_block.is_null());
+    let mut blocks = Vec::new();
     loop {
-        let p = heap.malloc(16);
+        let p = heap.malloc(each);
         if p.is_null() {
             break;
         }
-        fill(p, 16, small.len() as u8);
-        small.push(p);
+        fill(p, each, blocks.len() as u8);
+        blocks.push(p);
     }
+    let (larger, own) = (class_size(crate::class::class_of(first)), class_size(crate::class::class_of(each)));
     // SAFETY: live blocks of this heap.
-    let usable: Vec<usize> = small.iter().map(|&p| unsafe { global.usable_size(p) }).collect();
-    let from_larger = usable.iter().filter(|&&u| u == 1024).count();
-    // The 1 KiB block took the segment's first page (shortened by the header).
-    let big_page_blocks = ((1 << crate::config::SMALL_PAGE_SHIFT) - crate::config::SEGMENT_HEADER_BYTES) / 1024;
-    assert_eq!(from_larger, big_page_blocks - 1, "the 1 KiB page's other blocks served 16 B requests");
-    assert!(usable.iter().all(|&u| u == 16 || u == 1024));
-    assert!(small.iter().all(|&p| (p as usize).is_multiple_of(16)));
-    for (i, &p) in small.iter().enumerate() {
-        verify(p, 16, i as u8);
-        // SAFETY: as above.
+    let usable: Vec<usize> = blocks.iter().map(|&p| unsafe { global.usable_size(p) }).collect();
+    let page_blocks = ((1 << SMALL_PAGE_SHIFT) - SEGMENT_HEADER_BYTES) / larger;
+    assert_eq!(usable.iter().filter(|&&u| u == larger).count(), page_blocks - 1, "the first block's page served {each}-byte requests");
+    assert!(usable.iter().all(|&u| u == own || u == larger));
+    assert!(blocks.iter().all(|&p| (p as usize).is_multiple_of(16)));
+    (global, hp, first_block, blocks)
+}
+
+/// Check and free what [`fill_one_segment`] allocated.
+fn free_filled(global: &'static ArenaGlobal, hp: *mut ArenaHeap, first: *mut u8, blocks: &[*mut u8], each: usize) {
+    for (i, &p) in blocks.iter().enumerate() {
+        verify(p, each, i as u8);
+        // SAFETY: live blocks of this thread's heap.
         unsafe { global.free(p, hp) };
     }
     // SAFETY: as above.
-    unsafe { global.free(big, hp) };
-    heap.check_invariants();
-    assert!(!heap.malloc(16).is_null(), "serves again after the frees");
+    unsafe {
+        global.free(first, hp);
+        (*hp).check_invariants();
+    }
+}
+
+/// A full fixed arena still serves a small request from the room left in
+/// a larger class's page, and every such block frees normally.
+#[test]
+fn out_of_arena_a_request_is_served_from_a_larger_class_page() {
+    let (global, hp, big, small) = fill_one_segment(1000, 16);
+    free_filled(global, hp, big, &small, 16);
+    // SAFETY: the heap is this thread's.
+    assert!(!unsafe { &mut *hp }.malloc(16).is_null(), "serves again after the frees");
 }
 
 /// A full arena serves a request from a larger class's page even when that
@@ -2071,45 +2092,21 @@ fn out_of_arena_a_request_is_served_from_a_larger_class_page() {
 /// block: it gets an aligned one or null, and the block it tried frees.
 #[test]
 fn out_of_arena_a_larger_class_serves_plain_requests_but_never_misaligns_aligned_ones() {
-    use crate::config::{HEAP_CHUNK_BYTES, SEGMENT_HEADER_BYTES, SMALL_PAGE_SHIFT};
-    // Room for the heap's chunk and exactly one segment.
-    let (global, _) = leaked_arena(2 * SEGMENT_SIZE, SEGMENT_SIZE - HEAP_CHUNK_BYTES, HEAP_CHUNK_BYTES + SEGMENT_SIZE);
-    let hp = global.heap_acquire();
+    let (global, hp, first, blocks) = fill_one_segment(300, 256);
     // SAFETY: the heap is this thread's.
     let heap = unsafe { &mut *hp };
-    let first = heap.malloc(300);
-    assert!(!first.is_null());
-    let mut blocks = Vec::new();
-    loop {
-        let p = heap.malloc(256);
-        if p.is_null() {
-            break;
-        }
-        fill(p, 256, blocks.len() as u8);
-        blocks.push(p);
-    }
-    // SAFETY: live blocks of this heap.
-    let from_larger: Vec<*mut u8> = blocks.iter().copied().filter(|&p| unsafe { global.usable_size(p) } == 320).collect();
-    // The 320-byte block took the segment's first page (shortened by the header).
-    let page_blocks = ((1 << SMALL_PAGE_SHIFT) - SEGMENT_HEADER_BYTES) / 320;
-    assert_eq!(from_larger.len(), page_blocks - 1, "the 320-byte page's other blocks served 256-byte requests");
-    assert!(blocks.iter().all(|&p| (p as usize).is_multiple_of(16)));
     // Room again in the 320-byte page only, in a block that is not 256-aligned.
-    let misaligned = *from_larger.iter().find(|&&p| !(p as usize).is_multiple_of(256)).expect("most 320-byte blocks are not 256-aligned");
+    // SAFETY: live blocks of this heap.
+    let misaligned = *blocks
+        .iter()
+        .find(|&&p| unsafe { global.usable_size(p) } == 320 && !(p as usize).is_multiple_of(256))
+        .expect("most 320-byte blocks are not 256-aligned");
     // SAFETY: a live block of this heap.
     unsafe { global.free(misaligned, hp) };
-    let aligned = heap.malloc_aligned(256, 256);
-    assert!(aligned.is_null(), "no 256-aligned room is left; the 320-byte block must not serve");
+    assert!(heap.malloc_aligned(256, 256).is_null(), "no 256-aligned room is left; the 320-byte block must not serve");
     assert_eq!(heap.malloc(256), misaligned, "the block the aligned request tried is free again");
     fill(misaligned, 256, blocks.iter().position(|&p| p == misaligned).unwrap() as u8);
-    for (i, &p) in blocks.iter().enumerate() {
-        verify(p, 256, i as u8);
-        // SAFETY: live blocks of this heap.
-        unsafe { global.free(p, hp) };
-    }
-    // SAFETY: as above.
-    unsafe { global.free(first, hp) };
-    heap.check_invariants();
+    free_filled(global, hp, first, &blocks, 256);
 }
 
 /// A fixed arena shorter than a segment (half of one) serves every small
