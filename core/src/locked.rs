@@ -105,7 +105,9 @@ impl<P: PageProvider + 'static, const N: usize, I: Interrupts> LockedHeaps<P, N,
     /// (the CPU id is read with them disabled too).
     #[inline(always)]
     fn with_slot<R>(&self, f: impl FnOnce(&mut HeapSlot<P>) -> R) -> R {
-        self.masked(|| f(&mut self.slots[(self.cpu_id)() % N].lock()))
+        // One heap: no id to ask for (the call through the pointer was
+        // about 7 % of a locked call's instructions, callgrind).
+        self.masked(|| f(&mut self.slots[if N == 1 { 0 } else { (self.cpu_id)() % N }].lock()))
     }
 
     /// Run `f` with interrupts disabled.
