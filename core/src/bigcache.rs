@@ -23,7 +23,9 @@
 //! the sum of their sizes, `warm_bytes` the same over warm slots;
 //! `warm_bytes <=` the warm limit (`Memory::bigcache_limit`) after every
 //! free; `cached_bytes <= BIGCACHE_MAPPED_BYTES`; every cached mapping's
-//! header starts it and its `huge_state` is `HUGE_CACHED`.
+//! header starts it and its `huge_state` is `HUGE_CACHED`; the edge
+//! filter counts each cached mapping's start and end address (a freed
+//! mapping looks for neighbours to join only where it says one may be).
 
 use crate::class::SegmentKind;
 use crate::config::{
@@ -72,18 +74,32 @@ const fn split_min(map_size: usize) -> usize {
     map_size.next_multiple_of(SEGMENT_SIZE) + SEGMENT_SIZE
 }
 
+/// Buckets of the edge filter (`HugeCache::edges`).
+const EDGE_BUCKETS: usize = 256;
+
+/// The edge filter's bucket of a mapping's start or end address.
+fn edge_bucket(address: usize) -> usize {
+    ((address >> 12) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) as usize >> (usize::BITS - EDGE_BUCKETS.trailing_zeros())
+}
+
 const EMPTY_SLOT: CacheSlot = CacheSlot { segment: null_mut(), size: 0, tick: 0, cached_ms: 0, warm: false };
 
 /// BigCache and the release batch (behind the lock of `HugeBlocks`).
 ///
 /// Invariants: `cached_bytes` = sum of the cached mappings' sizes,
 /// `warm_bytes` = the same over warm slots; `warm_bytes <=` the warm limit
-/// after every free; `cached_bytes <= BIGCACHE_MAPPED_BYTES`.
+/// after every free; `cached_bytes <= BIGCACHE_MAPPED_BYTES`; `edges[b]`
+/// counts the slots whose start or end address falls in bucket `b`.
 pub struct HugeCache {
     /// `slots[..len]` are occupied (kept dense: scans touch only those),
     /// sorted by size.
     slots: [CacheSlot; BIGCACHE_SLOTS],
     len: usize,
+    /// How many cached mappings start or end in each bucket
+    /// (`edge_bucket`): a freed mapping whose end and start fall in empty
+    /// buckets has no cached neighbour to join, and skips the scans for
+    /// one (each a pass over every slot).
+    edges: [u16; EDGE_BUCKETS],
     /// No warm slot reaches its maximum age before this (ms); lets calls
     /// skip the scan.
     next_expiry_ms: u64,
@@ -111,6 +127,7 @@ impl HugeCache {
         HugeCache {
             slots: [EMPTY_SLOT; BIGCACHE_SLOTS],
             len: 0,
+            edges: [0; EDGE_BUCKETS],
             next_expiry_ms: u64::MAX,
             last_call_ms: 0,
             gap_avg_ms: 0,
@@ -345,8 +362,7 @@ impl HugeCache {
                 let next = self.remove(i).segment;
                 Self::join(memory, segment, next);
             }
-            let start = segment as usize;
-            if let Some(i) = (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize + self.slots[i].size == start) {
+            if let Some(i) = self.warm_slot_before(segment as usize) {
                 let prev = self.remove(i).segment;
                 Self::join(memory, prev, segment);
                 segment = prev;
@@ -363,7 +379,28 @@ impl HugeCache {
     unsafe fn warm_slot_after(&self, segment: *mut Segment, min_size: usize) -> Option<usize> {
         // SAFETY: per the contract.
         let end = segment as usize + unsafe { (*segment).map_size };
+        if self.edges[edge_bucket(end)] == 0 {
+            return None;
+        }
         (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize == end && self.slots[i].size >= min_size)
+    }
+
+    /// The warm cached mapping that ends at `start`.
+    fn warm_slot_before(&self, start: usize) -> Option<usize> {
+        if self.edges[edge_bucket(start)] == 0 {
+            return None;
+        }
+        (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize + self.slots[i].size == start)
+    }
+
+    /// Count `slot`'s start and end in the edge filter (`sign` 1), or
+    /// no longer (`sign` -1, as u16: wrapping).
+    fn count_edges(&mut self, slot: &CacheSlot, sign: u16) {
+        let start = slot.segment as usize;
+        for address in [start, start + slot.size] {
+            let count = &mut self.edges[edge_bucket(address)];
+            *count = count.wrapping_add(sign);
+        }
     }
 
     /// Make `second`, the mapping right after `first` (taken out of the
@@ -390,6 +427,7 @@ impl HugeCache {
         if slot.warm {
             self.warm_bytes -= slot.size;
         }
+        self.count_edges(&slot, u16::MAX);
         self.slots.copy_within(i + 1..self.len, i);
         self.len -= 1;
         self.slots[self.len] = EMPTY_SLOT;
@@ -402,6 +440,7 @@ impl HugeCache {
         self.slots.copy_within(at..self.len, at + 1);
         self.slots[at] = slot;
         self.len += 1;
+        self.count_edges(&slot, 1);
         self.cached_bytes += slot.size;
         if slot.warm {
             self.warm_bytes += slot.size;
@@ -633,11 +672,61 @@ mod tests {
         (cache, headers)
     }
 
+    /// The edge filter counts exactly the cached slots' starts and ends.
+    fn assert_edges_counted(cache: &HugeCache) {
+        let mut edges = [0u16; EDGE_BUCKETS];
+        for slot in &cache.slots[..cache.len] {
+            edges[edge_bucket(slot.segment as usize)] += 1;
+            edges[edge_bucket(slot.segment as usize + slot.size)] += 1;
+        }
+        assert_eq!(edges, cache.edges, "the edge filter lost count");
+    }
+
     fn take_mib(cache: &mut HugeCache, mib_x4: usize, can_resize: bool, can_split: bool) -> Option<(usize, bool)> {
         let taken = cache.take(mib_x4 * UNIT / 4, 16, can_resize, can_split, false);
         assert!(cache.slots[..cache.len].is_sorted_by_key(|slot| slot.size), "slots out of order");
+        assert_edges_counted(cache);
         // SAFETY: the header is the test's.
         taken.map(|(segment, reuse)| (unsafe { (*segment).map_size } / UNIT, reuse == Reuse::Warm))
+    }
+
+    #[test]
+    fn a_freed_mapping_finds_its_cached_neighbours_through_the_edge_filter() {
+        // Three adjacent mappings of 1, 2 and 1 pages in one buffer (the
+        // filter only reads addresses and sizes); the outer two are cached,
+        // the middle one is the freed one.
+        const STEP: usize = 4096;
+        #[repr(C, align(64))]
+        #[derive(Clone, Copy)]
+        struct Line([u8; 64]);
+        let mut buffer = std::vec![Line([0; 64]); 4 * STEP / 64];
+        let base = buffer.as_mut_ptr() as usize;
+        let header = |offset: usize, units: usize| {
+            let segment = (base + offset * STEP) as *mut Segment;
+            // SAFETY: inside the buffer, aligned as a header, zeroed;
+            // map_size is a plain field.
+            unsafe { (*segment).map_size = units * STEP };
+            segment
+        };
+        let (before, freed, after) = (header(0, 1), header(1, 2), header(3, 1));
+        let mut cache = HugeCache::new();
+        // SAFETY: the headers are the test's, in the buffer.
+        unsafe {
+            assert_eq!(cache.warm_slot_after(freed, 0), None);
+            for (tick, segment) in [before, after].into_iter().enumerate() {
+                cache.place(CacheSlot { segment, size: (*segment).map_size, tick: tick as u64, cached_ms: 0, warm: true });
+            }
+            assert_edges_counted(&cache);
+            assert_eq!(cache.warm_slot_after(freed, 0).map(|i| cache.slots[i].segment), Some(after));
+            assert_eq!(cache.warm_slot_before(freed as usize).map(|i| cache.slots[i].segment), Some(before));
+            assert_eq!(cache.warm_slot_after(freed, 2 * STEP), None, "too short for the growth asked");
+            // Taken out, the neighbour before is no longer found.
+            let i = cache.warm_slot_before(freed as usize).unwrap();
+            cache.remove(i);
+            assert_edges_counted(&cache);
+            assert_eq!(cache.warm_slot_before(freed as usize), None);
+            assert!(cache.warm_slot_after(freed, 0).is_some());
+        }
     }
 
     #[test]
