@@ -350,7 +350,10 @@ fn with_heap(f: impl FnOnce(&mut LinuxHeap) -> *mut u8) -> *mut u8 {
     f(unsafe { &mut *heap })
 }
 
-/// `size` bytes aligned to `align` (a power of two).
+/// `size` bytes aligned to `align` (a power of two). Out of line: inlined
+/// into `HakmemAlloc::alloc`, its registers made every Rust allocation
+/// save and restore four of them, fast path included.
+#[inline(never)]
 pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
     with_heap(|heap| heap.malloc_aligned(size, align))
 }
