@@ -161,9 +161,8 @@ impl HugeCache {
         let stitch = can_stitch && Self::worth_stitching(self.warm_bytes, map_size);
         // The slots are sorted by size: each candidate is the first warm
         // (or purged) slot on one side of a size.
-        let fitting = self.fitting(map_size, fit);
-        let at = fitting.start;
-        let (i, reuse) = if let Some(i) = fitting.clone().find(|&i| self.slots[i].warm) {
+        let (at, warm_fit, first_fit) = self.fitting(map_size, fit);
+        let (i, reuse) = if let Some(i) = warm_fit {
             (i, Reuse::Warm)
         } else if let Some(i) = can_split.then(|| self.first_warm_from(self.first_at_least(split_min(map_size)))).flatten() {
             (i, Reuse::Split)
@@ -172,7 +171,7 @@ impl HugeCache {
         } else if stitch {
             return None;
         } else {
-            (fitting.clone().next()?, Reuse::Purged)
+            (first_fit?, Reuse::Purged)
         };
         Some((self.remove(i).segment, reuse))
     }
@@ -181,15 +180,21 @@ impl HugeCache {
     /// 64ths larger is cached: one a request missed that a tolerance of
     /// `fit` would have served as it is.
     pub fn has_warm_fit(&self, map_size: usize, fit: usize) -> bool {
-        self.fitting(map_size, fit).any(|i| self.slots[i].warm)
+        self.fitting(map_size, fit).1.is_some()
     }
 
-    /// Indices of the slots that serve `map_size` as they are: at least as
-    /// large, at most `fit` 64ths larger (smallest first; the slots are
-    /// sorted by size).
-    fn fitting(&self, map_size: usize, fit: usize) -> core::ops::Range<usize> {
+    /// Among the slots that serve `map_size` as they are (at least as
+    /// large, at most `fit` 64ths larger; the slots are sorted by size):
+    /// the index of the smallest warm one and of the smallest one. Also the
+    /// index of the first slot at least `map_size` long. The fitting slots
+    /// are walked from the first, with no second binary search for their
+    /// end: the walk stops at the first warm one, most often the first.
+    fn fitting(&self, map_size: usize, fit: usize) -> (usize, Option<usize>, Option<usize>) {
         let top = map_size.saturating_add(map_size / 64 * fit);
-        self.first_at_least(map_size)..self.first_at_least(top.saturating_add(1))
+        let at = self.first_at_least(map_size);
+        let mut fits = (at..self.len).take_while(|&i| self.slots[i].size <= top);
+        let first = fits.clone().next();
+        (at, fits.find(|&i| self.slots[i].warm), first)
     }
 
     /// The warm slot nearest `map_size` for a resize (`at`: the first slot
