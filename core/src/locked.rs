@@ -105,8 +105,8 @@ impl<P: PageProvider + 'static, const N: usize, I: Interrupts> LockedHeaps<P, N,
     /// (the CPU id is read with them disabled too).
     #[inline(always)]
     fn with_slot<R>(&self, f: impl FnOnce(&mut HeapSlot<P>) -> R) -> R {
-        // One heap: no id to ask for (the call through the pointer was
-        // about 7 % of a locked call's instructions, callgrind).
+        // One heap: no id to ask for (the call through the pointer was a
+        // noticeable share of a locked call's instructions under callgrind).
         self.masked(|| f(&mut self.slots[if N == 1 { 0 } else { (self.cpu_id)() % N }].lock()))
     }
 
