@@ -18,8 +18,9 @@
 //!           --> purge --> release batch (RELEASE_BATCH mappings) --flush--> unmap
 //! ```
 //!
-//! Invariants: `slots[..len]` are the cached mappings, sorted by size
-//! (so a lookup is a binary search and a short walk); `cached_bytes` is
+//! Invariants: `order[..len]` numbers the slots of the cached mappings,
+//! sorted by size (so a lookup is a binary search and a short walk), and
+//! `order[len..]` the free slots; `cached_bytes` is
 //! the sum of their sizes, `warm_bytes` the same over warm slots;
 //! `warm_bytes <=` the warm limit (`Memory::bigcache_limit`) after every
 //! free; `cached_bytes <= BIGCACHE_MAPPED_BYTES`; every cached mapping's
@@ -38,6 +39,7 @@ use crate::segment::{segment_map_remove, Segment, HUGE_CACHED, HUGE_OWNER};
 use crate::stats::Mapping;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::Ordering;
+use static_assertions::const_assert;
 
 #[derive(Clone, Copy)]
 struct CacheSlot {
@@ -84,6 +86,18 @@ fn edge_bucket(address: usize) -> usize {
 
 const EMPTY_SLOT: CacheSlot = CacheSlot { segment: null_mut(), size: 0, tick: 0, cached_ms: 0, warm: false };
 
+/// Every slot free, in order.
+const ORDER_START: [u8; BIGCACHE_SLOTS] = {
+    let mut order = [0; BIGCACHE_SLOTS];
+    let mut i = 0;
+    while i < BIGCACHE_SLOTS {
+        order[i] = i as u8;
+        i += 1;
+    }
+    order
+};
+const_assert!(BIGCACHE_SLOTS <= u8::MAX as usize + 1);
+
 /// BigCache and the release batch (behind the lock of `HugeBlocks`).
 ///
 /// Invariants: `cached_bytes` = sum of the cached mappings' sizes,
@@ -91,9 +105,13 @@ const EMPTY_SLOT: CacheSlot = CacheSlot { segment: null_mut(), size: 0, tick: 0,
 /// after every free; `cached_bytes <= BIGCACHE_MAPPED_BYTES`; `edges[b]`
 /// counts the slots whose start or end address falls in bucket `b`.
 pub struct HugeCache {
-    /// `slots[..len]` are occupied (kept dense: scans touch only those),
-    /// sorted by size.
+    /// The cached mappings, each in the slot it entered (a slot never
+    /// moves: taking one out or putting one in moves bytes of `order`).
     slots: [CacheSlot; BIGCACHE_SLOTS],
+    /// A permutation of the slot numbers: `order[..len]` the occupied
+    /// ones, sorted by size (index `i` below means `order[i]`'s slot),
+    /// `order[len..]` the free ones.
+    order: [u8; BIGCACHE_SLOTS],
     len: usize,
     /// How many cached mappings start or end in each bucket
     /// (`edge_bucket`): a freed mapping whose end and start fall in empty
@@ -126,6 +144,7 @@ impl HugeCache {
     pub const fn new() -> Self {
         HugeCache {
             slots: [EMPTY_SLOT; BIGCACHE_SLOTS],
+            order: ORDER_START,
             len: 0,
             edges: [0; EDGE_BUCKETS],
             next_expiry_ms: u64::MAX,
@@ -192,9 +211,9 @@ impl HugeCache {
     fn fitting(&self, map_size: usize, fit: usize) -> (usize, Option<usize>, Option<usize>) {
         let top = map_size.saturating_add(map_size / 64 * fit);
         let at = self.first_at_least(map_size);
-        let mut fits = (at..self.len).take_while(|&i| self.slots[i].size <= top);
+        let mut fits = (at..self.len).take_while(|&i| self.slot(i).size <= top);
         let first = fits.clone().next();
-        (at, fits.find(|&i| self.slots[i].warm), first)
+        (at, fits.find(|&i| self.slot(i).warm), first)
     }
 
     /// The warm slot nearest `map_size` for a resize (`at`: the first slot
@@ -203,9 +222,9 @@ impl HugeCache {
     /// one above when stitching pays (`above_only`).
     fn nearest_warm(&self, map_size: usize, at: usize, above_only: bool) -> Option<usize> {
         let above = self.first_warm_from(at);
-        let below = if above_only { None } else { (0..at).rev().find(|&i| self.slots[i].warm) };
+        let below = if above_only { None } else { (0..at).rev().find(|&i| self.slot(i).warm) };
         match (above, below) {
-            (Some(a), Some(b)) if map_size - self.slots[b].size < (self.slots[a].size - map_size) / 4 => Some(b),
+            (Some(a), Some(b)) if map_size - self.slot(b).size < (self.slot(a).size - map_size) / 4 => Some(b),
             (None, b) => b,
             (a, _) => a,
         }
@@ -214,12 +233,12 @@ impl HugeCache {
     /// Index of the first warm slot at or after `i` (the smallest warm one
     /// at least as large as slot `i`).
     fn first_warm_from(&self, i: usize) -> Option<usize> {
-        (i..self.len).find(|&i| self.slots[i].warm)
+        (i..self.len).find(|&i| self.slot(i).warm)
     }
 
     /// Index of the first slot at least `size` bytes long (`len` if none).
     fn first_at_least(&self, size: usize) -> usize {
-        self.slots[..self.len].partition_point(|slot| slot.size < size)
+        self.order[..self.len].partition_point(|&n| self.slots[n as usize].size < size)
     }
 
     /// Cut a warm mapping taken for a request of `head_size` bytes at the
@@ -285,11 +304,11 @@ impl HugeCache {
         let pieced = |slot: &CacheSlot| unsafe { (*slot.segment).pieced };
         while filled < map_size {
             // The largest first; pieced ones last (see `Segment::pieced`).
-            let Some(i) = (0..self.len).filter(|&i| gives(&self.slots[i])).max_by_key(|&i| (!pieced(&self.slots[i]), self.slots[i].size))
+            let Some(i) = (0..self.len).filter(|&i| gives(self.slot(i))).max_by_key(|&i| (!pieced(self.slot(i)), self.slot(i).size))
             else {
                 break;
             };
-            let (donor, size, need) = (self.slots[i].segment, self.slots[i].size, map_size - filled);
+            let (donor, size, need) = (self.slot(i).segment, self.slot(i).size, map_size - filled);
             // All of it, or its tail (it keeps at least its header).
             let whole = size <= need;
             let part = if whole { size } else { need.min(size - SEGMENT_HEADER_BYTES) };
@@ -387,7 +406,7 @@ impl HugeCache {
         if self.edges[edge_bucket(end)] == 0 {
             return None;
         }
-        (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize == end && self.slots[i].size >= min_size)
+        (0..self.len).find(|&i| self.slot(i).warm && self.slot(i).segment as usize == end && self.slot(i).size >= min_size)
     }
 
     /// The warm cached mapping that ends at `start`.
@@ -395,7 +414,7 @@ impl HugeCache {
         if self.edges[edge_bucket(start)] == 0 {
             return None;
         }
-        (0..self.len).find(|&i| self.slots[i].warm && self.slots[i].segment as usize + self.slots[i].size == start)
+        (0..self.len).find(|&i| self.slot(i).warm && self.slot(i).segment as usize + self.slot(i).size == start)
     }
 
     /// Count `slot`'s start and end in the edge filter (`sign` 1), or
@@ -424,8 +443,22 @@ impl HugeCache {
         memory.stats.huge_mapped.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// The slot at index `i` of the size order.
+    fn slot(&self, i: usize) -> &CacheSlot {
+        &self.slots[self.order[i] as usize]
+    }
+
+    fn slot_mut(&mut self, i: usize) -> &mut CacheSlot {
+        &mut self.slots[self.order[i] as usize]
+    }
+
+    /// The cached slots, in size order.
+    fn cached_slots(&self) -> impl Iterator<Item = &CacheSlot> {
+        self.order[..self.len].iter().map(|&n| &self.slots[n as usize])
+    }
+
     fn remove(&mut self, i: usize) -> CacheSlot {
-        let slot = self.slots[i];
+        let slot = *self.slot(i);
         // SAFETY: cached segments are live mappings owned by the cache.
         debug_assert_eq!(slot.size, unsafe { (*slot.segment).map_size }, "a cached slot's size went stale");
         self.cached_bytes -= slot.size;
@@ -433,17 +466,22 @@ impl HugeCache {
             self.warm_bytes -= slot.size;
         }
         self.count_edges(&slot, u16::MAX);
-        self.slots.copy_within(i + 1..self.len, i);
+        // Its number moves to the free ones (the first of them).
+        let number = self.order[i];
+        self.order.copy_within(i + 1..self.len, i);
         self.len -= 1;
-        self.slots[self.len] = EMPTY_SLOT;
+        self.order[self.len] = number;
         slot
     }
 
     /// Put `slot` in its place by size (after the slots of its size).
     fn place(&mut self, slot: CacheSlot) {
-        let at = self.slots[..self.len].partition_point(|other| other.size <= slot.size);
-        self.slots.copy_within(at..self.len, at + 1);
-        self.slots[at] = slot;
+        let at = self.order[..self.len].partition_point(|&n| self.slots[n as usize].size <= slot.size);
+        // The first free slot takes it; its number moves into the order.
+        let number = self.order[self.len];
+        self.slots[number as usize] = slot;
+        self.order.copy_within(at..self.len, at + 1);
+        self.order[at] = number;
         self.len += 1;
         self.count_edges(&slot, 1);
         self.cached_bytes += slot.size;
@@ -460,7 +498,7 @@ impl HugeCache {
 
     /// Index of the least recently cached slot matching `filter`.
     fn oldest(&self, filter: impl Fn(&CacheSlot) -> bool) -> Option<usize> {
-        (0..self.len).filter(|&i| filter(&self.slots[i])).min_by_key(|&i| self.slots[i].tick)
+        (0..self.len).filter(|&i| filter(self.slot(i))).min_by_key(|&i| self.slot(i).tick)
     }
 }
 
@@ -503,21 +541,19 @@ impl HugeCache {
             if over {
                 memory.bigcache.evicted(&memory.options);
             }
-            let segment = self.slots[i].segment;
+            let slot = self.slot_mut(i);
+            slot.warm = false;
+            let (segment, size) = (slot.segment, slot.size);
             // SAFETY: a cached mapping holds nothing live; keep its header.
             unsafe {
                 let body = segment as usize + SEGMENT_HEADER_BYTES;
                 let end = (*segment).map_base as usize + (*segment).map_size;
                 memory.purge(body, end - body);
             }
-            self.slots[i].warm = false;
-            self.warm_bytes -= self.slots[i].size;
+            self.warm_bytes -= size;
         }
-        for slot in &self.slots[..self.len] {
-            if slot.warm {
-                self.next_expiry_ms = self.next_expiry_ms.min(slot.cached_ms.saturating_add(max_age));
-            }
-        }
+        let next_expiry = self.cached_slots().filter(|slot| slot.warm).map(|slot| slot.cached_ms.saturating_add(max_age)).min();
+        self.next_expiry_ms = next_expiry.unwrap_or(u64::MAX);
     }
 
     /// Note the bytes of live huge blocks now (the huge mappings' less the
@@ -680,7 +716,7 @@ mod tests {
     /// The edge filter counts exactly the cached slots' starts and ends.
     fn assert_edges_counted(cache: &HugeCache) {
         let mut edges = [0u16; EDGE_BUCKETS];
-        for slot in &cache.slots[..cache.len] {
+        for slot in cache.cached_slots() {
             edges[edge_bucket(slot.segment as usize)] += 1;
             edges[edge_bucket(slot.segment as usize + slot.size)] += 1;
         }
@@ -689,7 +725,10 @@ mod tests {
 
     fn take_mib(cache: &mut HugeCache, mib_x4: usize, can_resize: bool, can_split: bool) -> Option<(usize, bool)> {
         let taken = cache.take(mib_x4 * UNIT / 4, 16, can_resize, can_split, false);
-        assert!(cache.slots[..cache.len].is_sorted_by_key(|slot| slot.size), "slots out of order");
+        assert!(cache.cached_slots().is_sorted_by_key(|slot| slot.size), "slots out of order");
+        let mut numbers = cache.order;
+        numbers.sort_unstable();
+        assert_eq!(numbers, ORDER_START, "the order lost or doubled a slot number");
         assert_edges_counted(cache);
         // SAFETY: the header is the test's.
         taken.map(|(segment, reuse)| (unsafe { (*segment).map_size } / UNIT, reuse == Reuse::Warm))
@@ -722,8 +761,8 @@ mod tests {
                 cache.place(CacheSlot { segment, size: (*segment).map_size, tick: tick as u64, cached_ms: 0, warm: true });
             }
             assert_edges_counted(&cache);
-            assert_eq!(cache.warm_slot_after(freed, 0).map(|i| cache.slots[i].segment), Some(after));
-            assert_eq!(cache.warm_slot_before(freed as usize).map(|i| cache.slots[i].segment), Some(before));
+            assert_eq!(cache.warm_slot_after(freed, 0).map(|i| cache.slot(i).segment), Some(after));
+            assert_eq!(cache.warm_slot_before(freed as usize).map(|i| cache.slot(i).segment), Some(before));
             assert_eq!(cache.warm_slot_after(freed, 2 * STEP), None, "too short for the growth asked");
             // Taken out, the neighbour before is no longer found.
             let i = cache.warm_slot_before(freed as usize).unwrap();
@@ -738,7 +777,7 @@ mod tests {
     fn a_lookup_takes_the_smallest_warm_fit_then_a_split_then_the_nearest_warm_then_a_purged_fit() {
         let sizes = [(20, true), (4, false), (9, true), (5, true), (4, true), (6, false)];
         let (mut cache, _headers) = cache_of(&sizes);
-        assert!(cache.slots[..cache.len].is_sorted_by_key(|slot| slot.size));
+        assert!(cache.cached_slots().is_sorted_by_key(|slot| slot.size));
         assert_eq!(cache.cached(), (6, 48 * UNIT));
         // A warm fit (at most 25 % larger) before a purged one of the same size.
         assert_eq!(take_mib(&mut cache, 16, true, true), Some((4, true)));
