@@ -532,8 +532,6 @@ impl HugeCache {
             return;
         }
         let age_limit = if paused { delay } else { max_age };
-        // Recomputed below from the warm slots that stay warm.
-        self.next_expiry_ms = u64::MAX;
         loop {
             let over = self.warm_bytes > limit;
             let expired = |s: &CacheSlot| s.warm && (over || (now != 0 && s.cached_ms.saturating_add(age_limit) <= now));
@@ -552,6 +550,7 @@ impl HugeCache {
             }
             self.warm_bytes -= size;
         }
+        // From the warm slots that stay warm.
         let next_expiry = self.cached_slots().filter(|slot| slot.warm).map(|slot| slot.cached_ms.saturating_add(max_age)).min();
         self.next_expiry_ms = next_expiry.unwrap_or(u64::MAX);
     }
