@@ -7,7 +7,7 @@
 //!                      newest first (the warmest is reused first)
 //!  abandoned (lock) -> seg <-> seg       pages still in use             owner ABANDONED_OWNER
 //!                      adopted oldest first (the most of its blocks freed since);
-//!                      the newest taken back by the heap that left them
+//!                      taken back, newest first, by the heap that left them
 //! ```
 //!
 //! Segments come in with their dirty pages (freed, not purged) as they
@@ -41,6 +41,10 @@ use crate::stats::Mapping;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
+
+/// Abandoned segments, newest first, that a heap reused from the pool
+/// looks through for its own (under the abandoned list's lock).
+const OWN_LOOK_BACK: usize = 64;
 
 /// Segments in a list behind a lock.
 struct SegmentStack {
@@ -392,23 +396,32 @@ impl SegmentStore {
         Some(segment)
     }
 
-    /// The most recently abandoned segment, if heap `by` abandoned it: a
-    /// heap reused from the pool (the thread that follows an exited one)
-    /// takes back, warm, what it left.
+    /// The most recently abandoned of the segments heap `by` abandoned, if
+    /// any is among the newest [`OWN_LOOK_BACK`]: a heap reused from the
+    /// pool (the thread that follows an exited one) takes back, warm, what
+    /// it left, also when the threads that exited with it left theirs after
+    /// it (a wave of threads exits together).
     pub fn take_abandoned_by(&self, by: usize) -> Option<*mut Segment> {
         if self.abandoned_count.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let mut abandoned = self.abandoned.lock();
-        let newest = abandoned.list.last;
+        let mut segment = abandoned.list.last;
         // SAFETY: listed segments are live; the lock makes them ours.
-        if newest.is_null() || unsafe { (*newest).abandoned_by } != by {
-            return None;
+        unsafe {
+            for _ in 0..OWN_LOOK_BACK {
+                if segment.is_null() {
+                    return None;
+                }
+                if (*segment).abandoned_by == by {
+                    abandoned.remove(segment, &self.dirty_bytes);
+                    self.abandoned_count.fetch_sub(1, Ordering::Relaxed);
+                    return Some(segment);
+                }
+                segment = (*segment).prev;
+            }
         }
-        // SAFETY: newest is in the list.
-        unsafe { abandoned.remove(newest, &self.dirty_bytes) };
-        self.abandoned_count.fetch_sub(1, Ordering::Relaxed);
-        Some(newest)
+        None
     }
 
     /// Collect the remote frees of abandoned segments; free the pages and
@@ -502,5 +515,37 @@ impl SegmentStore {
 impl Default for SegmentStore {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::undocumented_unsafe_blocks)] // test code exercising the contracts
+mod tests {
+    use super::*;
+    use crate::testing::TestProvider;
+
+    #[test]
+    fn a_heap_takes_back_its_abandoned_segments_from_among_another_heaps() {
+        // Threads that exit together abandon their segments interleaved.
+        let memory = Memory::new(TestProvider::new());
+        let store = SegmentStore::new();
+        // Heap identities (never dereferenced).
+        let (a, b) = (0x1000, 0x2000);
+        let segment = || store.alloc(&memory, SegmentKind::Small);
+        let (a1, b1, a2) = (segment(), segment(), segment());
+        assert!(!a1.is_null() && !b1.is_null() && !a2.is_null());
+        unsafe {
+            store.abandon(&memory, a1, a);
+            store.abandon(&memory, b1, b);
+            store.abandon(&memory, a2, a);
+        }
+        assert_eq!(store.take_abandoned_by(a), Some(a2), "the newest first");
+        assert_eq!(store.take_abandoned_by(a), Some(a1), "an older one, behind another heap's");
+        assert_eq!(store.take_abandoned_by(a), None);
+        assert_eq!(store.take_abandoned_by(b), Some(b1));
+        assert_eq!(store.take_abandoned_by(b), None);
+        for segment in [a1, a2, b1] {
+            unsafe { store.free(&memory, segment) };
+        }
     }
 }
