@@ -26,7 +26,7 @@
 //! The fast path ([`Heap::malloc`]) is a table lookup, one load and test,
 //! the link check and four stores; everything else is `#[cold]`.
 
-use crate::class::{class_of, class_size, mid_class_of, small_slot, CLASS_COUNT};
+use crate::class::{class_of, class_stride, mid_class_of, small_slot, CLASS_COUNT};
 use crate::config::{KEPT_FULL_PAGES, LARGE_MAX, MAX_REQUEST, MEDIUM_MAX, MIN_ALIGN, REFILLS_PER_PURGE_CHECK, SEGMENT_HEADER_BYTES, SEGMENT_SIZE, SMALL_MAX};
 use crate::heap::{empty_page, Heap};
 use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
@@ -323,10 +323,10 @@ impl<P: PageProvider + 'static> Heap<P> {
         if size > MAX_REQUEST || align > MAX_REQUEST {
             return null_mut();
         }
-        // Blocks of a class whose size is a multiple of `align` are aligned
+        // Blocks of a class whose stride is a multiple of `align` are aligned
         // already when the page start is (pages start at 8 KiB multiples).
         // (Not in strict mode, whose blocks are of the class of size + STRICT_TAIL.)
-        if size <= LARGE_MAX && align <= SEGMENT_HEADER_BYTES && !self.strict && class_size(class_of(size)).is_multiple_of(align) {
+        if size <= LARGE_MAX && align <= SEGMENT_HEADER_BYTES && !self.strict && class_stride(class_of(size)).is_multiple_of(align) {
             let block = self.malloc(size);
             // Out of memory, a larger class's block may serve (see
             // alloc_from_larger_class), aligned to MIN_ALIGN only.

@@ -11,7 +11,7 @@
 //! the heaps' block caches (block_cache.rs), which their pages count in
 //! use, are counted free (read from each heap's stack lengths).
 
-use crate::class::{class_size, CLASS_COUNT};
+use crate::class::{class_stride, CLASS_COUNT};
 use crate::config::{LARGE_MAX, MEDIUM_MAX, SMALL_MAX};
 use crate::message::{Lines, MessageBuffer};
 use crate::page::{Page, PAGE_UNUSED};
@@ -140,7 +140,7 @@ impl Census {
     /// caches, free though their pages count them in use.
     pub fn take(stats: &StatsSnapshot, huge_cached: (usize, usize), cached_blocks: &[usize; CLASS_COUNT], ours: impl Fn(usize) -> bool) -> Census {
         let mut census = Census {
-            classes: core::array::from_fn(|class| ClassStats { block_size: class_size(class), ..ClassStats::default() }),
+            classes: core::array::from_fn(|class| ClassStats { block_size: class_stride(class), ..ClassStats::default() }),
             segments_owned: 0,
             segments_abandoned: 0,
             segments_cached: 0,
@@ -178,7 +178,7 @@ impl Census {
                     return;
                 }
                 let class = (*page).class();
-                let block_size = class_size(class);
+                let block_size = class_stride(class);
                 let capacity = Segment::page_area(segment, index).1 / block_size;
                 let used = (used as usize).min(capacity);
                 self.classes[class].add(&ClassStats {

@@ -543,12 +543,13 @@ pub(crate) fn not_at_a_segment_start(memory: *mut u8, half: usize) -> *mut u8 {
 #[allow(clippy::undocumented_unsafe_blocks)] // test code exercising the contracts
 mod tests {
     use super::*;
-    use crate::class::{class_size, CLASS_COUNT};
+    use crate::class::{class_size, class_stride, CLASS_COUNT};
 
     #[test]
     fn reciprocal_division_and_block_starts_are_exact_for_every_class() {
-        for class in 0..CLASS_COUNT {
-            let size = class_size(class);
+        // Every class's size and its stride (the block spacing of its pages).
+        let sizes = (0..CLASS_COUNT).flat_map(|class| [(class, class_size(class)), (class, class_stride(class))]);
+        for (class, size) in sizes {
             let mut page = Page::UNUSED;
             let start = 0x4000_0000usize as *mut u8;
             page.init(class, size, start, 2 << 20);

@@ -31,7 +31,7 @@
 //! - `owner` is the address of the owning heap, or one of the `*_OWNER`
 //!   constants below (never 0, so a thread without a heap never matches).
 
-use crate::class::{class_size, SegmentKind};
+use crate::class::{class_stride, SegmentKind};
 use crate::config::{MAP_WINDOWS, MAP_WINDOW_BITS, MAX_PAGES_PER_SEGMENT, SEGMENT_HEADER_BYTES, SEGMENT_MASK, SEGMENT_SHIFT, SEGMENT_SIZE};
 use crate::memory::Memory;
 use crate::page::{Page, PAGE_UNUSED};
@@ -473,7 +473,7 @@ impl Segment {
             };
             let page = &raw mut (*this).pages[index];
             let (start, bytes) = Segment::page_area(this, index);
-            (*page).init(class, class_size(class), start, bytes);
+            (*page).init(class, class_stride(class), start, bytes);
             (*this).used_pages += 1;
             memory.stats.page_taken(1 << shift);
             (page, dirty)

@@ -129,6 +129,31 @@ fn every_class_allocates_frees_and_returns_its_pages() {
 }
 
 /// `len` bytes of operations from `seed` (the interpreter's input).
+#[test]
+fn mid_blocks_of_a_page_start_in_every_cache_set() {
+    // A class that is not a power of two: 64 blocks in a row of one page
+    // start in 64 different sets of a 64-set cache (hosts; embedders' pages
+    // space blocks by their size, a multiple of 256 bytes: 16 sets at most).
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    let size = class_size(crate::class::class_of(crate::config::SMALL_MAX + 1));
+    assert!(!size.is_power_of_two());
+    let blocks: Vec<*mut u8> = (0..64).map(|_| heap.malloc(size)).collect();
+    let mut sets: Vec<usize> = blocks.iter().map(|&p| (p as usize / 64) % 64).collect();
+    sets.sort_unstable();
+    sets.dedup();
+    let expected = if cfg!(feature = "small-segments") { 16 } else { 64 };
+    assert_eq!(sets.len(), expected, "sets of 64 blocks of {size} bytes: {sets:?}");
+    for p in blocks {
+        // SAFETY: p is live and usable for its stride.
+        assert!(unsafe { global.usable_size(p) } >= size);
+        // SAFETY: p is live and hp is this thread's heap.
+        unsafe { global.free(p, hp) };
+    }
+    heap.check_invariants();
+}
+
 fn operations(seed: u64, len: usize) -> Vec<u8> {
     let mut rng = seed;
     (0..len.div_ceil(8)).flat_map(|_| splitmix64(&mut rng).to_le_bytes()).take(len).collect()
