@@ -397,7 +397,7 @@ impl SegmentStore {
     }
 
     /// The most recently abandoned of the segments heap `by` abandoned, if
-    /// any is among the newest [`OWN_LOOK_BACK`]: a heap reused from the
+    /// any is among the newest `OWN_LOOK_BACK`: a heap reused from the
     /// pool (the thread that follows an exited one) takes back, warm, what
     /// it left, also when the threads that exited with it left theirs after
     /// it (a wave of threads exits together).
