@@ -102,16 +102,21 @@ pub const fn class_size(class: usize) -> usize {
     CLASS_SIZES[class] as usize
 }
 
-/// [`class_size`] of every class, from [`class_size_by_formula`].
-const CLASS_SIZES: [u32; CLASS_COUNT] = {
-    let mut table = [0u32; CLASS_COUNT];
+/// [`class_size`] and [`class_stride`] of every class, from
+/// [`class_size_by_formula`] and [`stride_of`].
+const CLASS_SIZES_AND_STRIDES: ([u32; CLASS_COUNT], [u32; CLASS_COUNT]) = {
+    let (mut sizes, mut strides) = ([0u32; CLASS_COUNT], [0u32; CLASS_COUNT]);
     let mut class = 0;
     while class < CLASS_COUNT {
-        table[class] = class_size_by_formula(class) as u32;
+        let size = class_size_by_formula(class);
+        sizes[class] = size as u32;
+        strides[class] = stride_of(size) as u32;
         class += 1;
     }
-    table
+    (sizes, strides)
 };
+const CLASS_SIZES: [u32; CLASS_COUNT] = CLASS_SIZES_AND_STRIDES.0;
+const CLASS_STRIDES: [u32; CLASS_COUNT] = CLASS_SIZES_AND_STRIDES.1;
 
 /// Whether mid blocks are spaced an odd number of cache lines apart (see
 /// [`class_stride`]): hosts. Embedders' arenas keep every byte for blocks.
@@ -124,26 +129,25 @@ const CACHE_LINE: usize = 64;
 /// apart (every mid class is) start in one eighth of the cache's sets, so
 /// the first lines of a program's mid blocks, where free reads the marker
 /// and programs keep their headers, evict each other while most sets sit
-/// idle; an odd number of lines cycles through all of them (`mid` read
-/// from memory or the shared cache about half as often). Powers of two
-/// keep their size: `aligned_alloc(4096, 4096)` and the like take their
-/// blocks as they come. The extra line is the block's too (usable size).
+/// idle; an odd number of lines cycles through all of them (a simulation
+/// of the `mid` workload's caches reads beyond the L2 far less often).
+/// Powers of two keep their size: `aligned_alloc(4096, 4096)` and the like
+/// take their blocks as they come. The extra line is the block's too
+/// (usable size).
 pub const fn class_stride(class: usize) -> usize {
     CLASS_STRIDES[class] as usize
 }
 
-const CLASS_STRIDES: [u32; CLASS_COUNT] = {
-    let mut table = [0u32; CLASS_COUNT];
-    let mut class = 0;
-    while class < CLASS_COUNT {
-        let size = class_size(class);
-        let even_lines = (size / CACHE_LINE).is_multiple_of(2);
-        let padded = ODD_LINE_STRIDES && size > SMALL_MAX && size <= MEDIUM_MAX && even_lines && !size.is_power_of_two();
-        table[class] = (if padded { size + CACHE_LINE } else { size }) as u32;
-        class += 1;
+/// The stride of a class of `size` bytes (see [`class_stride`]).
+const fn stride_of(size: usize) -> usize {
+    let even_lines = (size / CACHE_LINE).is_multiple_of(2);
+    let padded = ODD_LINE_STRIDES && size > SMALL_MAX && size <= MEDIUM_MAX && even_lines && !size.is_power_of_two();
+    if padded {
+        size + CACHE_LINE
+    } else {
+        size
     }
-    table
-};
+}
 
 /// The size formula: 16-byte steps, then classes per doubling.
 const fn class_size_by_formula(class: usize) -> usize {
