@@ -128,7 +128,6 @@ fn every_class_allocates_frees_and_returns_its_pages() {
     assert_eq!(stats.segments_mapped, 0, "{stats:?}");
 }
 
-/// `len` bytes of operations from `seed` (the interpreter's input).
 #[test]
 fn mid_blocks_of_a_page_start_in_every_cache_set() {
     // A class that is not a power of two: 64 blocks in a row of one page
@@ -154,6 +153,7 @@ fn mid_blocks_of_a_page_start_in_every_cache_set() {
     heap.check_invariants();
 }
 
+/// `len` bytes of operations from `seed` (the interpreter's input).
 fn operations(seed: u64, len: usize) -> Vec<u8> {
     let mut rng = seed;
     (0..len.div_ceil(8)).flat_map(|_| splitmix64(&mut rng).to_le_bytes()).take(len).collect()
