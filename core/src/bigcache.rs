@@ -9,6 +9,7 @@
 //!                   one with CAN_MOVE) | stitch the pages of warm ones into
 //!                   a new mapping (CAN_MOVE) | purged fit
 //!  growing realloc -> the warm mapping right after the block, joined (CAN_SPLIT)
+//!                   | remapped, its new pages replaced by warm ones' (CAN_MOVE)
 //!  warm --> purged (kept mapped; never where purging releases nothing,
 //!           `PageProvider::PURGE_RELEASES`): over the warm limit (`HAKMEM_BIGCACHE_MAX`,
 //!           or learned: capacity.rs; oldest first), after
@@ -280,14 +281,11 @@ impl HugeCache {
     }
 
     /// Build a mapping of `map_size` bytes for a request no cached mapping
-    /// serves alone, from the pages of warm ones, largest first: a fresh
-    /// mapping (nothing of it touched yet) whose pages are replaced by
-    /// theirs, moved without a copy or a fault (`PageProvider::move_pages`).
-    /// A mapping with more than the rest needs gives its tail and stays
-    /// cached (its header is at its start). What warm pages cannot fill
-    /// faults as fresh memory does. Returns the mapping, its header written
-    /// and entered in the segment map, or `None` (nothing warm, or out of
-    /// memory).
+    /// serves alone, from the pages of warm ones (`fill`): a fresh mapping
+    /// (nothing of it touched yet) whose pages are replaced by theirs. What
+    /// warm pages cannot fill faults as fresh memory does. Returns the
+    /// mapping, its header written and entered in the segment map, or
+    /// `None` (nothing warm, or out of memory).
     ///
     /// # Safety
     /// The provider can move pages (`CAN_MOVE`).
@@ -296,24 +294,70 @@ impl HugeCache {
             return None;
         }
         let mapping = memory.map(map_size, SEGMENT_SIZE, Mapping::Huge)?;
-        let base = mapping.as_ptr() as usize;
+        // SAFETY: the fresh mapping is ours and untouched; per the contract.
+        unsafe { self.fill(memory, mapping.as_ptr() as usize, map_size) };
+        let segment = mapping.as_ptr() as *mut Segment;
+        // SAFETY: the mapping is ours; a header lands on its first page
+        // (moved there or fresh). One outside the map's window goes back.
+        unsafe {
+            if !Segment::write_header(segment, HUGE_OWNER, SegmentKind::Huge, mapping.as_ptr(), map_size) {
+                memory.unmap(mapping, map_size, Mapping::Huge);
+                return None;
+            }
+            (*segment).used_pages = 1;
+            (*segment).pieced = true;
+        }
+        Some(segment)
+    }
+
+    /// Give the untouched pages a growing `realloc` just added to a live
+    /// huge mapping (`segment`, from `old_size` to its `map_size`, by a
+    /// remap: fresh pages, each a fault at its first write) the pages of
+    /// warm cached mappings instead, when that pays (`worth_stitching` of
+    /// the added bytes): the block grows into resident memory, as a new
+    /// block would by `stitch`. The live pages do not move.
+    ///
+    /// # Safety
+    /// The caller owns `segment`, a live huge mapping whose header starts
+    /// it, whose pages from `old_size` on were added by the remap and are
+    /// not used yet; the provider can move pages (`CAN_MOVE`).
+    pub unsafe fn fill_grown<P: PageProvider>(&mut self, memory: &Memory<P>, segment: *mut Segment, old_size: usize) {
+        // SAFETY: per the contract.
+        unsafe {
+            let added = (*segment).map_size - old_size;
+            if Self::worth_stitching(self.warm_bytes, added) && self.fill(memory, segment as usize + old_size, added) > 0 {
+                (*segment).pieced = true;
+            }
+        }
+    }
+
+    /// Move the pages of warm cached mappings, largest first, over the
+    /// `bytes` untouched bytes at `dest` (page aligned, inside one of our
+    /// huge mappings), without a copy or a fault (`PageProvider::move_pages`).
+    /// A mapping with more than the rest needs gives its tail and stays
+    /// cached (its header is at its start). Returns the bytes filled (the
+    /// rest stays fresh).
+    ///
+    /// # Safety
+    /// As for `stitch`; nothing uses `dest..dest + bytes` during the call.
+    unsafe fn fill<P: PageProvider>(&mut self, memory: &Memory<P>, dest: usize, bytes: usize) -> usize {
         let mut filled = 0;
         // A donor keeps at least its header; one down to that gives no more.
         let gives = |slot: &CacheSlot| slot.warm && slot.size > SEGMENT_HEADER_BYTES;
         // SAFETY: cached mappings are live and the cache's.
         let pieced = |slot: &CacheSlot| unsafe { (*slot.segment).pieced };
-        while filled < map_size {
+        while filled < bytes {
             // The largest first; pieced ones last (see `Segment::pieced`).
             let Some(i) = (0..self.len).filter(|&i| gives(self.slot(i))).max_by_key(|&i| (!pieced(self.slot(i)), self.slot(i).size))
             else {
                 break;
             };
-            let (donor, size, need) = (self.slot(i).segment, self.slot(i).size, map_size - filled);
+            let (donor, size, need) = (self.slot(i).segment, self.slot(i).size, bytes - filled);
             // All of it, or its tail (it keeps at least its header).
             let whole = size <= need;
             let part = if whole { size } else { need.min(size - SEGMENT_HEADER_BYTES) };
             // SAFETY: a cached mapping is the cache's and holds nothing
-            // live; the destination is the fresh mapping's, untouched.
+            // live; the destination is untouched (the contract).
             unsafe {
                 if whole {
                     self.remove(i);
@@ -326,23 +370,12 @@ impl HugeCache {
                     self.place(slot);
                 }
                 // (A failed move unmapped the source: nothing more to undo.)
-                if memory.move_huge_pages(donor as usize + size - part, part, base + filled, whole) {
+                if memory.move_huge_pages(donor as usize + size - part, part, dest + filled, whole) {
                     filled += part;
                 }
             }
         }
-        let segment = base as *mut Segment;
-        // SAFETY: the mapping is ours; a header lands on its first page
-        // (moved there or fresh). One outside the map's window goes back.
-        unsafe {
-            if !Segment::write_header(segment, HUGE_OWNER, SegmentKind::Huge, mapping.as_ptr(), map_size) {
-                memory.unmap(mapping, map_size, Mapping::Huge);
-                return None;
-            }
-            (*segment).used_pages = 1;
-            (*segment).pieced = true;
-        }
-        Some(segment)
+        filled
     }
 
     /// Grow a live huge mapping in place to at least `map_size` bytes with

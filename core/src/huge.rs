@@ -275,13 +275,23 @@ impl HugeBlocks {
             // left some, or `alloc_with_room` gave it: a remap would cut
             // the mapping short of the room or of the cached tail after
             // it), else into the warm cached mapping right after it, if any
-            // (that tail), else by remapping.
-            let grown = if map_size <= (*segment).map_size {
+            // (that tail), else by remapping, the pages it adds taken from
+            // warm cached mappings where that pays (not faulted one by one).
+            let old_map_size = (*segment).map_size;
+            let grown = if map_size <= old_map_size {
                 new_size >= (*segment).huge_size
             } else {
                 P::CAN_SPLIT && self.cache.lock().grow_into_next(memory, segment, map_size, memory.now_ms())
             };
-            let segment = if grown { segment } else { Self::remap_segment(memory, segment, map_size)? };
+            let segment = if grown {
+                segment
+            } else {
+                let remapped = Self::remap_segment(memory, segment, map_size)?;
+                if P::CAN_MOVE && map_size > old_map_size {
+                    self.cache.lock().fill_grown(memory, remapped, old_map_size);
+                }
+                remapped
+            };
             (*segment).huge_size = map_size - block_offset;
             // The warm cache's bound follows the live bytes' peak.
             if P::PURGE_RELEASES {

@@ -1365,6 +1365,48 @@ fn a_huge_request_no_cached_mapping_serves_is_stitched_from_warm_pages() {
 }
 
 #[test]
+fn a_huge_block_grown_by_realloc_takes_the_pages_it_adds_from_warm_cached_ones() {
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(5000, Ordering::SeqCst);
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    // a grows; a live block after it keeps it from growing in place; the
+    // freed 6 MiB block is the warm cache.
+    let (a, spacer, donor) = (heap.malloc(3 << 20), heap.malloc(3 << 20), heap.malloc(6 << 20));
+    fill(a, 3 << 20, 1);
+    fill(donor, 6 << 20, 2);
+    // SAFETY: live block.
+    unsafe { global.free(donor, hp) };
+    let (mapped, moved) = (global.stats().huge_mapped, global.provider().moved_bytes.load(Ordering::SeqCst));
+    // SAFETY: a is live.
+    let grown = unsafe { heap.realloc(a, 7 << 20) };
+    assert!(!grown.is_null());
+    verify(grown, 3 << 20, 1);
+    // Every byte the remap added (7 MiB less a's 3 MiB and header, page
+    // rounded) came from the donor's tail, moved, not faulted fresh.
+    let header = crate::config::SEGMENT_HEADER_BYTES;
+    let added = (header + (7 << 20)).next_multiple_of(<TestProvider as crate::provider::PageProvider>::PAGE_SIZE) - (header + (3 << 20)).next_multiple_of(<TestProvider as crate::provider::PageProvider>::PAGE_SIZE);
+    assert_eq!(global.provider().moved_bytes.load(Ordering::SeqCst) - moved, added, "the added pages are not the warm ones");
+    // The donor keeps its head, cached: no mapping more or less.
+    assert_eq!(global.stats().huge_mapped, mapped, "{:?}", global.stats());
+    fill(grown, 7 << 20, 3);
+    verify(grown, 7 << 20, 3);
+    heap.check_invariants();
+    // SAFETY: a pieced block grows again (the test provider's remap copies).
+    let again = unsafe { heap.realloc(grown, 9 << 20) };
+    verify(again, 7 << 20, 3);
+    // SAFETY: live blocks; the caller's heap.
+    unsafe {
+        global.free(again, hp);
+        global.free(spacer, hp);
+        global.trim(hp);
+    }
+    let stats = global.stats();
+    assert_eq!((stats.huge_mapped, stats.huge_bytes), (0, 0), "moved pages miscounted: {stats:?}");
+    crate::shadow::assert_nothing_left(global);
+}
+
+#[test]
 fn a_stitch_whose_moves_fail_unmaps_the_donors_and_still_serves() {
     // A kernel that cannot move a range (made of several mappings, before
     // Linux 6.17) or stops partway: the donor's range is dropped, the new
