@@ -72,9 +72,15 @@ pub struct Segment {
     pub page_shift: u8,
     /// Pages in this segment (1 for large and huge).
     pub page_count: u8,
-    /// Huge only: the mapping holds pages of several mappings (stitched or
-    /// joined, bigcache.rs), which the system may keep as several: moving
-    /// it whole may fail on kernels before 6.17, so it is a donor last.
+    /// Huge only: the mapping holds pages of several mappings (stitched,
+    /// joined or filled after a growing remap, bigcache.rs), which the
+    /// system may keep as several: moving it whole may fail on kernels
+    /// before 6.17 (a live block is then copied), so it is a donor last.
+    /// Linux 6.17 and later move such a range, and leave the part already
+    /// moved where it went if they fail partway (an error while out of
+    /// memory or mapping slots): a live pieced block whose remap fails so
+    /// is not recovered (a known gap: the moved part would have to be
+    /// found and moved back).
     pub pieced: bool,
     /// Bytes at the segment's end that are a guard page (strict mode,
     /// guard.rs): no page's block area covers them.
