@@ -1384,8 +1384,8 @@ fn a_huge_block_grown_by_realloc_takes_the_pages_it_adds_from_warm_cached_ones()
     verify(grown, 3 << 20, 1);
     // Every byte the remap added (7 MiB less a's 3 MiB and header, page
     // rounded) came from the donor's tail, moved, not faulted fresh.
-    let header = crate::config::SEGMENT_HEADER_BYTES;
-    let added = (header + (7 << 20)).next_multiple_of(<TestProvider as crate::provider::PageProvider>::PAGE_SIZE) - (header + (3 << 20)).next_multiple_of(<TestProvider as crate::provider::PageProvider>::PAGE_SIZE);
+    let page = <TestProvider as crate::PageProvider>::PAGE_SIZE;
+    let added = (SEGMENT_HEADER_BYTES + (7 << 20)).next_multiple_of(page) - (SEGMENT_HEADER_BYTES + (3 << 20)).next_multiple_of(page);
     assert_eq!(global.provider().moved_bytes.load(Ordering::SeqCst) - moved, added, "the added pages are not the warm ones");
     // The donor keeps its head, cached: no mapping more or less.
     assert_eq!(global.stats().huge_mapped, mapped, "{:?}", global.stats());
@@ -1395,12 +1395,9 @@ fn a_huge_block_grown_by_realloc_takes_the_pages_it_adds_from_warm_cached_ones()
     // SAFETY: a pieced block grows again (the test provider's remap copies).
     let again = unsafe { heap.realloc(grown, 9 << 20) };
     verify(again, 7 << 20, 3);
-    // SAFETY: live blocks; the caller's heap.
-    unsafe {
-        global.free(again, hp);
-        global.free(spacer, hp);
-        global.trim(hp);
-    }
+    free_each(global, hp, &[again, spacer]);
+    // SAFETY: the caller's heap.
+    unsafe { global.trim(hp) };
     let stats = global.stats();
     assert_eq!((stats.huge_mapped, stats.huge_bytes), (0, 0), "moved pages miscounted: {stats:?}");
     crate::shadow::assert_nothing_left(global);
