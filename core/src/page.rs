@@ -288,26 +288,17 @@ impl Page {
         // SAFETY: per the contract, the block's memory is the page's again.
         unsafe { (*block).next = encode(self.free.get(), list_key) };
         self.free.set(block);
-        // used >= 1 here. A 16-bit decrement whose flags tell the caller's
-        // `used() == 0` test (one instruction and a branch).
-        let used = self.used_half();
-        used.set(used.get() - 1);
+        // used >= 1 here, so no borrow reaches `taken`. The whole word, as
+        // malloc's pop adds to it: a 16-bit store there would stall the next
+        // pop's 32-bit load of the word (a failed store forward) whenever a
+        // malloc follows a free on the same page.
+        self.counts.set(self.counts.get() - 1);
     }
 
     /// Blocks handed out and not yet collected back (owner only).
     #[inline(always)]
     pub fn used(&self) -> u16 {
-        self.used_half().get()
-    }
-
-    /// The `used` half of `counts`, as a cell of its own (owner only).
-    #[inline(always)]
-    fn used_half(&self) -> &Cell<u16> {
-        const LOW_HALF: usize = if cfg!(target_endian = "little") { 0 } else { 1 };
-        // SAFETY: a `Cell<u32>` is a `u32` in an `UnsafeCell`, so its two
-        // `u16` halves may be read and written as cells too; `used` is the
-        // low half. The owner alone writes either view (never at once).
-        unsafe { &*(self.counts.as_ptr() as *const Cell<u16>).add(LOW_HALF) }
+        self.counts.get() as u16
     }
 
     /// Blocks popped since the last fold, mod 2^16 (owner only).
