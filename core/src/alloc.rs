@@ -216,7 +216,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             let block = (*page).pop(self.list_key, |block| self.taken_wrapped(block));
             if block.is_null() {
                 if (*page).has_free() {
-                    self.shared.memory.fatal_at("corrupted free list (use after free?) at ", (*page).first_free(self.list_key) as usize);
+                    self.shared.memory.fatal_at("corrupted free list (use after free?) at ", (*page).free.get() as usize);
                 }
             } else {
                 // The slow paths count the call themselves (malloc_slow,

@@ -71,14 +71,11 @@ impl<P: PageProvider> Memory<P> {
     }
 
     /// (list key, marker key), drawn once from the provider's entropy: links
-    /// are stored `next - list_key`, a free block's marker is `block ^ marker_key`.
-    /// The list key's top two bits are `10`, so no canonical address (user
-    /// or kernel half, 48- or 57-bit) is the key: a stored 0, which ends a
-    /// page's local list, decodes to an address no segment holds.
+    /// are stored `next ^ list_key`, a free block's marker is `block ^ marker_key`.
     pub fn keys(&self) -> (usize, usize) {
         *self.keys.call_once(|| {
             let mut seed = self.provider.random_seed() ^ (self as *const Self as u64);
-            let list_key = list_key_from(splitmix64(&mut seed) as usize);
+            let list_key = splitmix64(&mut seed) as usize & !0xf;
             let marker_key = splitmix64(&mut seed) as usize | 1;
             (list_key, marker_key)
         })
@@ -228,11 +225,4 @@ pub fn splitmix64(state: &mut u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-/// A list key from random bits: 16-byte steps, top bits `10` (see
-/// `Memory::keys`).
-pub(crate) fn list_key_from(bits: usize) -> usize {
-    const TOP: usize = 1 << (usize::BITS - 1);
-    (bits & !0xf & !(TOP >> 1)) | TOP
 }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  Page (descriptor in the segment header)       block area
-//!  free (encoded) --------------------------->  [next|mark|....] -> [next|mark|...] -> 0
+//!  free ------------------------------------->  [next|mark|....] -> [next|mark|...] -> end
 //!  thread_free (atomic, remote frees) -------->  [next|mark|....] -> ... -> 0   (+ DELAYED bit)
 //!  capacity(): blocks carved so far    reserved: blocks that fit
 //!  fast_capacity: capacity() while no flag is set, else 0 (the fast free
@@ -22,21 +22,17 @@
 //!   leaves its owner (`SegmentStore::free`), so a cached or unmapped
 //!   segment's pages count nothing.
 //!
-//! Links are stored encoded (`next - list_key`) and every decoded link is
-//! checked to stay inside its page's segment before malloc returns it, so a
-//! use-after-free write into a free block cannot make malloc return an
-//! arbitrary address. The page keeps its first free block encoded too, so
-//! a free stores the old first link into the block as it is, and a pop
-//! stores the block's link as the new first one: the key is added where a
-//! block's address is needed, off the chain of loads from one pop to the
-//! next. A stored 0 ends the local list (and is an empty page's): it
-//! decodes to the key, which is never a canonical address (`Memory::keys`),
-//! so the one test a pop makes (the decoded block lies in the page's
-//! segment) fails for the list's end as for a corrupt link.
+//! Links are stored encoded (`next ^ list_key`) and every decoded link is
+//! checked to stay inside the block's segment, so a use-after-free write
+//! into a free block cannot make malloc return an arbitrary address. The
+//! local list ends at an address of the segment that no block has: the
+//! segment's first byte (`list_end`; any address at offset 0 of its
+//! segment ends a list, null included). The last link is then as plausible
+//! as the others, and a pop tests one condition, not also null.
 //! A free block's second word holds `block ^ marker_key`: finding it on
 //! free means the block is already free (double free). malloc clears it.
 
-use crate::config::{PAGE_EXTEND_BYTES, SEGMENT_SHIFT};
+use crate::config::{PAGE_EXTEND_BYTES, SEGMENT_MASK, SEGMENT_SHIFT};
 use core::cell::Cell;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU16, AtomicU8, AtomicUsize, Ordering};
@@ -76,9 +72,8 @@ static_assertions::const_assert!((1u64 << RECIPROCAL_SHIFT) / crate::config::LAR
 /// threads' remote frees of the page touch that line alone).
 #[repr(C, align(64))]
 pub struct Page {
-    /// First block ready for malloc, stored encoded; 0 when there is none
-    /// (owner only; remote.rs threads collected blocks onto it).
-    pub(crate) free: Cell<usize>,
+    /// First block ready for malloc (owner only).
+    pub free: Cell<*mut Block>,
     /// First byte of the block area.
     pub start: *mut u8,
     /// `2^42 / block_size + 1`: exact division of offsets below 2 MiB.
@@ -157,20 +152,34 @@ unsafe fn racy_load_u32(at: *const u32) -> u32 {
 /// Decode a stored link.
 #[inline(always)]
 pub fn decode(stored: usize, list_key: usize) -> *mut Block {
-    stored.wrapping_add(list_key) as *mut Block
+    (stored ^ list_key) as *mut Block
 }
 
 /// Encode a link for storage.
 #[inline(always)]
 pub fn encode(next: *mut Block, list_key: usize) -> usize {
-    (next as usize).wrapping_sub(list_key)
+    next as usize ^ list_key
 }
 
-/// Whether `block` lies in the segment of the page descriptor `page` (in
-/// its header): a decoded first free block must.
+/// The end of the local free list of a page whose blocks start at
+/// `start`: its segment's first byte (the header's, never a block's).
 #[inline(always)]
-fn in_segment_of(page: *const Page, block: *const Block) -> bool {
-    (page as usize ^ block as usize) >> SEGMENT_SHIFT == 0
+fn list_end(start: *mut u8) -> *mut Block {
+    (start as usize & !SEGMENT_MASK) as *mut Block
+}
+
+/// Whether `link` ends a local free list: an address at offset 0 of its
+/// segment (`list_end`), or null (a page never used: `Page::UNUSED`).
+#[inline(always)]
+fn is_list_end(link: *const Block) -> bool {
+    link as usize & SEGMENT_MASK == 0
+}
+
+/// Whether a decoded link stays in `from`'s segment: a local list's link
+/// (a block or the list's end) must.
+#[inline(always)]
+fn in_segment_of(from: *const Block, next: *const Block) -> bool {
+    (from as usize ^ next as usize) >> SEGMENT_SHIFT == 0
 }
 
 impl Page {
@@ -178,7 +187,7 @@ impl Page {
     /// Used as an initializer: each use is a fresh descriptor.
     #[allow(clippy::declare_interior_mutable_const)]
     pub const UNUSED: Page = Page {
-        free: Cell::new(0),
+        free: Cell::new(null_mut()),
         start: null_mut(),
         reciprocal: 0,
         thread_free: AtomicUsize::new(0),
@@ -196,7 +205,7 @@ impl Page {
     /// Prepare an unused page to hold blocks of `block_size` bytes in the
     /// area `start..start + area_bytes`. No block is carved yet.
     pub fn init(&mut self, class: usize, block_size: usize, start: *mut u8, area_bytes: usize) {
-        self.free.set(0);
+        self.free.set(list_end(start));
         // `used` is 0 (an unused page); `taken` stays, the page's share of
         // the calls until its segment folds it (segment_store.rs).
         self.fast_capacity.set(0);
@@ -236,31 +245,29 @@ impl Page {
     }
 
     /// Pop the first block of the local free list: null when the list is
-    /// empty, or when its first link is implausible (then `has_free` stays
-    /// true, which tells the caller the list is corrupt). Clears the free
-    /// marker and counts the block taken; when `taken` wraps (once in 2^16
-    /// pops), returns `wrapped(block)`, which folds 2^16 mallocs into the
-    /// counters and returns the block (a tail call: the fast path saves no
-    /// register for it).
+    /// empty, or when its link is implausible (then `has_free` stays true,
+    /// which tells the caller the list is corrupt). Clears the free marker
+    /// and counts the block taken; when `taken` wraps (once in 2^16 pops),
+    /// returns `wrapped(block)`, which folds 2^16 mallocs into the counters
+    /// and returns the block (a tail call: the fast path saves no register
+    /// for it).
     ///
     /// # Safety
     /// The caller owns the page (or it is `EMPTY_PAGE`, whose list is empty).
     #[inline(always)]
     pub unsafe fn pop(&self, list_key: usize, wrapped: impl FnOnce(*mut Block) -> *mut Block) -> *mut Block {
-        let stored = self.free.get();
-        let block = decode(stored, list_key);
-        // The list's end (0, decoding to the key) fails this as a corrupt
-        // link does.
-        if !in_segment_of(self, block) {
+        let block = self.free.get();
+        if is_list_end(block) {
             return null_mut();
         }
-        // SAFETY: a decoded link in the page's segment is a free block of
-        // this page (links are only stored by this page's owner, and a
-        // corrupt one is refused above before it is used).
+        // SAFETY: blocks on the local list are free blocks of this page.
         unsafe {
-            let next = load_link(stored, list_key);
+            let next = decode((*block).next, list_key);
+            if !in_segment_of(block, next) {
+                return null_mut();
+            }
             self.free.set(next);
-            prefetch(decode(next, list_key));
+            prefetch(next);
             // used + 1 and taken + 1 in one add; taken's carry leaves the word.
             let (counts, carry) = self.counts.get().overflowing_add(TAKEN_ONE | 1);
             self.counts.set(counts);
@@ -279,28 +286,13 @@ impl Page {
     #[inline(always)]
     pub unsafe fn push(&self, block: *mut Block, list_key: usize) {
         // SAFETY: per the contract, the block's memory is the page's again.
-        unsafe { (*block).next = self.free.get() };
-        self.free.set(encode(block, list_key));
+        unsafe { (*block).next = encode(self.free.get(), list_key) };
+        self.free.set(block);
         // used >= 1 here, so no borrow reaches `taken`. The whole word, as
         // malloc's pop adds to it: a 16-bit store there would stall the next
         // pop's 32-bit load of the word (a failed store forward) whenever a
         // malloc follows a free on the same page.
         self.counts.set(self.counts.get() - 1);
-    }
-
-    /// The first block of the local free list, decoded (null when there is
-    /// none); checks and messages.
-    pub fn first_free(&self, list_key: usize) -> *mut Block {
-        match self.free.get() {
-            0 => null_mut(),
-            stored => decode(stored, list_key),
-        }
-    }
-
-    /// Empty the local free list (a page being released; its blocks are
-    /// not free blocks any more).
-    pub fn clear_free(&self) {
-        self.free.set(0);
     }
 
     /// Blocks handed out and not yet collected back (owner only).
@@ -446,8 +438,8 @@ impl Page {
             let block = (first + i * size) as *mut Block;
             // SAFETY: block lies in the page's area (capacity + count <=
             // reserved) which the segment owns; nobody else uses it.
-            unsafe { (*block).next = next };
-            next = encode(block, list_key);
+            unsafe { (*block).next = encode(next, list_key) };
+            next = block;
         }
         self.free.set(next);
         if self.flags.load(Ordering::Relaxed) & PAGE_STRICT != 0 {
@@ -465,51 +457,19 @@ impl Page {
     /// Whether the local free list has a block.
     #[inline(always)]
     pub fn has_free(&self) -> bool {
-        self.free.get() != 0
+        !is_list_end(self.free.get())
     }
 
     /// Number of blocks on the local free list (for checks and tests).
     pub fn count_free(&self, list_key: usize) -> usize {
         let mut n = 0;
-        let mut stored = self.free.get();
-        while stored != 0 {
+        let mut block = self.free.get();
+        while !is_list_end(block) {
             n += 1;
             // SAFETY: the local list only links blocks of this page.
-            stored = unsafe { (*decode(stored, list_key)).next };
+            block = decode(unsafe { (*block).next }, list_key);
         }
         n
-    }
-}
-
-/// The link stored in the block that `stored` encodes. On x86_64 the
-/// key's addition is the load's address arithmetic (`[stored + key]`), so a
-/// run of pops, each loading the link the last one stored, waits for no
-/// addition between two loads (written out: the compiler makes the
-/// decoded address first, one step more on that chain).
-///
-/// # Safety
-/// `decode(stored, list_key)` is a readable block.
-#[inline(always)]
-unsafe fn load_link(stored: usize, list_key: usize) -> usize {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    {
-        let link: usize;
-        // SAFETY: per the contract, the address is a readable block's first word.
-        unsafe {
-            core::arch::asm!(
-                "mov {link}, qword ptr [{stored} + {key}]",
-                link = lateout(reg) link,
-                stored = in(reg) stored,
-                key = in(reg) list_key,
-                options(nostack, preserves_flags, readonly, pure),
-            );
-        }
-        link
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-    // SAFETY: per the contract.
-    unsafe {
-        (*decode(stored, list_key)).next
     }
 }
 
@@ -563,7 +523,7 @@ impl TestArea {
 /// segment (tests).
 #[cfg(test)]
 pub(crate) fn not_at_a_segment_start(memory: *mut u8, half: usize) -> *mut u8 {
-    if memory as usize & crate::config::SEGMENT_MASK == 0 {
+    if memory as usize & SEGMENT_MASK == 0 {
         memory.wrapping_add(half)
     } else {
         memory
@@ -613,7 +573,7 @@ mod tests {
         struct Area([u8; 128 << 10]);
         let mut area = std::boxed::Box::new(Area([0; 128 << 10]));
         let start = not_at_a_segment_start(area.0.as_mut_ptr(), 64 << 10);
-        let key = crate::memory::list_key_from(0x5a5a_0000);
+        let key = 0x5a5a_0000;
         // (block size, blocks per carve): 4 KiB worth, or one block.
         for (size, run) in [(64, 64), (1024, 4), (4096, 1), (12288, 1)] {
             let mut page = Page::UNUSED;
@@ -630,40 +590,29 @@ mod tests {
     }
 
     #[test]
-    fn a_pop_refuses_a_link_out_of_the_segment_and_stops_at_the_lists_end() {
+    fn a_pop_refuses_a_link_out_of_the_segment_and_one_that_decodes_to_null() {
         let mut area = TestArea::new();
-        let key = crate::memory::list_key_from(0x5a5a_0000);
+        let key = 0x5a5a_0000;
         let page = area.page();
-        let no_wrap = |block| block;
-        // Nothing carved yet: the list is its end, a stored 0, which
-        // decodes to the key (no canonical address) and pops nothing.
-        assert!(!page.has_free() && unsafe { page.pop(key, no_wrap) }.is_null());
         assert!(page.extend(key));
         let blocks = page.count_free(key);
-        let first = page.first_free(key);
-        let second = unsafe { (*first).next };
+        let first = page.free.get();
+        let no_wrap = |block| block;
+        // The list ends at an address of its segment that no block has.
+        assert!(is_list_end(list_end(area.start())) && !is_list_end(first));
         // Null lies in the first segment, where no real segment is (its
         // first page is never mapped); Miri may place the area there.
         let null_is_foreign = first as usize >> SEGMENT_SHIFT != 0;
         let bad_links = [core::ptr::null_mut(), (first as usize ^ (1 << SEGMENT_SHIFT)) as *mut Block];
         for bad in bad_links.into_iter().skip(if null_is_foreign { 0 } else { 1 }) {
-            // A write after free into the first block's link: the pop
-            // that hands the block out stores the link as the list's first,
-            // and the next pop refuses it.
+            // A write after free into the first block's link.
             unsafe { (*first).next = encode(bad, key) };
-            assert_eq!(unsafe { page.pop(key, no_wrap) }, first);
             assert!(unsafe { page.pop(key, no_wrap) }.is_null(), "link {bad:p} refused");
             assert!(page.has_free(), "the list stays as it was: the caller reports it");
-            assert_eq!(page.first_free(key), bad);
-            assert_eq!(page.used(), 1);
-            // The block back, its link mended.
-            unsafe {
-                page.push(first, key);
-                (*first).next = second;
-            }
             assert_eq!(page.used(), 0);
         }
-        // Every block pops, then the list's end stops the pops.
+        // Mended, every block pops, then the list's end stops the pops.
+        unsafe { (*first).next = encode((first as usize + 64) as *mut Block, key) };
         for _ in 0..blocks {
             assert!(!unsafe { page.pop(key, no_wrap) }.is_null());
         }
@@ -674,7 +623,7 @@ mod tests {
     #[test]
     fn pops_count_taken_and_used_in_one_word_and_report_each_wrap() {
         let mut area = TestArea::new();
-        let key = crate::memory::list_key_from(0x5a5a_0000);
+        let key = 0x5a5a_0000;
         let page = area.page();
         assert!(page.extend(key));
         let wraps = Cell::new(0u32);

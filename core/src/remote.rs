@@ -104,8 +104,8 @@ impl Page {
                 bits ^= 1 << top;
                 let block = (self.start as usize + (word * 64 + top) * self.block_size as usize) as *mut Block;
                 // SAFETY: a block that arrived above: free, the page's again.
-                unsafe { (*block).next = first };
-                first = encode(block, list_key);
+                unsafe { (*block).next = encode(first, list_key) };
+                first = block;
             }
         }
         self.free.set(first);
@@ -338,7 +338,7 @@ mod tests {
     #[test]
     fn extend_collect_and_delayed_flag() {
         let mut area = crate::page::TestArea::new();
-        let key = crate::memory::list_key_from(0x5a5a_0000);
+        let key = 0x5a5a_0000;
         let page = area.page();
         assert_eq!(page.reserved, 64);
         assert!(page.extend(key));
@@ -366,7 +366,7 @@ mod tests {
     #[test]
     fn collected_blocks_come_back_in_address_order_ahead_of_the_local_list() {
         let mut area = crate::page::TestArea::new();
-        let key = crate::memory::list_key_from(0x5a5a_0000);
+        let key = 0x5a5a_0000;
         let page = area.page();
         assert!(page.extend(key));
         let blocks: std::vec::Vec<*mut Block> = (0..10).map(|_| unsafe { page.pop(key, |b| b) }).collect();
@@ -379,7 +379,7 @@ mod tests {
         let (one, five) = (blocks[1], blocks[5]);
         unsafe { (*five).next = encode(one, key) };
         assert!(unsafe { Page::push_remote(&page, blocks[5], blocks[1], key) });
-        let local_next = page.first_free(key);
+        let local_next = page.free.get();
         assert_eq!(page.collect_remote(key), Some(5));
         assert_eq!(page.used(), 5);
         let popped: std::vec::Vec<*mut Block> = (0..6).map(|_| unsafe { page.pop(key, |b| b) }).collect();
@@ -389,7 +389,7 @@ mod tests {
     #[test]
     fn a_remote_list_with_a_block_twice_or_a_link_off_a_block_start_is_refused() {
         let mut area = crate::page::TestArea::new();
-        let key = crate::memory::list_key_from(0x5a5a_0000);
+        let key = 0x5a5a_0000;
         let page = area.page();
         assert!(page.extend(key));
         let a = unsafe { page.pop(key, |b| b) };

@@ -498,7 +498,7 @@ impl Segment {
         unsafe {
             let page_bytes = 1usize << (*this).page_shift;
             (*page).mark_unused();
-            (*page).clear_free();
+            (*page).free.set(null_mut());
             let index = Segment::page_index(this, page);
             (*this).dirty |= 1 << index;
             (*this).purged &= !(1 << index);

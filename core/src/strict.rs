@@ -265,7 +265,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                 return; // a page made before strict mode was on
             }
             let block_size = (*page).block_size as usize;
-            let next = (*page).first_free(self.list_key) as *const u8;
+            let next = (*page).free.get() as *const u8;
             if (*page).has_free() && (!core::ptr::eq(Page::block_of(page, next), next) || !Page::block_is_carved(page, next)) {
                 self.shared.memory.fatal_in_class("corrupted free list (write after free?) at ", next as usize, block_size);
             }
