@@ -10,7 +10,7 @@
 #define BATCH 100
 
 int main(int argc, char **argv) {
-    bench_init(argc, argv, "<size>");
+    bench_init(argc, argv, "<size> [swap]");
     size_t size = argc > 2 ? (size_t)atol(argv[2]) : 16;
     int swap = argc > 3 && strcmp(argv[3], "swap") == 0;
     uint64_t reps = iters(100000, 600000);
