@@ -164,18 +164,31 @@ static void print_so_of(const char *label, const char *sym) {
         printf("%s=UNKNOWN\n", label);
 }
 
+/* A `/proc/self/status` field in KiB (`field` with its colon, e.g. "VmRSS:");
+ * -1 when it cannot be read. */
+static long status_kib(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t len = strlen(field);
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, field, len)) { v = atol(line + len); break; }
+    fclose(f);
+    return v;
+}
+
 /* Peak resident set of this process (VmHWM, KiB). Unlike the ru_maxrss that
  * wait4() reports to the parent, it does not include the parent's RSS
  * inherited at fork() (Linux carries the larger of the two across exec). */
 static long peak_rss_kib(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    if (!f) return -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmHWM:", 6)) { v = atol(line + 6); break; }
-    fclose(f);
-    return v;
+    return status_kib("VmHWM:");
+}
+
+/* Resident set of this process now (VmRSS), MiB; -1 when unknown. */
+static inline double vmrss_mib(void) {
+    long kib = status_kib("VmRSS:");
+    return kib < 0 ? -1 : kib / 1024.0;
 }
 
 static void bench_finish(const char *name, const char *metric, double value,

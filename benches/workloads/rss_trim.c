@@ -20,17 +20,6 @@ typedef struct { int id; size_t target; uint64_t n; uint64_t sum; } arg_t;
 
 static pthread_barrier_t bar;
 
-static double vmrss_mib(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    double v = -1;
-    if (!f) return -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) { v = atof(line + 6) / 1024.0; break; }
-    fclose(f);
-    return v;
-}
-
 static void *worker(void *a) {
     arg_t *g = a;
     rng_t r = rng_seed(31337 + (uint64_t)g->id);

@@ -195,6 +195,6 @@ impl<P: PageProvider + 'static> Heap<P> {
                 }
             }
         }
-        self.purge_dirty(crate::purge::PurgeScope::All)
+        self.sweep_free_blocks(true) + self.purge_dirty(crate::purge::PurgeScope::All)
     }
 }

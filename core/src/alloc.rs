@@ -112,6 +112,9 @@ impl<P: PageProvider + 'static> Heap<P> {
             return self.huge_alloc(size, MIN_ALIGN).map_or(null_mut(), |(p, _)| p);
         }
         self.count_malloc();
+        if size > MEDIUM_MAX {
+            self.large_malloc_sweep();
+        }
         let block = self.alloc_class(class_of(size));
         if self.shared.memory.profile.is_on() {
             // Not a tail call: this frame stays on the stack, where the
@@ -219,6 +222,7 @@ impl<P: PageProvider + 'static> Heap<P> {
                     self.shared.memory.fatal_at("corrupted free list (use after free?) at ", (*page).free.get() as usize);
                 }
             } else {
+                crate::block_purge::forget_mark::<P>(block as *mut u8, (*page).block_size as usize);
                 // The slow paths count the call themselves (malloc_slow,
                 // malloc_strict), and the page counted the pop.
                 self.uncount_malloc();

@@ -129,6 +129,11 @@ pub const BIGCACHE_SLOTS: usize = 128;
 /// Longest a freed huge block stays warm (ms) while huge calls keep coming
 /// (at least the purge delay); a pause of the purge delay purges it sooner.
 pub const BIGCACHE_WARM_MAX_MS: u64 = 1000;
+/// Least time between two sweeps of a heap's larger free blocks (ms; at
+/// least the purge delay, block_purge.rs): such a block stays resident one
+/// to two periods. Its pages cost several faults to touch again, so it
+/// waits as long as a warm huge block may.
+pub const LARGE_SWEEP_MIN_MS: u64 = 1000;
 /// A pause in huge-block calls that purges the warm cache lasts at least
 /// this long (ms; with a nonzero purge delay): shorter gaps are a slow step
 /// or the thread losing its core, and purging there made the next steps

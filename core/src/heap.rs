@@ -11,6 +11,7 @@
 //!  full           ---> page <-> page               pages with nothing free (DELAYED set)
 //!  segments[kind] ---> seg <-> seg <-> seg         owned segments, those with unused pages first
 //!  dirty             unused, unpurged page bytes and their deadline (purge.rs)
+//!  block_sweeps      when its larger free blocks were last swept (block_purge.rs)
 //!  pending           our frees of one foreign page, gathered (remote.rs)
 //!  block_cache       free mid blocks kept for the next malloc of their class (block_cache.rs)
 //! ```
@@ -31,6 +32,7 @@
 //!   with its page shift.
 
 use crate::block_cache::{self, BlockCache};
+use crate::block_purge::BlockSweeps;
 use crate::class::{class_size, kind_of_class, small_slots_of, CLASS_COUNT, PAGED_KINDS, SMALL_SLOTS};
 use crate::config::{SEGMENT_MASK, SEGMENT_SHIFT, SMALL_MAX, SMALL_PAGE_SHIFT};
 use crate::list::List;
@@ -118,6 +120,8 @@ pub struct Heap<P: PageProvider + 'static> {
     pub(crate) full: List<Page>,
     pub(crate) segments: [List<Segment>; PAGED_KINDS],
     pub(crate) dirty: DirtyPages,
+    /// Sweeps of the larger blocks' free ones (block_purge.rs).
+    pub(crate) block_sweeps: BlockSweeps,
     /// Held while `segments`, their pages' dirty state or `dirty` change:
     /// by the owner (slow paths only), or by the idle purger.
     pub(crate) pages_lock: spin::Mutex<()>,
@@ -177,6 +181,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             full: List::new(),
             segments: [const { List::new() }; PAGED_KINDS],
             dirty: DirtyPages::new(),
+            block_sweeps: BlockSweeps::new(),
             pages_lock: spin::Mutex::new(()),
             refills_unchecked: 0,
             pending: PendingFrees::new(),
@@ -549,6 +554,7 @@ impl<P: PageProvider + 'static> Heap<P> {
 
     /// Purge when the policy says so (purge.rs).
     pub(crate) fn purge_if_due(&mut self) {
+        self.sweep_free_blocks(false);
         let pages = self.pages_lock.lock();
         if self.dirty.is_due(&self.shared.memory, true) {
             drop(pages);

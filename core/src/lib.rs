@@ -22,6 +22,7 @@
 //!  heap        the Heap struct, page queues, page life cycle, drain        /
 //!  block_cache a heap's LIFO stacks of free mid blocks, before any page
 //!  purge       when a heap purges its dirty pages (DirtyPages)
+//!  block_purge when a heap purges free blocks of its pages in use (the larger classes)
 //!  shared      Shared<P>: memory + segment store + huge blocks (what heaps draw from)
 //!  huge        huge blocks: alloc, realloc by remap, free (HugeBlocks)
 //!  bigcache    freed huge mappings: warm reuse, split/join, release batch
@@ -91,6 +92,7 @@ pub mod heap;
 pub mod huge;
 #[cfg(test)]
 mod interleave;
+mod block_purge;
 pub mod learn;
 pub mod list;
 pub mod locked;

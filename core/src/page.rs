@@ -460,6 +460,25 @@ impl Page {
         !is_list_end(self.free.get())
     }
 
+    /// The first block of the local free list (a list end when empty).
+    #[inline]
+    pub fn first_free(&self) -> *mut Block {
+        self.free.get()
+    }
+
+    /// Call `f` with each block of the local free list, in list order
+    /// (owner only). `f` may write a block's words past its first two.
+    pub fn for_each_free(&self, list_key: usize, mut f: impl FnMut(*mut Block)) {
+        let mut block = self.free.get();
+        while !is_list_end(block) {
+            // SAFETY: the local list only links free blocks of this page,
+            // and `f` leaves their links alone.
+            let next = decode(unsafe { (*block).next }, list_key);
+            f(block);
+            block = next;
+        }
+    }
+
     /// Number of blocks on the local free list (for checks and tests).
     pub fn count_free(&self, list_key: usize) -> usize {
         let mut n = 0;

@@ -113,6 +113,9 @@ pub struct Segment {
     /// Links in the owner heap's segment list, the abandoned list or a cache.
     pub next: *mut Segment,
     pub prev: *mut Segment,
+    /// Per page: its first free block as the last sweep left it with every
+    /// free block purged, else 0 (owner only; block_purge.rs).
+    pub swept_free: [usize; MAX_PAGES_PER_SEGMENT],
     /// Page descriptors; only `pages[..page_count]` are meaningful.
     pub pages: [Page; MAX_PAGES_PER_SEGMENT],
 }
@@ -157,6 +160,7 @@ impl Segment {
             addr_of_mut!((*at).purged).write(0);
             addr_of_mut!((*at).next).write(null_mut());
             addr_of_mut!((*at).prev).write(null_mut());
+            addr_of_mut!((*at).swept_free).write([0; MAX_PAGES_PER_SEGMENT]);
             let dirty_ms = addr_of_mut!((*at).dirty_ms) as *mut u64;
             let pages = addr_of_mut!((*at).pages) as *mut Page;
             for i in 0..descriptors {
@@ -185,6 +189,7 @@ impl Segment {
                 purged: _,
                 next: _,
                 prev: _,
+                swept_free: _,
                 pages: _,
             } = *at;
         }

@@ -2851,3 +2851,92 @@ fn an_arenas_cached_huge_blocks_stay_warm_and_join_however_long_they_wait() {
     free(b);
     assert_eq!(malloc(12 * SEG), a, "the pieces did not join into one warm mapping");
 }
+
+/// Free blocks of pages still in use give their memory back, for blocks
+/// of at least four OS pages (of a mid class and a large one here): a block
+/// free through a whole period (two sweeps a second apart) has its OS
+/// pages past the first purged, live blocks keep every byte, a block taken
+/// back in between is seen anew, and trim purges every free one at once.
+#[test]
+fn free_blocks_of_pages_in_use_are_purged_after_a_period() {
+    // (With small segments both are large: over 8 KiB.)
+    for size in [40 << 10, crate::config::LARGE_MAX / 5] {
+        free_blocks_purged_after_a_period(size);
+    }
+}
+
+fn free_blocks_purged_after_a_period(size: usize) {
+    let global = new_global(TestProvider::new());
+    let clock = |ms: u64| global.provider().clock_ms.store(ms, Ordering::SeqCst);
+    clock(1000);
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed);
+    global.options().purge_delay_ms.store(10, Ordering::Relaxed);
+    // No block cache: freed mid blocks go to their pages' lists at once.
+    global.options().block_cache_bytes.store(0, Ordering::Relaxed);
+    let hp = heap(global) as *mut Heap<TestProvider>;
+    let purged = || global.provider().purged_bytes.load(Ordering::SeqCst);
+    // SAFETY: this test's heap.
+    let blocks: Vec<*mut u8> = (0..if cfg!(miri) { 24 } else { 120 }).map(|_| unsafe { (*hp).malloc(size) }).collect();
+    assert!(blocks.iter().all(|p| !p.is_null()));
+    for (i, &p) in blocks.iter().enumerate() {
+        fill(p, size, i as u8);
+    }
+    // Every other block freed: no page empties.
+    type Numbered = Vec<(usize, *mut u8)>;
+    let (freed, live): (Numbered, Numbered) = blocks.iter().copied().enumerate().partition(|(i, _)| i % 2 == 1);
+    free_each(global, hp, &freed.iter().map(|&(_, p)| p).collect::<Vec<_>>());
+    let before = purged();
+    // A sweep sees them; one a period later purges them (a large malloc
+    // looks at the clock every 16).
+    let large_mallocs = |n: usize| {
+        for _ in 0..n {
+            // SAFETY: as above.
+            unsafe {
+                let p = (*hp).malloc(crate::config::LARGE_MAX);
+                assert!(!p.is_null());
+                global.free(p, hp);
+            }
+        }
+    };
+    clock(2000);
+    large_mallocs(16);
+    assert_eq!(purged(), before, "a block was purged at the sweep that first saw it free");
+    clock(2500);
+    large_mallocs(16);
+    assert_eq!(purged(), before, "a sweep ran before a period (LARGE_SWEEP_MIN_MS) had passed");
+    clock(3000);
+    large_mallocs(16);
+    // Each block gives its whole OS pages but the first: at least size - 8 KiB.
+    let least = (freed.len() - 2) * (size - (8 << 10));
+    assert!(purged() >= before + least, "{size}: purged {} bytes", purged() - before);
+    for &(i, p) in &live {
+        verify(p, size, i as u8);
+    }
+    // Freed blocks are whole again when taken (their first OS page kept
+    // the list; the rest reads as zeros), and serve as usual.
+    // SAFETY: as above.
+    let again: Vec<*mut u8> = (0..freed.len()).map(|_| unsafe { (*hp).malloc(size) }).collect();
+    for (i, &p) in again.iter().enumerate() {
+        assert!(!p.is_null());
+        fill(p, size, 100 + i as u8);
+    }
+    for (i, &p) in again.iter().enumerate() {
+        verify(p, size, 100 + i as u8);
+    }
+    // Taken and freed again: seen anew, so not purged at the next sweep.
+    free_each(global, hp, &again);
+    let before = purged();
+    clock(4000);
+    large_mallocs(16);
+    assert!(purged() <= before + 2 * size, "{size}: blocks freed since the last sweep were purged");
+    // Trim purges what is free at once.
+    let before = purged();
+    // SAFETY: as above.
+    unsafe { assert!(global.trim(hp)) };
+    assert!(purged() >= before + least, "{size}: trim purged {}", purged() - before);
+    for &(i, p) in &live {
+        verify(p, size, i as u8);
+    }
+    // SAFETY: as above.
+    unsafe { (*hp).check_invariants() };
+}

@@ -12,22 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static long rss_kb(void) {
-    long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f || fscanf(f, "%ld %ld", &pages, &resident) != 2) {
-        perror("statm");
-        exit(2);
-    }
-    fclose(f);
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
+#include "rss.h"
 
-static long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 #define WORKING 2400
 #define LIVE 64

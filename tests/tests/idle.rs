@@ -1,6 +1,8 @@
 //! Idle return: with `HAKMEM_BACKGROUND=1`, memory a program freed goes
 //! back to the system after it stops allocating (tests/c/idle.c watches its
-//! own resident set), while its live blocks keep their contents.
+//! own resident set), while its live blocks keep their contents; and freed
+//! blocks of pages still in use go back while the program runs
+//! (tests/c/sparse_free.c).
 
 use hakmem_tests::*;
 use std::process::Command;
@@ -18,8 +20,13 @@ fn idle_run(env: &[(&str, &str)], wait_ms: u64) -> Vec<(String, u64)> {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = run(&mut cmd);
-    assert_success(&out, "idle.c");
+    values_of(&mut cmd, "idle.c")
+}
+
+/// Run a program that prints `key value` pairs; the pairs.
+fn values_of(cmd: &mut Command, what: &str) -> Vec<(String, u64)> {
+    let out = run(cmd);
+    assert_success(&out, what);
     let stdout = out.stdout_str();
     let words: Vec<&str> = stdout.split_whitespace().collect();
     words.chunks(2).map(|kv| (kv[0].to_string(), kv[1].parse().unwrap_or_else(|_| panic!("{stdout}")))).collect()
@@ -46,4 +53,24 @@ fn without_the_purger_an_idle_program_keeps_what_it_freed_until_its_next_call() 
     let values = idle_run(&[("HAKMEM_BACKGROUND", "0")], 1_000);
     assert_eq!(value(&values, "returned"), 0, "{values:?}");
     assert!(value(&values, "idle_kb") * 10 >= value(&values, "freed_kb") * 9, "{values:?}");
+}
+
+/// A program that frees most of its mid and large blocks but keeps some on
+/// every page, and goes on calling: the freed blocks' memory goes back
+/// within a couple of sweep periods (`LARGE_SWEEP_MIN_MS`, 1 s), with no
+/// background thread, while the blocks kept keep their contents
+/// (tests/c/sparse_free.c checks them).
+#[test]
+fn freed_blocks_of_pages_still_in_use_go_back_while_the_program_runs() {
+    let program = compile_c("sparse_free.c", "sparse_free_preload", Link::Preload);
+    let mut cmd = Command::new(program);
+    // A liveness bound, not a speed target: the documented bound is two
+    // periods (about 2 s) after the frees.
+    without_hakmem(&mut cmd).env("LD_PRELOAD", shared_lib()).arg("20000");
+    let values = values_of(&mut cmd, "sparse_free.c");
+    let (freed, later) = (value(&values, "freed_kb"), value(&values, "later_kb"));
+    // Every page kept live blocks: nothing could go back as a whole page.
+    assert!(freed * 10 >= value(&values, "peak_kb") * 9, "{values:?}");
+    assert_eq!(value(&values, "returned"), 1, "RSS stayed at {later} KiB: {values:?}");
+    assert!(freed > 3 * later, "freed {freed} KiB, later {later} KiB: {values:?}");
 }
