@@ -25,7 +25,8 @@
 //! Invariants: only blocks on the local free list of a page of this heap
 //! are read, marked or purged (the owner's alone: no other thread touches a
 //! free block there), and of each only whole OS pages after its first and
-//! before its end. Word 2 of a free block is the allocator's, as its first
+//! before its end. A list a write after free corrupted is walked up to the
+//! bad link only (`Page::for_each_free` takes carved blocks of the page). Word 2 of a free block is the allocator's, as its first
 //! two are. The marks are keyed by the block's address and the process's
 //! marker key: a block the program wrote anything into is seen anew, and a
 //! mark it happened to write (key-dependent) only makes a block purged a

@@ -467,12 +467,21 @@ impl Page {
     }
 
     /// Call `f` with each block of the local free list, in list order
-    /// (owner only). `f` may write a block's words past its first two.
+    /// (owner only). `f` may write a block's words past its first two. The
+    /// walk stops at a link that is not the start of a carved block of this
+    /// page, and after as many blocks as are carved: a list that a write
+    /// after free corrupted (a link elsewhere, a cycle) is walked no further,
+    /// and the pop that reaches the bad link reports it.
     pub fn for_each_free(&self, list_key: usize, mut f: impl FnMut(*mut Block)) {
+        let capacity = self.capacity();
+        let area = self.start as usize..self.start as usize + capacity as usize * self.block_size as usize;
         let mut block = self.free.get();
-        while !is_list_end(block) {
-            // SAFETY: the local list only links free blocks of this page,
-            // and `f` leaves their links alone.
+        for _ in 0..capacity {
+            if is_list_end(block) || !area.contains(&(block as usize)) || !self.starts_block_below(block as *const u8, capacity) {
+                return;
+            }
+            // SAFETY: a carved block of this page on its local list: free,
+            // and `f` leaves its link alone.
             let next = decode(unsafe { (*block).next }, list_key);
             f(block);
             block = next;

@@ -114,7 +114,8 @@ pub struct Segment {
     pub next: *mut Segment,
     pub prev: *mut Segment,
     /// Per page: its first free block as the last sweep left it with every
-    /// free block purged, else 0 (owner only; block_purge.rs).
+    /// free block purged, else 0 (reset when the page is taken; owner
+    /// only; block_purge.rs).
     pub swept_free: [usize; MAX_PAGES_PER_SEGMENT],
     /// Page descriptors; only `pages[..page_count]` are meaningful.
     pub pages: [Page; MAX_PAGES_PER_SEGMENT],
@@ -485,6 +486,7 @@ impl Segment {
             let page = &raw mut (*this).pages[index];
             let (start, bytes) = Segment::page_area(this, index);
             (*page).init(class, class_stride(class), start, bytes);
+            (*this).swept_free[index] = 0;
             (*this).used_pages += 1;
             memory.stats.page_taken(1 << shift);
             (page, dirty)

@@ -2876,7 +2876,7 @@ fn free_blocks_purged_after_a_period(size: usize) {
     let hp = heap(global) as *mut Heap<TestProvider>;
     let purged = || global.provider().purged_bytes.load(Ordering::SeqCst);
     // SAFETY: this test's heap.
-    let blocks: Vec<*mut u8> = (0..if cfg!(miri) { 24 } else { 120 }).map(|_| unsafe { (*hp).malloc(size) }).collect();
+    let blocks: Vec<*mut u8> = (0..if cfg!(miri) { 12 } else { 120 }).map(|_| unsafe { (*hp).malloc(size) }).collect();
     assert!(blocks.iter().all(|p| !p.is_null()));
     for (i, &p) in blocks.iter().enumerate() {
         fill(p, size, i as u8);
@@ -2887,11 +2887,16 @@ fn free_blocks_purged_after_a_period(size: usize) {
     free_each(global, hp, &freed.iter().map(|&(_, p)| p).collect::<Vec<_>>());
     let before = purged();
     // A sweep sees them; one a period later purges them (a large malloc
-    // looks at the clock every 16).
-    let large_mallocs = |n: usize| {
-        for _ in 0..n {
+    // looks at the clock every 16; under Miri, the sweep is called, which
+    // spares it 1 MiB blocks).
+    let sweep = || {
+        for _ in 0..16 {
             // SAFETY: as above.
             unsafe {
+                if cfg!(miri) {
+                    (*hp).sweep_free_blocks(false);
+                    continue;
+                }
                 let p = (*hp).malloc(crate::config::LARGE_MAX);
                 assert!(!p.is_null());
                 global.free(p, hp);
@@ -2899,13 +2904,13 @@ fn free_blocks_purged_after_a_period(size: usize) {
         }
     };
     clock(2000);
-    large_mallocs(16);
+    sweep();
     assert_eq!(purged(), before, "a block was purged at the sweep that first saw it free");
     clock(2500);
-    large_mallocs(16);
+    sweep();
     assert_eq!(purged(), before, "a sweep ran before a period (LARGE_SWEEP_MIN_MS) had passed");
     clock(3000);
-    large_mallocs(16);
+    sweep();
     // Each block gives its whole OS pages but the first: at least size - 8 KiB.
     let least = (freed.len() - 2) * (size - (8 << 10));
     assert!(purged() >= before + least, "{size}: purged {} bytes", purged() - before);
@@ -2927,7 +2932,7 @@ fn free_blocks_purged_after_a_period(size: usize) {
     free_each(global, hp, &again);
     let before = purged();
     clock(4000);
-    large_mallocs(16);
+    sweep();
     assert!(purged() <= before + 2 * size, "{size}: blocks freed since the last sweep were purged");
     // Trim purges what is free at once.
     let before = purged();
@@ -2939,4 +2944,38 @@ fn free_blocks_purged_after_a_period(size: usize) {
     }
     // SAFETY: as above.
     unsafe { (*hp).check_invariants() };
+}
+
+/// A sweep walks a page's free list only over carved blocks of the page,
+/// and no further than there are carved blocks: a list a write after free
+/// corrupted is not followed outside the page (the next malloc that reaches
+/// the bad link reports it), and a cycle ends the walk.
+#[test]
+fn a_sweep_follows_no_corrupted_link() {
+    let size = crate::config::LARGE_MAX / 5;
+    let message = misuse(|global, hp| unsafe {
+        let blocks: Vec<*mut u8> = (0..3).map(|_| (*hp).malloc(size)).collect();
+        global.free(blocks[0], hp);
+        global.free(blocks[1], hp);
+        // Use after free: the list's first block links elsewhere.
+        *(blocks[1] as *mut usize) = 0x1000;
+        global.trim(hp);
+        for _ in 0..3 {
+            (*hp).malloc(size);
+        }
+    });
+    assert!(message.contains("corrupted free list"), "{message}");
+    let global = new_global(TestProvider::new());
+    let hp = heap(global) as *mut Heap<TestProvider>;
+    // SAFETY: this test's heap; the blocks are its own.
+    unsafe {
+        let blocks: Vec<*mut u8> = (0..3).map(|_| (*hp).malloc(size)).collect();
+        fill(blocks[2], size, 7);
+        global.free(blocks[0], hp);
+        global.free(blocks[1], hp);
+        // The first block links to itself: the walk ends all the same.
+        *(blocks[1] as *mut usize) = crate::page::encode(blocks[1] as *mut crate::page::Block, (*hp).list_key);
+        global.trim(hp);
+        verify(blocks[2], size, 7);
+    }
 }
