@@ -26,16 +26,17 @@
 //! are read, marked or purged (the owner's alone: no other thread touches a
 //! free block there), and of each only whole OS pages after its first and
 //! before its end. A list a write after free corrupted is walked up to the
-//! bad link only (`Page::for_each_free` takes carved blocks of the page). Word 2 of a free block is the allocator's, as its first
-//! two are. The marks are keyed by the block's address and the process's
-//! marker key: a block the program wrote anything into is seen anew, and a
-//! mark it happened to write (key-dependent) only makes a block purged a
-//! period early or not at all (memory or time, never a wrong result: a
-//! free block's bytes are nobody's). A block leaves a page's list only
-//! through `page_pop` (mid blocks come back from the block cache to the
-//! program, and go to their page's list from it). Strict and sampled pages (any flag) are left
-//! alone (strict mode checks its freed blocks' poison). Mid blocks in the
-//! block cache are not on their page's list: not swept.
+//! bad link only (`Page::for_each_free` takes carved blocks of the page).
+//! Word 2 of a free block is the allocator's, as its first two are. The
+//! marks are keyed by the block's address and the process's marker key: a
+//! block the program wrote anything into is seen anew, and a mark it
+//! happened to write (key-dependent) only makes a block purged a period
+//! early or not at all (memory or time, never a wrong result: a free
+//! block's bytes are nobody's). A block leaves a page's list only through
+//! `page_pop` (mid blocks come back from the block cache to the program,
+//! and go to their page's list from it). Strict and sampled pages (any
+//! flag) are left alone (strict mode checks its freed blocks' poison). Mid
+//! blocks in the block cache are not on their page's list: not swept.
 //! The idle purger, on another thread, does not sweep; nor does a heap
 //! whose provider's purge gives nothing back (`PURGE_RELEASES`: an arena).
 
@@ -160,7 +161,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         unsafe {
             let segment = Segment::of_ptr(page as *const u8);
             let swept = &mut (*segment).swept_free[Segment::page_index(segment, page)];
-            let first = (*page).first_free() as usize;
+            let first = (*page).free.get() as usize;
             if *swept == first && !all {
                 return 0;
             }

@@ -81,6 +81,7 @@ pub mod alloc;
 pub mod arena;
 pub mod bigcache;
 mod block_cache;
+mod block_purge;
 pub mod capacity;
 pub mod census;
 pub mod class;
@@ -92,7 +93,6 @@ pub mod heap;
 pub mod huge;
 #[cfg(test)]
 mod interleave;
-mod block_purge;
 pub mod learn;
 pub mod list;
 pub mod locked;

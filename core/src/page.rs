@@ -460,12 +460,6 @@ impl Page {
         !is_list_end(self.free.get())
     }
 
-    /// The first block of the local free list (a list end when empty).
-    #[inline]
-    pub fn first_free(&self) -> *mut Block {
-        self.free.get()
-    }
-
     /// Call `f` with each block of the local free list, in list order
     /// (owner only). `f` may write a block's words past its first two. The
     /// walk stops at a link that is not the start of a carved block of this
