@@ -108,6 +108,12 @@ impl<P: PageProvider + 'static> Global<P> {
         self.shared.memory.bigcache_limit()
     }
 
+    /// Set the learned purge delay as if windows had moved it there.
+    #[cfg(test)]
+    pub(crate) fn set_learned_delay_for_tests(&self, ms: usize) {
+        self.shared.memory.learner.set_delay_for_tests(ms);
+    }
+
     /// Dirty bytes the segment store holds, for tests of its cap.
     #[cfg(test)]
     pub(crate) fn store_dirty_bytes_for_tests(&self) -> usize {

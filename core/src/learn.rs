@@ -25,11 +25,15 @@
 //! (a cached segment) count too; a segment given back to the provider in
 //! between is a fresh mapping and tells nothing.
 //!
-//! The learned delay governs live heaps' pages, the segment store
-//! (exited threads' segments: the next threads reuse them warm) and the
-//! huge-block cache. The learned cap governs live heaps only and stays
-//! within a process-wide budget; the store keeps the configured cap, so
-//! that thread churn does not hold much more than with learning off.
+//! The learned delay governs live heaps' pages and the huge-block cache;
+//! the segment store (exited threads' segments, empty ones) takes it only
+//! up to the configured delay (`Memory::store_purge_delay_ms`). The
+//! learned cap governs live heaps only and stays within a process-wide
+//! budget; the store keeps the configured cap. Both so that thread churn
+//! does not hold much more than with learning off: what waits in the
+//! store belongs to no thread, and short-lived threads that each left
+//! their segments there kept nearly all of them resident under the learned
+//! delay.
 //!
 //! A window right after the delay went up may count cold reuses purged
 //! under the shorter delay as early (the cap then doubles once more than
@@ -209,6 +213,12 @@ impl PurgeLearner {
             0 => options.purge_dirty_bytes.load(Ordering::Relaxed).saturating_mul(LEARN_CAP_START_FACTOR),
             bytes => bytes,
         }
+    }
+
+    /// Set the learned delay as if windows had moved it there.
+    #[cfg(test)]
+    pub(crate) fn set_delay_for_tests(&self, ms: usize) {
+        self.delay_ms.store(ms, Ordering::Relaxed);
     }
 
     /// What the last window proposed (0: no window closed yet): in frozen

@@ -91,6 +91,17 @@ impl<P: PageProvider> Memory<P> {
         self.learner.delay_ms(&self.options)
     }
 
+    /// How long the dirty pages of the segments no thread holds (the
+    /// segment store's: exited threads', empty ones) stay resident (ms):
+    /// the learned delay, at most the configured one. The learned delay fits
+    /// a heap's reuses of its own pages; what waits in the store may never
+    /// be taken again, and under the learned delay the short-lived threads
+    /// of the `thread-churn` row kept nearly every segment they had used
+    /// resident.
+    pub fn store_purge_delay_ms(&self) -> usize {
+        self.purge_delay_ms().min(self.options.purge_delay_ms.load(Ordering::Relaxed))
+    }
+
     /// Empty segments the segment store keeps mapped: learned or configured.
     pub fn segment_cache_limit(&self) -> usize {
         self.segment_cache.capacity(&self.options, self.options.segment_cache.load(Ordering::Relaxed))

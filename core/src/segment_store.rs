@@ -16,8 +16,9 @@
 //! dirty pages once each has waited the purge delay (counted from when it
 //! became dirty, across owners: `Segment::dirty_ms`; checked on the store's
 //! own calls), or at once when the provider has no clock or the delay is 0.
-//! The delay is the heaps' (learned, or configured: `Memory::purge_delay_ms`);
-//! the dirty bytes the store holds are capped by `HAKMEM_PURGE_DIRTY`:
+//! The delay is `Memory::store_purge_delay_ms`: the heaps' learned one, at
+//! most the configured one; the dirty bytes the store holds are capped by
+//! `HAKMEM_PURGE_DIRTY`:
 //! beyond it, whole segments are purged, the oldest abandoned first, down
 //! to half of it.
 //!
@@ -231,7 +232,7 @@ impl SegmentStore {
     /// # Safety
     /// The caller owns `segment` (it is entering the store).
     unsafe fn due_ms<P: PageProvider>(memory: &Memory<P>, segment: *mut Segment) -> Option<u64> {
-        let delay = memory.purge_delay_ms() as u64;
+        let delay = memory.store_purge_delay_ms() as u64;
         // SAFETY: per the contract.
         unsafe {
             if (*segment).dirty == 0 {
@@ -286,7 +287,7 @@ impl SegmentStore {
         let Some(_purging) = self.purging.try_lock() else {
             return;
         };
-        let delay = memory.purge_delay_ms() as u64;
+        let delay = memory.store_purge_delay_ms() as u64;
         let cutoff = now.saturating_sub(delay);
         // (segment, abandoned, purge the pages dirty since)
         let mut due = [(null_mut::<Segment>(), false, 0u64); PURGE_BATCH];

@@ -1511,12 +1511,43 @@ fn an_exiting_thread_purges_nothing_and_the_next_thread_takes_its_segments_back_
 
 #[test]
 fn segments_left_by_an_exited_thread_are_purged_after_the_delay() {
+    segments_left_by_an_exited_thread_are_purged_after(None);
+}
+
+#[test]
+fn segments_left_by_an_exited_thread_are_purged_after_the_configured_delay_when_the_learned_one_is_longer() {
+    segments_left_by_an_exited_thread_are_purged_after(Some(500));
+}
+
+/// Three threads exit 0, 5 and 20 ms apart, the first leaving dirty pages
+/// in a segment it still has a live block in; the configured delay is
+/// 10 ms, and with `learned` the learned delay is that much. The store
+/// purges at the third exit, not before, whatever the learned delay; a
+/// live heap's own dirty pages wait for the delay in force (the learned
+/// one when learning).
+fn segments_left_by_an_exited_thread_are_purged_after(learned: Option<usize>) {
     let global = new_global(TestProvider::new());
     let clock = |ms: u64| global.provider().clock_ms.store(ms, Ordering::SeqCst);
     clock(1000);
     global.options().purge_delay_ms.store(10, Ordering::Relaxed);
-    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed); // the configured delay
-    let [leaving, second, third] = [(); 3].map(|_| global.heap_acquire());
+    match learned {
+        None => global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed), // the configured delay
+        Some(ms) => {
+            global.options().learn.store(crate::config::LEARN_ON, Ordering::Relaxed);
+            global.set_learned_delay_for_tests(ms);
+        }
+    }
+    let [leaving, second, third, staying] = [(); 4].map(|_| global.heap_acquire());
+    // A live heap with dirty pages of its own (a page filled, then freed).
+    // SAFETY: `staying` is this test's heap.
+    let own: Vec<*mut u8> = (0..8_000).map(|_| unsafe { (*staying).malloc(64) }).collect();
+    for &p in &own[1..] {
+        // SAFETY: live block of `staying`.
+        unsafe { global.free(p, staying) };
+    }
+    // Its deadline starts at the first check after the release.
+    // SAFETY: `staying` is this test's heap.
+    unsafe { (*staying).purge_if_due() };
     // Fill several small pages, keep one block, free the rest: dirty pages.
     // SAFETY: each heap is this test's until released.
     let blocks: Vec<*mut u8> = (0..8_000).map(|_| unsafe { (*leaving).malloc(64) }).collect();
@@ -1534,10 +1565,25 @@ fn segments_left_by_an_exited_thread_are_purged_after_the_delay() {
     // SAFETY: as above.
     unsafe { global.heap_release(second) };
     assert_eq!(global.stats().purged_bytes, purged, "purged within the delay");
+    // The live heap's deadline started at 1000: at 1015 the configured delay has passed, the learned one has not.
+    clock(1015);
+    // SAFETY: `staying` is this test's heap.
+    unsafe { (*staying).purge_if_due() };
+    let heap_purged = global.stats().purged_bytes - purged;
+    match learned {
+        None => assert!(heap_purged > 0, "a live heap kept its pages past the delay"),
+        Some(_) => assert_eq!(heap_purged, 0, "a live heap purged its pages before the learned delay"),
+    }
     clock(1020);
+    let purged = global.stats().purged_bytes;
     // SAFETY: as above.
     unsafe { global.heap_release(third) };
     assert!(global.stats().purged_bytes > purged, "the store never purged the abandoned dirty pages");
+    // SAFETY: a live block of `staying`, whose thread then exits.
+    unsafe {
+        global.free(own[0], staying);
+        global.heap_release(staying);
+    }
     for p in kept {
         // SAFETY: live blocks; this thread has no heap.
         unsafe { global.free(p, core::ptr::null_mut()) };
