@@ -36,15 +36,21 @@
 //! (its marker set, so a second free of it is caught as a double free),
 //! of a page this heap owns, which still counts it in `used` (so the page
 //! is neither freed nor given away while it is cached). The stack is an
-//! array in the heap, not a list through the blocks: popping reads
-//! nothing from the block, and a write after free into a cached block
-//! cannot steer malloc. Owner only; a heap empties its cache before it
-//! gives its pages up (abandon, trim).
+//! array, not a list through the blocks: popping reads nothing from the
+//! block, and a write after free into a cached block cannot steer malloc.
+//! Owner only; a heap empties its cache before it gives its pages up
+//! (abandon, trim). The stacks live next to the heap, not in it
+//! ([`BlockCache::attach`]): a slot is written by its push and read only
+//! below its stack's length, so a new heap's stacks need no initialising,
+//! and the 12 KiB of them stay untouched pages until the heap caches mid
+//! blocks (in the heap itself they were written when it was made, built on
+//! the thread's stack first, and copied into the inert heap's data).
 
 use crate::class::{class_of, class_size};
 use crate::config::{MEDIUM_MAX, SMALL_MAX};
 use crate::page::Block;
 use core::cell::Cell;
+use core::mem::MaybeUninit;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
@@ -56,8 +62,8 @@ const CLASSES: usize = class_of(MEDIUM_MAX) + 1 - FIRST_CLASS;
 /// geometry keeps the configured most: its heaps come out of arenas of a
 /// few MiB (four per-CPU heaps share one 32 KiB chunk), so its limits learn
 /// only below that. So do builds under Miri, whose time per test grows
-/// with the size of every heap it makes and moves (the stacks are most of
-/// a heap): CI's budget.
+/// with the memory every heap it makes takes (the stacks are most of it):
+/// CI's budget.
 #[cfg(not(any(feature = "small-segments", miri)))]
 pub(crate) const SLOTS: usize = 64;
 #[cfg(any(feature = "small-segments", miri))]
@@ -70,13 +76,23 @@ const GROW_GAP: u32 = 4096;
 /// shrinks (between the two, the limit stays: no oscillation).
 const SHRINK_GAP: u32 = 1 << 20;
 
-/// The cache; see the module docs.
+/// The storage of one heap's stacks: `SLOTS` slots per class.
+pub(crate) type Stacks = [[MaybeUninit<*mut Block>; SLOTS]; CLASSES];
+
+/// The cache; see the module docs. The fast paths read the stacks'
+/// address, a length and (free) a limit: one cache line (`repr(C)`, in
+/// this order, aligned to a line).
+#[repr(C, align(64))]
 pub(crate) struct BlockCache {
+    /// The stacks (null until [`BlockCache::attach`]): slot `i` of stack
+    /// `index` holds a block iff `i < len[index]`.
+    stacks: Cell<*mut Stacks>,
     /// Blocks on each stack (atomic only so that a census may read them
     /// from another thread: the owner's relaxed load and store are plain
     /// moves).
     len: [AtomicU8; CLASSES],
-    /// Blocks each stack holds at most (`<= SLOTS`); 0: the cache is off.
+    /// Blocks each stack holds at most (`<= SLOTS`); 0: the cache is off
+    /// (every limit is 0 until the stacks are attached).
     limit: [Cell<u8>; CLASSES],
     /// The configured limit of each stack (`<= CONFIGURED_SLOTS`): the
     /// least a learned one may be.
@@ -90,25 +106,26 @@ pub(crate) struct BlockCache {
     /// the first, when it kept none, or after a flush): another one there
     /// now means the stack was drained since.
     bottom: [Cell<*mut Block>; CLASSES],
-    blocks: [[Cell<*mut Block>; SLOTS]; CLASSES],
 }
+
+// The stacks' address, the lengths and the limits share the first line.
+static_assertions::const_assert!(8 + 2 * CLASSES <= 64);
 
 impl BlockCache {
     /// A cache that keeps up to `class_bytes` of each class (and at most
-    /// `CONFIGURED_SLOTS` blocks): 0 turns it off. With `learn`, each limit
-    /// may grow to twice that (and `SLOTS` blocks), see the module docs.
+    /// `CONFIGURED_SLOTS` blocks) once its stacks are attached: 0 turns it
+    /// off. With `learn`, each limit may grow to twice that (and `SLOTS`
+    /// blocks), see the module docs.
     pub(crate) const fn new(class_bytes: usize, learn: bool) -> Self {
         const fn blocks(bytes: usize, index: usize, most: usize) -> u8 {
             let blocks = bytes / class_size(FIRST_CLASS + index);
             (if blocks > most { most } else { blocks }) as u8
         }
-        let mut limit = [const { Cell::new(0) }; CLASSES];
         let mut floor = [0; CLASSES];
         let mut ceiling = [const { Cell::new(0) }; CLASSES];
         let mut index = 0;
         while index < CLASSES {
             floor[index] = blocks(class_bytes, index, CONFIGURED_SLOTS);
-            limit[index] = Cell::new(floor[index]);
             // A class the configuration does not cache is not learned either.
             let learned = learn && floor[index] > 0;
             ceiling[index] = Cell::new(if learned { blocks(class_bytes.saturating_mul(2), index, SLOTS) } else { floor[index] });
@@ -116,13 +133,49 @@ impl BlockCache {
         }
         BlockCache {
             len: [const { AtomicU8::new(0) }; CLASSES],
-            limit,
+            limit: [const { Cell::new(0) }; CLASSES],
             floor,
             ceiling,
             last_overflow: [const { Cell::new(0) }; CLASSES],
             bottom: [const { Cell::new(null_mut()) }; CLASSES],
-            blocks: [const { [const { Cell::new(null_mut()) }; SLOTS] }; CLASSES],
+            stacks: Cell::new(null_mut()),
         }
+    }
+
+    /// Give the cache its stacks, which turns it on (to the configured
+    /// limits).
+    ///
+    /// # Safety
+    /// `stacks` is valid for reads and writes, aligned, used by nothing
+    /// else, and outlives the cache; called once, before any push.
+    pub(crate) unsafe fn attach(&self, stacks: *mut Stacks) {
+        self.stacks.set(stacks);
+        for (limit, &floor) in self.limit.iter().zip(&self.floor) {
+            limit.set(floor);
+        }
+    }
+
+    /// Slot `slot` of stack `index`.
+    ///
+    /// # Safety
+    /// The stacks are attached, `index < CLASSES`, `slot < SLOTS`.
+    #[inline(always)]
+    unsafe fn slot(&self, index: usize, slot: usize) -> *mut MaybeUninit<*mut Block> {
+        // SAFETY: per the contract, within the attached array.
+        unsafe { (self.stacks.get() as *mut MaybeUninit<*mut Block>).add(index * SLOTS + slot) }
+    }
+
+    /// The blocks on stack `index`, oldest first (read while the owner
+    /// changes nothing).
+    fn stack(&self, index: usize) -> &[*mut Block] {
+        let len = self.len[index].load(Relaxed) as usize;
+        if len == 0 {
+            return &[];
+        }
+        // SAFETY: a stack with blocks has its storage attached; its first
+        // `len` slots were written by pushes (or moved down from written
+        // ones), and `MaybeUninit<T>` has `T`'s layout.
+        unsafe { core::slice::from_raw_parts(self.slot(index, 0) as *const *mut Block, len) }
     }
 
     /// Take no more blocks (the caller empties the cache): a profiling
@@ -141,14 +194,14 @@ impl BlockCache {
     /// off: the heap returns the block to its page first).
     pub(crate) fn overflowed(&self, index: usize, mallocs: u64) -> usize {
         let gap = (mallocs as u32).wrapping_sub(self.last_overflow[index].replace(mallocs as u32));
-        let stack = &self.blocks[index];
+        let stack = self.stack(index);
         let bottom = self.bottom[index].get();
-        let drained = !bottom.is_null() && stack[0].get() != bottom;
+        let drained = !bottom.is_null() && stack[0] != bottom;
         let (limit, ceiling, floor) = (self.limit[index].get(), self.ceiling[index].get(), self.floor[index]);
         let len = self.len[index].load(Relaxed) as usize;
         if drained && gap < GROW_GAP && limit < ceiling {
             self.limit[index].set(limit.saturating_mul(2).min(ceiling));
-            self.bottom[index].set(stack[0].get());
+            self.bottom[index].set(stack[0]);
             return 0;
         }
         let limit = if gap > SHRINK_GAP && limit > floor { (limit / 2).max(floor) } else { limit };
@@ -156,7 +209,7 @@ impl BlockCache {
         // Keep half the (new) limit: the newest blocks, whose oldest is the
         // bottom from now on.
         let keep = (limit / 2) as usize;
-        self.bottom[index].set(if keep > 0 { stack[len - keep].get() } else { null_mut() });
+        self.bottom[index].set(if keep > 0 { stack[len - keep] } else { null_mut() });
         len - keep
     }
 
@@ -177,13 +230,14 @@ impl BlockCache {
     #[inline(always)]
     pub(crate) fn pop(&self, class: usize) -> Option<*mut Block> {
         // SAFETY: `class` is a mid class (the caller's contract), so its
-        // index is below CLASSES; `len <= SLOTS` (push).
+        // index is below CLASSES; `len <= SLOTS` (push), and a stack with
+        // blocks has its storage attached, its slots below `len` written.
         unsafe {
             let index = Self::index_of(class);
             let len = self.len.get_unchecked(index);
             let top = len.load(Relaxed).checked_sub(1)?;
             len.store(top, Relaxed);
-            Some(self.blocks.get_unchecked(index).get_unchecked(top as usize).get())
+            Some((*self.slot(index, top as usize)).assume_init())
         }
     }
 
@@ -193,14 +247,14 @@ impl BlockCache {
     pub(crate) fn push(&self, index: usize, block: *mut Block) -> bool {
         debug_assert!(index < CLASSES);
         // SAFETY: `index < CLASSES` (index_of), and `len < limit <= SLOTS`
-        // once the test passed.
+        // once the test passed; a limit above 0 means attached stacks.
         unsafe {
             let len = self.len.get_unchecked(index);
             let top = len.load(Relaxed);
             if top >= self.limit.get_unchecked(index).get() {
                 return false;
             }
-            self.blocks.get_unchecked(index).get_unchecked(top as usize).set(block);
+            self.slot(index, top as usize).write(MaybeUninit::new(block));
             len.store(top + 1, Relaxed);
         }
         true
@@ -209,14 +263,14 @@ impl BlockCache {
     /// Take the oldest `count` blocks of stack `index` out into `out`
     /// (the rest move down); returns how many.
     pub(crate) fn take_oldest(&self, index: usize, count: usize, out: &mut [*mut Block; SLOTS]) -> usize {
-        let len = self.len[index].load(Relaxed) as usize;
+        let stack = self.stack(index);
+        let len = stack.len();
         let count = count.min(len);
-        let stack = &self.blocks[index];
-        for (slot, taken) in stack[..count].iter().zip(out.iter_mut()) {
-            *taken = slot.get();
-        }
-        for i in count..len {
-            stack[i - count].set(stack[i].get());
+        out[..count].copy_from_slice(&stack[..count]);
+        if count > 0 && count < len {
+            // SAFETY: slots `count..len` of an attached stack were written;
+            // they move down within it (`stack` is not used after this).
+            unsafe { core::ptr::copy(self.slot(index, count), self.slot(index, 0), len - count) };
         }
         self.len[index].store((len - count) as u8, Relaxed);
         if count == len {
@@ -237,7 +291,7 @@ impl BlockCache {
     /// Every cached block (tests and invariant checks).
     #[cfg(any(test, feature = "check-invariants"))]
     pub(crate) fn blocks(&self) -> impl Iterator<Item = *mut Block> + '_ {
-        self.blocks.iter().zip(&self.len).flat_map(|(stack, len)| stack[..len.load(Relaxed) as usize].iter().map(Cell::get))
+        (0..CLASSES).flat_map(|index| self.stack(index).iter().copied())
     }
 
     /// Number of stacks.
@@ -247,6 +301,15 @@ impl BlockCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cache as a heap has it: with stacks attached (leaked: tests only).
+    fn attached(class_bytes: usize, learn: bool) -> BlockCache {
+        let cache = BlockCache::new(class_bytes, learn);
+        let stacks: &'static mut Stacks = std::boxed::Box::leak(std::boxed::Box::new([[MaybeUninit::uninit(); SLOTS]; CLASSES]));
+        // SAFETY: fresh, leaked storage, used by this cache alone.
+        unsafe { cache.attach(stacks) };
+        cache
+    }
 
     /// A trace of overflows of one stack, `gap` heap mallocs apart, the
     /// stack drained between two when `cycled` (else only pushed on): the
@@ -287,7 +350,7 @@ mod tests {
     /// no further.
     #[test]
     fn a_stack_limit_grows_with_quick_overflows_and_shrinks_with_slow_ones_within_its_bounds() {
-        let cache = BlockCache::new(512 << 10, true);
+        let cache = attached(512 << 10, true);
         // The smallest mid class: 16 configured, SLOTS at most.
         let most = SLOTS as u8;
         assert_eq!((cache.floor[0], cache.ceiling[0].get()), (CONFIGURED_SLOTS as u8, most));
@@ -298,14 +361,14 @@ mod tests {
         // The bytes bound it: 8 blocks of the largest class configured,
         // twice that at most.
         let last = CLASSES - 1;
-        let bytes_bound = BlockCache::new(8 * class_size(FIRST_CLASS + last), true);
+        let bytes_bound = attached(8 * class_size(FIRST_CLASS + last), true);
         assert_eq!(bytes_bound.floor[last], 8);
         assert_eq!(limits(&bytes_bound, last, &[1; 4], true), [8, 16, 16, 16]);
         // The whole trace again: no oscillation on a stationary trace.
         assert_eq!(limits(&cache, 0, &[GROW_GAP - 1; 6], true), [32.min(most), 64.min(most), most, most, most, most]);
         // A fresh stack learns from its second overflow on (the first one
         // has no bottom to compare).
-        let fresh = BlockCache::new(512 << 10, true);
+        let fresh = attached(512 << 10, true);
         assert_eq!(limits(&fresh, 0, &[1; 3], true), [16, 32.min(most), 64.min(most)]);
     }
 
@@ -313,7 +376,7 @@ mod tests {
     /// next overflow does not take it for a drain.
     #[test]
     fn a_flushed_stack_does_not_count_as_drained() {
-        let cache = BlockCache::new(512 << 10, true);
+        let cache = attached(512 << 10, true);
         assert_eq!(limits(&cache, 0, &[1], false), [16]);
         let mut out = [null_mut(); SLOTS];
         let len = cache.len[0].load(Relaxed) as usize;
@@ -326,9 +389,9 @@ mod tests {
     /// the configured limit stays whatever the trace.
     #[test]
     fn a_stack_limit_stays_configured_without_learning() {
-        let cache = BlockCache::new(512 << 10, false);
+        let cache = attached(512 << 10, false);
         assert_eq!(limits(&cache, 0, &[1, 1, 1, SHRINK_GAP + 1, 1], true), [16; 5]);
-        let small = BlockCache::new(class_size(FIRST_CLASS), true);
+        let small = attached(class_size(FIRST_CLASS), true);
         assert_eq!(limits(&small, CLASSES - 1, &[1, 1], true), [0, 0], "a class the configuration does not cache");
     }
 }

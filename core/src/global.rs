@@ -13,6 +13,7 @@
 //! into a heap. Only slow paths and the idle purger take these locks.
 
 use crate::config::{Options, HEAP_CHUNK_BYTES};
+use crate::block_cache::Stacks;
 use crate::heap::Heap;
 use crate::provider::PageProvider;
 use crate::census::Census;
@@ -47,6 +48,13 @@ pub struct Global<P: PageProvider + 'static> {
     /// Held through a `purge_idle` pass (and by `lock_all`, so that no
     /// heap's `pages_lock` is the purger's at a fork).
     idle: Mutex<()>,
+}
+
+/// A heap's slot in a heap chunk: the heap, then its block cache's
+/// stacks (block_cache.rs). Returns the heap's bytes and the slot's.
+pub(crate) const fn heap_slot_bytes<P: PageProvider + 'static>() -> (usize, usize) {
+    let heap_bytes = core::mem::size_of::<Heap<P>>().next_multiple_of(64);
+    (heap_bytes, heap_bytes + core::mem::size_of::<Stacks>().next_multiple_of(64))
 }
 
 impl<P: PageProvider + 'static> Global<P> {
@@ -148,7 +156,7 @@ impl<P: PageProvider + 'static> Global<P> {
                 pool.free = unsafe { (*heap).pool_next };
                 heap
             } else {
-                let size = core::mem::size_of::<Heap<P>>().next_multiple_of(64);
+                let (heap_bytes, size) = heap_slot_bytes::<P>();
                 if pool.chunk_next + size > pool.chunk_end {
                     // The first chunk holds one heap, each next one twice
                     // the last, up to HEAP_CHUNK_BYTES: a small arena with
@@ -163,9 +171,11 @@ impl<P: PageProvider + 'static> Global<P> {
                 }
                 let heap = pool.chunk_next as *mut Heap<P>;
                 pool.chunk_next += size;
-                // SAFETY: the slot is fresh, aligned (64) and large enough.
+                // SAFETY: the slot is fresh, aligned (64) and large enough
+                // for both; the stacks' part is the heap's alone.
                 unsafe {
                     heap.write(Heap::new(&self.shared));
+                    (*heap).block_cache.attach((heap as *mut u8).add(heap_bytes) as *mut Stacks);
                     (*heap).all_next = pool.all;
                 }
                 pool.all = heap;

@@ -2233,7 +2233,7 @@ fn an_arena_shorter_than_a_segment_serves_from_a_short_segment() {
     let (global, base) = leaked_arena(SEGMENT_SIZE, 0, BYTES);
     let hp = global.heap_acquire();
     assert!(!hp.is_null());
-    let heap_bytes = core::mem::size_of::<Heap<Arena<PanicHost>>>().next_multiple_of(4096);
+    let heap_bytes = crate::global::heap_slot_bytes::<Arena<PanicHost>>().1.next_multiple_of(4096);
     assert_eq!(global.provider().usage().in_use, heap_bytes, "one heap takes the pages it needs of the arena, no chunk");
     // The heap is this thread's; used through `hp` alone (no `&mut` beside the raw frees).
     let malloc = |size: usize| unsafe { (*hp).malloc(size) };
