@@ -42,9 +42,10 @@
 //! (abandon, trim). The stacks live next to the heap, not in it
 //! ([`BlockCache::attach`]): a slot is written by its push and read only
 //! below its stack's length, so a new heap's stacks need no initialising,
-//! and the 12 KiB of them stay untouched pages until the heap caches mid
-//! blocks (in the heap itself they were written when it was made, built on
-//! the thread's stack first, and copied into the inert heap's data).
+//! and their 12 KiB (default geometry) stay untouched until the heap
+//! caches mid blocks (in the heap itself they were written when it was
+//! made, built on the thread's stack first, and copied into the inert
+//! heap's data).
 
 use crate::class::{class_of, class_size};
 use crate::config::{MEDIUM_MAX, SMALL_MAX};
