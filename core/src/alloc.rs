@@ -374,6 +374,8 @@ impl<P: PageProvider + 'static> Heap<P> {
         };
         let (p, zeroed) = if total > LARGE_MAX {
             self.huge_alloc(total, MIN_ALIGN).unwrap_or((null_mut(), false))
+        } else if let Some(fresh) = self.fresh_zeroed_block(total) {
+            (fresh, true)
         } else {
             (self.malloc(total), false)
         };
@@ -382,6 +384,38 @@ impl<P: PageProvider + 'static> Heap<P> {
             unsafe { core::ptr::write_bytes(p, 0, total) };
         }
         p
+    }
+
+    /// For calloc: a block for `size` bytes (a mid or large class) that is
+    /// zero as it is, when the malloc it replaces would have carved one:
+    /// the class has no cached block and its current page no free block,
+    /// and that page was taken zeroed (`Segment::zeroed`) and has blocks
+    /// left to carve. Its pages stay untouched until the program writes
+    /// them (a fresh calloc'd array costs no memory for what it never
+    /// uses, and no time to zero what is zero). Else `None`.
+    fn fresh_zeroed_block(&mut self, size: usize) -> Option<*mut u8> {
+        if size <= SMALL_MAX {
+            return None; // a memset within one OS page is cheaper than the look
+        }
+        let class = class_of(size);
+        if size <= MEDIUM_MAX && self.block_cache.cached(class) {
+            return None;
+        }
+        let page = self.current[class];
+        // SAFETY: current entries are live pages of this heap or EMPTY_PAGE
+        // (no block to carve: null before its segment is looked at); a
+        // page's segment header is mapped while the page is in use.
+        unsafe {
+            if (*page).has_free() || (*page).capacity() >= (*page).reserved {
+                return None;
+            }
+            let segment = Segment::of_ptr(page as *const u8);
+            if (*segment).zeroed & (1 << Segment::page_index(segment, page)) == 0 {
+                return None;
+            }
+            let block = (*page).take_uncarved(|block| self.taken_wrapped(block));
+            (!block.is_null()).then_some(block as *mut u8)
+        }
     }
 
     /// `size` zeroed bytes aligned to `align` (a power of two).

@@ -214,6 +214,11 @@ impl BlockCache {
         len - keep
     }
 
+    /// Whether the stack of the mid class `class` holds a block.
+    pub(crate) fn cached(&self, class: usize) -> bool {
+        self.len[Self::index_of(class)].load(Relaxed) > 0
+    }
+
     /// The limit of stack `index`.
     pub(crate) fn limit(&self, index: usize) -> usize {
         self.limit[index].get() as usize

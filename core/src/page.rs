@@ -279,6 +279,30 @@ impl Page {
         block
     }
 
+    /// Hand out the next block never carved, as a pop would (counted
+    /// taken and used; `wrapped` as for [`Page::pop`]), without linking it
+    /// or writing it: null when every block is carved or the page has a
+    /// flag set. Its memory is as the page was taken (calloc uses it on
+    /// pages taken zeroed, `Segment::zeroed`).
+    ///
+    /// # Safety
+    /// The caller owns the page (or it is `EMPTY_PAGE`, which has no block).
+    pub unsafe fn take_uncarved(&self, wrapped: impl FnOnce(*mut Block) -> *mut Block) -> *mut Block {
+        let carved = self.capacity();
+        if carved >= self.reserved || self.flags.load(Ordering::Relaxed) != 0 {
+            return null_mut();
+        }
+        let block = (self.start as usize + carved as usize * self.block_size as usize) as *mut Block;
+        self.carved.store(carved + 1, Ordering::Relaxed);
+        self.fast_capacity.set(carved + 1);
+        let (counts, carry) = self.counts.get().overflowing_add(TAKEN_ONE | 1);
+        self.counts.set(counts);
+        if carry {
+            return wrapped(block);
+        }
+        block
+    }
+
     /// Push a block (already marked free) onto the local free list.
     ///
     /// # Safety

@@ -110,6 +110,12 @@ pub struct Segment {
     /// Unused pages that were released and then purged (bit i: page i),
     /// until taken again (learn.rs); forgotten when the geometry changes.
     pub purged: u32,
+    /// Pages in use that were taken with all their memory zero (bit i:
+    /// page i; a fresh mapping, or purged, where the provider's map or
+    /// purge zeroes): nothing writes a page's area past its carved blocks,
+    /// so a block carved from it now is zero (calloc's fresh blocks,
+    /// alloc.rs). Set or cleared when the page is taken.
+    pub zeroed: u32,
     /// Links in the owner heap's segment list, the abandoned list or a cache.
     pub next: *mut Segment,
     pub prev: *mut Segment,
@@ -159,6 +165,7 @@ impl Segment {
             addr_of_mut!((*at).used_pages).write(0);
             addr_of_mut!((*at).dirty).write(0);
             addr_of_mut!((*at).purged).write(0);
+            addr_of_mut!((*at).zeroed).write(0);
             addr_of_mut!((*at).next).write(null_mut());
             addr_of_mut!((*at).prev).write(null_mut());
             addr_of_mut!((*at).swept_free).write([0; MAX_PAGES_PER_SEGMENT]);
@@ -188,6 +195,7 @@ impl Segment {
                 dirty: _,
                 dirty_ms: _,
                 purged: _,
+                zeroed: _,
                 next: _,
                 prev: _,
                 swept_free: _,
@@ -468,6 +476,7 @@ impl Segment {
         unsafe {
             let shift = (*this).page_shift as usize;
             let dirty = (*this).dirty != 0;
+            let zeroed = if dirty { false } else if (*this).purged != 0 { P::PURGE_ZEROES } else { P::MAPS_ZEROED };
             let index = if dirty || (*this).purged != 0 {
                 let released = if dirty { &mut (*this).dirty } else { &mut (*this).purged };
                 let index = released.trailing_zeros() as usize;
@@ -487,6 +496,11 @@ impl Segment {
             let (start, bytes) = Segment::page_area(this, index);
             (*page).init(class, class_stride(class), start, bytes);
             (*this).swept_free[index] = 0;
+            if zeroed {
+                (*this).zeroed |= 1 << index;
+            } else {
+                (*this).zeroed &= !(1 << index);
+            }
             (*this).used_pages += 1;
             memory.stats.page_taken(1 << shift);
             (page, dirty)

@@ -3025,3 +3025,71 @@ fn a_sweep_follows_no_corrupted_link() {
         verify(blocks[2], size, 7);
     }
 }
+
+/// calloc takes a never-carved block of a page taken zeroed as it is (it
+/// writes nothing there: the block's pages stay untouched), and zeroes
+/// every other block, those of a page taken again dirty included.
+#[test]
+fn calloc_hands_out_never_carved_blocks_of_zeroed_pages_unwritten_and_zeroes_the_rest() {
+    const SIZE: usize = 8000;
+    const BLOCKS: usize = 40;
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(1000, Ordering::SeqCst); // stands still: nothing is purged
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed);
+    global.options().purge_delay_ms.store(1000, Ordering::Relaxed);
+    let zero = |p: *mut u8| {
+        // SAFETY: p is a live block of at least SIZE bytes.
+        unsafe { core::slice::from_raw_parts(p, SIZE) }.iter().all(|&b| b == 0)
+    };
+    let first_thread = global.heap_acquire();
+    // SAFETY: the heap is this test's until released.
+    let first = unsafe { (*first_thread).calloc(1, SIZE) };
+    assert!(!first.is_null() && zero(first));
+    // The next block of the page is not carved yet: nobody's memory. Write
+    // it behind the allocator's back; calloc hands it out as it is.
+    let next = first.wrapping_add(crate::class::class_stride(crate::class::class_of(SIZE)));
+    // SAFETY: inside the page's area, past its carved blocks (the test's
+    // provider memory); no block covers it yet.
+    unsafe { next.write_bytes(0xab, SIZE) };
+    // SAFETY: as above.
+    let second = unsafe { (*first_thread).calloc(1, SIZE) };
+    assert_eq!(second, next, "calloc carves the page's next block");
+    // SAFETY: a live block of SIZE bytes.
+    assert!(unsafe { core::slice::from_raw_parts(second, SIZE) }.iter().all(|&b| b == 0xab), "calloc wrote a block that was zero");
+    let mut blocks = vec![first, second];
+    // SAFETY: as above.
+    blocks.extend((2..BLOCKS).map(|_| unsafe { (*first_thread).calloc(1, SIZE) }));
+    for &p in &blocks[2..] {
+        assert!(!p.is_null() && zero(p), "a calloc'd block is not zero");
+    }
+    // Dirty every block, free them all; the thread exits and its empty
+    // segment waits in the store, dirty (the delay has not passed).
+    for &p in &blocks {
+        fill(p, SIZE, 0xff);
+        // SAFETY: live blocks of `first_thread`.
+        unsafe { global.free(p, first_thread) };
+    }
+    // SAFETY: its thread exits: no further use of `first_thread`.
+    unsafe { global.heap_release(first_thread) };
+    // The next thread takes the segment back, its pages dirty: every
+    // calloc'd block is zero (reused blocks and new ones of dirty pages
+    // alike), and a freed-then-calloc'd block too.
+    let next_thread = global.heap_acquire();
+    let reused_before = global.stats().pages_reused_warm;
+    // SAFETY: the heap is this test's.
+    let again: Vec<*mut u8> = (0..BLOCKS).map(|_| unsafe { (*next_thread).calloc(1, SIZE) }).collect();
+    assert!(global.stats().pages_reused_warm > reused_before, "the dirty pages were not taken again: {:?}", global.stats());
+    for &p in &again {
+        assert!(!p.is_null() && zero(p), "a block of a page taken dirty is not zero");
+        fill(p, SIZE, 0xff);
+    }
+    // SAFETY: live blocks of `next_thread`.
+    unsafe { global.free(again[0], next_thread) };
+    // SAFETY: as above.
+    let recycled = unsafe { (*next_thread).calloc(1, SIZE) };
+    assert!(zero(recycled), "a freed block calloc'd again is not zero");
+    for p in again.into_iter().skip(1).chain([recycled]) {
+        // SAFETY: live blocks of `next_thread`.
+        unsafe { global.free(p, next_thread) };
+    }
+}
