@@ -3062,6 +3062,9 @@ fn calloc_hands_out_never_carved_blocks_of_zeroed_pages_unwritten_and_zeroes_the
     for &p in &blocks[2..] {
         assert!(!p.is_null() && zero(p), "a calloc'd block is not zero");
     }
+    // The pages count the blocks handed out this way as any others.
+    // SAFETY: as above.
+    unsafe { (*first_thread).check_invariants() };
     // Dirty every block, free them all; the thread exits and its empty
     // segment waits in the store, dirty (the delay has not passed).
     for &p in &blocks {
