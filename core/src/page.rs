@@ -268,9 +268,7 @@ impl Page {
             }
             self.free.set(next);
             prefetch(next);
-            // used + 1 and taken + 1 in one add; taken's carry leaves the word.
-            let (counts, carry) = self.counts.get().overflowing_add(TAKEN_ONE | 1);
-            self.counts.set(counts);
+            let carry = self.count_taken();
             (*block).marker = 0;
             if carry {
                 return wrapped(block);
@@ -293,14 +291,20 @@ impl Page {
             return null_mut();
         }
         let block = (self.start as usize + carved as usize * self.block_size as usize) as *mut Block;
-        self.carved.store(carved + 1, Ordering::Relaxed);
-        self.fast_capacity.set(carved + 1);
-        let (counts, carry) = self.counts.get().overflowing_add(TAKEN_ONE | 1);
-        self.counts.set(counts);
-        if carry {
+        self.set_carved(carved + 1);
+        if self.count_taken() {
             return wrapped(block);
         }
         block
+    }
+
+    /// Count a block handed out: used + 1 and taken + 1 in one add; true
+    /// when taken wrapped (its carry leaves the word).
+    #[inline(always)]
+    fn count_taken(&self) -> bool {
+        let (counts, carry) = self.counts.get().overflowing_add(TAKEN_ONE | 1);
+        self.counts.set(counts);
+        carry
     }
 
     /// Push a block (already marked free) onto the local free list.
@@ -470,12 +474,18 @@ impl Page {
             // SAFETY: the blocks were just carved, nobody else uses them.
             unsafe { crate::strict::forget_signatures(first as *mut u8, size, count) };
         }
-        let capacity = capacity + count as u16;
+        self.set_carved(capacity + count as u16);
+        true
+    }
+
+    /// `capacity` blocks are carved now; the fast free path's bound follows
+    /// on a page with no flag set.
+    #[inline(always)]
+    fn set_carved(&self, capacity: u16) {
         self.carved.store(capacity, Ordering::Relaxed);
         if self.flags.load(Ordering::Relaxed) == 0 {
             self.fast_capacity.set(capacity);
         }
-        true
     }
 
     /// Whether the local free list has a block.

@@ -476,8 +476,9 @@ impl Segment {
         unsafe {
             let shift = (*this).page_shift as usize;
             let dirty = (*this).dirty != 0;
-            let zeroed = if dirty { false } else if (*this).purged != 0 { P::PURGE_ZEROES } else { P::MAPS_ZEROED };
-            let index = if dirty || (*this).purged != 0 {
+            // Whether the page's memory is all zero: purged or never used,
+            // where the provider's purge or map zeroes.
+            let (index, zeroed) = if dirty || (*this).purged != 0 {
                 let released = if dirty { &mut (*this).dirty } else { &mut (*this).purged };
                 let index = released.trailing_zeros() as usize;
                 *released &= !(1 << index);
@@ -486,21 +487,18 @@ impl Segment {
                 memory.learner.page_reused(&memory.options, distance, dirty, units);
                 let reused = if dirty { &memory.stats.pages_reused_warm } else { &memory.stats.pages_reused_cold };
                 reused.fetch_add(1, Ordering::Relaxed);
-                index
+                (index, !dirty && P::PURGE_ZEROES)
             } else {
-                (0..(*this).page_count as usize)
+                let index = (0..(*this).page_count as usize)
                     .find(|&i| (*this).pages[i].flags.load(Ordering::Relaxed) & PAGE_UNUSED != 0)
-                    .unwrap_or_else(|| memory.fatal_at("segment page count is wrong at ", this as usize))
+                    .unwrap_or_else(|| memory.fatal_at("segment page count is wrong at ", this as usize));
+                (index, P::MAPS_ZEROED)
             };
             let page = &raw mut (*this).pages[index];
             let (start, bytes) = Segment::page_area(this, index);
             (*page).init(class, class_stride(class), start, bytes);
             (*this).swept_free[index] = 0;
-            if zeroed {
-                (*this).zeroed |= 1 << index;
-            } else {
-                (*this).zeroed &= !(1 << index);
-            }
+            (*this).zeroed = (*this).zeroed & !(1 << index) | (zeroed as u32) << index;
             (*this).used_pages += 1;
             memory.stats.page_taken(1 << shift);
             (page, dirty)
