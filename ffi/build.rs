@@ -6,4 +6,9 @@ fn main() {
     let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets CARGO_PKG_VERSION_MAJOR");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libhakmem.so.{major}");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{dir}/hot.ld");
+        println!("cargo:rerun-if-changed=hot.ld");
+    }
 }

@@ -153,6 +153,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     ///
     /// # Safety
     /// The caller took `segment` from the abandoned list: it is live and ours.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     unsafe fn adopt(&mut self, segment: *mut Segment) {
         // SAFETY: per the contract.
         unsafe {

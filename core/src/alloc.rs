@@ -104,6 +104,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// [`Heap::malloc_fast`] already): sizes up to `MEDIUM_MAX` whose page
     /// is empty, and every larger request.
     #[inline(never)]
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub fn malloc_slow(&mut self, size: usize) -> *mut u8 {
         if self.strict {
             return self.malloc_strict(size);
@@ -150,6 +151,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// Pop a block of `class` from the current page (its queue's head),
     /// carving more of it when it has room (the common refill), or take
     /// the refill path.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub(crate) fn alloc_class(&mut self, class: usize) -> *mut u8 {
         // The queue's head, not `current[class]`: the two are the same
         // page except while profiling, when `current` stays EMPTY_PAGE.
@@ -235,6 +237,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// path: collects remote frees, carves fresh blocks, retires full pages.
     #[cold]
     #[inline(never)]
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     fn alloc_class_slow(&mut self, class: usize) -> *mut u8 {
         crate::debug_count!(refills);
         self.hand_over_pending();

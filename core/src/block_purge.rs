@@ -114,6 +114,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// Sweep this heap's free blocks of the swept classes if a period has
     /// passed since the last sweep (`all`: now, and purge every such free
     /// block, as trim does). Returns bytes purged.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub(crate) fn sweep_free_blocks(&mut self, all: bool) -> usize {
         // Nothing to sweep, or to give the pages to (an arena's).
         let paged = |kind: SegmentKind| !self.segments[kind as usize].is_empty();

@@ -114,6 +114,7 @@ impl CapacityLearner {
     }
 
     /// A lookup: served from the cache (`hit`) or not.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub fn lookup(&self, options: &Options, configured: usize, hit: bool) {
         if options.learn.load(Ordering::Relaxed) == LEARN_OFF {
             return;

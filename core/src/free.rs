@@ -173,6 +173,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// blocks, pages in the full queue.
     #[cold]
     #[inline(never)]
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     unsafe fn free_local_slow(&mut self, page: *mut Page, ptr: *mut u8) {
         // SAFETY: as for free_local.
         unsafe {
@@ -194,6 +195,7 @@ impl<P: PageProvider + 'static> Heap<P> {
 /// As for [`free`]; `segment` is `ptr`'s mapped header.
 #[cold]
 #[inline(never)]
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 unsafe fn free_foreign<P: PageProvider>(
     shared: &'static Shared<P>,
     heap: *mut Heap<P>,

@@ -237,6 +237,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// line: once in 2^16 pops of a page.
     #[cold]
     #[inline(never)]
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub(crate) fn taken_wrapped(&self, block: *mut Block) -> *mut Block {
         self.shared.memory.stats.fold_taken(1 << 16);
         block
@@ -301,6 +302,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     ///
     /// # Safety
     /// `page` is in `queues[page.class]`.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub(crate) unsafe fn queue_remove(&mut self, page: *mut Page) {
         // SAFETY: per the contract.
         unsafe {
@@ -315,6 +317,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     ///
     /// # Safety
     /// `page` is ours and in no queue.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub(crate) unsafe fn queue_push_back(&mut self, page: *mut Page) {
         // SAFETY: per the contract.
         unsafe {
@@ -345,6 +348,7 @@ impl<P: PageProvider + 'static> Heap<P> {
 
     /// Take an unused page from one of our segments (or a new segment) and
     /// initialise it for `class`. Null when out of memory.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub(crate) fn page_alloc(&mut self, class: usize) -> *mut Page {
         let kind = kind_of_class(class) as usize;
         let me = self as *mut Self as usize;
@@ -414,6 +418,10 @@ impl<P: PageProvider + 'static> Heap<P> {
     ///
     /// # Safety
     /// `page` is ours, in no queue, and `used == 0`.
+    // Not inlined into page_empty: a page is freed far less often than one
+    // empties, and every process runs page_empty (see ffi/hot.ld).
+    #[inline(never)]
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub(crate) unsafe fn page_free(&mut self, page: *mut Page) {
         // SAFETY: per the contract; the segment is ours.
         unsafe {
@@ -434,6 +442,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// # Safety
     /// `page` is ours, in its class queue, with `used == 0`.
     #[cold]
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub(crate) unsafe fn page_empty(&mut self, page: *mut Page) {
         // SAFETY: per the contract.
         unsafe {
@@ -483,6 +492,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// (the block cache's invariant).
     #[cold]
     #[inline(never)]
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub(crate) unsafe fn block_cache_overflow(&mut self, index: usize, block: *mut Block) {
         crate::debug_count!(block_cache_overflows);
         if self.block_cache.limit(index) == 0 {
@@ -531,6 +541,7 @@ impl<P: PageProvider + 'static> Heap<P> {
 
     /// Process blocks other threads freed into our full pages: `give_back`
     /// each one of a page we own, hand the others to their new owners.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub(crate) fn drain_delayed_to(&mut self, give_back: impl Fn(&mut Self, *mut Page, *mut Block)) {
         let me = self as *mut Self as usize;
         let list_key = self.list_key;
@@ -553,6 +564,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     // purging
 
     /// Purge when the policy says so (purge.rs).
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub(crate) fn purge_if_due(&mut self) {
         self.sweep_free_blocks(false);
         let pages = self.pages_lock.lock();

@@ -15,14 +15,24 @@ use crate::profile::Profile;
 use crate::provider::PageProvider;
 use crate::stats::{Mapping, Stats};
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+const KEYS_UNSET: u8 = 0;
+const KEYS_DRAWING: u8 = 1;
+const KEYS_SET: u8 = 2;
+const STRICT_UNSET: u8 = 0;
+const STRICT_OFF: u8 = 1;
+const STRICT_ON: u8 = 2;
 
 /// The provider with its counters, options and keys.
 pub struct Memory<P: PageProvider> {
     provider: P,
-    keys: spin::Once<(usize, usize)>,
-    /// `options.strict` as the first heap found it (strict.rs).
-    strict: spin::Once<bool>,
+    /// (list key, marker key), valid once `keys_state` is KEYS_SET.
+    keys: [AtomicUsize; 2],
+    keys_state: AtomicU8,
+    /// `options.strict` as the first heap found it (strict.rs): STRICT_UNSET,
+    /// STRICT_OFF or STRICT_ON.
+    strict: AtomicU8,
     pub stats: Stats,
     pub options: Options,
     /// The learned purge policy: delay and dirty-byte cap (learn.rs).
@@ -42,8 +52,9 @@ impl<P: PageProvider> Memory<P> {
     pub const fn new(provider: P) -> Self {
         Memory {
             provider,
-            keys: spin::Once::new(),
-            strict: spin::Once::new(),
+            keys: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            keys_state: AtomicU8::new(KEYS_UNSET),
+            strict: AtomicU8::new(STRICT_UNSET),
             stats: Stats::new(),
             options: Options::new(),
             learner: PurgeLearner::new(),
@@ -58,7 +69,15 @@ impl<P: PageProvider> Memory<P> {
     /// allocator's whole life (heaps of both modes sharing pages would hand
     /// out strict blocks unsealed).
     pub fn strict(&self) -> bool {
-        *self.strict.call_once(|| self.options.strict.load(core::sync::atomic::Ordering::Relaxed))
+        let mut state = self.strict.load(Ordering::Acquire);
+        if state == STRICT_UNSET {
+            let first = if self.options.strict.load(Ordering::Relaxed) { STRICT_ON } else { STRICT_OFF };
+            state = match self.strict.compare_exchange(STRICT_UNSET, first, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => first,
+                Err(published) => published,
+            };
+        }
+        state == STRICT_ON
     }
 
     /// Guard pages (guard.rs): strict mode over a provider that can protect.
@@ -73,12 +92,28 @@ impl<P: PageProvider> Memory<P> {
     /// (list key, marker key), drawn once from the provider's entropy: links
     /// are stored `next ^ list_key`, a free block's marker is `block ^ marker_key`.
     pub fn keys(&self) -> (usize, usize) {
-        *self.keys.call_once(|| {
+        if self.keys_state.load(Ordering::Acquire) != KEYS_SET {
+            self.draw_keys();
+        }
+        (self.keys[0].load(Ordering::Relaxed), self.keys[1].load(Ordering::Relaxed))
+    }
+
+    /// Draw the keys (the first caller), or wait for the thread drawing
+    /// them. (Not spin::Once: its slow path is code of its own, placed
+    /// apart from the rest of start-up; see `ffi/hot.ld`.)
+    #[cold]
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
+    fn draw_keys(&self) {
+        if self.keys_state.compare_exchange(KEYS_UNSET, KEYS_DRAWING, Ordering::Acquire, Ordering::Acquire).is_ok() {
             let mut seed = self.provider.random_seed() ^ (self as *const Self as u64);
-            let list_key = splitmix64(&mut seed) as usize & !0xf;
-            let marker_key = splitmix64(&mut seed) as usize | 1;
-            (list_key, marker_key)
-        })
+            self.keys[0].store(splitmix64(&mut seed) as usize & !0xf, Ordering::Relaxed);
+            self.keys[1].store(splitmix64(&mut seed) as usize | 1, Ordering::Relaxed);
+            self.keys_state.store(KEYS_SET, Ordering::Release);
+        } else {
+            while self.keys_state.load(Ordering::Acquire) != KEYS_SET {
+                core::hint::spin_loop();
+            }
+        }
     }
 
     /// The provider's clock (0 when it has none).

@@ -451,6 +451,7 @@ impl Page {
     /// `extend` for a page with blocks left to carve. Out of line: the
     /// malloc paths that call it stay free of its registers.
     #[inline(never)]
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     fn carve(&self, list_key: usize) -> bool {
         let capacity = self.capacity();
         let remaining = self.reserved - capacity;

@@ -121,6 +121,7 @@ impl DirtyPages {
     /// the segments left empty and clean (unless in place). The next
     /// deadline is the oldest page left plus the delay. Returns bytes
     /// released.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub fn purge<P: PageProvider>(&mut self, segments: &mut [List<Segment>; PAGED_KINDS], shared: &Shared<P>, scope: PurgeScope) -> usize {
         let memory = &shared.memory;
         let delay = memory.purge_delay_ms() as u64;

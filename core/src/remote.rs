@@ -57,6 +57,7 @@ impl Page {
     /// line handed to different threads. Sorted, consecutive allocations
     /// are neighbours, as a fresh page's are (jemalloc's slabs, likewise,
     /// hand out their lowest free region first).
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub fn collect_remote(&self, list_key: usize) -> Option<u16> {
         interleave_point!();
         let mut head = self.thread_free.load(Ordering::Relaxed);

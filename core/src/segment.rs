@@ -140,6 +140,7 @@ impl Segment {
     /// `at` is segment aligned, inside that mapping, and its first
     /// `SEGMENT_HEADER_BYTES` are ours to write.
     #[must_use]
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub unsafe fn write_header(at: *mut Segment, owner: usize, kind: SegmentKind, map_base: *mut u8, map_size: usize) -> bool {
         let (page_shift, page_count) = Segment::geometry(kind, map_size.min(SEGMENT_SIZE));
         // A huge block's header has one page, the block, and is written
@@ -544,6 +545,7 @@ impl Segment {
     ///
     /// # Safety
     /// As for [`Segment::purge_dirty_pages`].
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub unsafe fn purge_pages_dirty_since<P: PageProvider>(this: *mut Segment, memory: &Memory<P>, cutoff_ms: u64) -> (usize, u64) {
         let mut purged = 0;
         let mut oldest_left = u64::MAX;

@@ -147,6 +147,7 @@ impl SegmentStore {
     /// its dirty pages still resident: see [`Segment::dirty_bytes`]) or
     /// newly mapped; its owner is `CACHED_OWNER` until the caller claims it.
     /// Null when out of memory.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub fn alloc<P: PageProvider>(&self, memory: &Memory<P>, kind: SegmentKind) -> *mut Segment {
         self.purge_expired(memory);
         let cached = self.cache.lock().pop(&self.dirty_bytes);
@@ -185,6 +186,7 @@ impl SegmentStore {
     ///
     /// # Safety
     /// The caller owned `segment`, lists it nowhere and uses it no more.
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub unsafe fn free<P: PageProvider>(&self, memory: &Memory<P>, segment: *mut Segment) {
         // SAFETY: per the contract.
         unsafe {
@@ -279,6 +281,7 @@ impl SegmentStore {
     /// with no lock held, then listed again: threads
     /// exiting, adopting and allocating meanwhile do not wait behind the
     /// system calls (with more threads than cores, they spun behind them).
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub fn purge_expired<P: PageProvider>(&self, memory: &Memory<P>) {
         let now = memory.now_ms();
         if now == 0 || now < self.next_purge_ms.load(Ordering::Relaxed) {

@@ -68,6 +68,7 @@ fn enomem_if_null(p: *mut u8) -> *mut c_void {
 
 // malloc(0) returns a unique, freeable pointer.
 #[no_mangle]
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     let block = hk::malloc_fast(size);
     if !block.is_null() {
@@ -80,6 +81,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// fast path is a leaf. Not `#[cold]`: every request above the small sizes
 /// takes it.
 #[inline(never)]
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 fn malloc_slow(size: usize) -> *mut c_void {
     enomem_if_null(hk::malloc_slow(size))
 }
@@ -91,6 +93,7 @@ pub unsafe extern "C" fn __libc_malloc(size: usize) -> *mut c_void {
 }
 
 #[no_mangle]
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
     // SAFETY: C contract: ptr is null or from malloc & co.; misuse is
     // detected and aborts.
@@ -110,6 +113,7 @@ pub unsafe extern "C" fn cfree(ptr: *mut c_void) {
 }
 
 #[no_mangle]
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
     enomem_if_null(hk::calloc(count, size))
 }
@@ -136,6 +140,7 @@ unsafe fn realloc_c(ptr: *mut c_void, size: usize) -> *mut c_void {
 /// realloc_c beyond the in-place fast path: out of line, so that the fast
 /// path needs no stack frame.
 #[inline(never)]
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 unsafe fn realloc_c_slow(ptr: *mut c_void, size: usize) -> *mut c_void {
     if !ptr.is_null() && size == 0 {
         // SAFETY: ptr is a live block (C contract).
@@ -147,6 +152,7 @@ unsafe fn realloc_c_slow(ptr: *mut c_void, size: usize) -> *mut c_void {
 }
 
 #[no_mangle]
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: forwarded C contract.
     unsafe { realloc_c(ptr, size) }

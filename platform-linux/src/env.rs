@@ -314,6 +314,7 @@ fn parse_fit_percent(value: &[u8]) -> Option<usize> {
 
 /// Read the options once `environ` exists (calls before libc set it up, as
 /// can happen under LD_PRELOAD, leave them unread to be tried again).
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 pub fn ensure_read() {
     if STATE.load(Ordering::Acquire) == READ {
         return;

@@ -52,7 +52,7 @@ pub use pages::LinuxPages;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::{c_int, c_uint, c_void};
 use core::ptr::null_mut;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, Ordering};
 use hakmem_core::Global;
 
 /// The process-wide allocator state.
@@ -79,6 +79,7 @@ const fn inert() -> *mut LinuxHeap {
 extern "C" {
     fn pthread_key_create(key: *mut c_uint, destructor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
     fn pthread_setspecific(key: c_uint, value: *const c_void) -> c_int;
+    fn pthread_key_delete(key: c_uint) -> c_int;
     fn pthread_atfork(
         prepare: Option<unsafe extern "C" fn()>,
         parent: Option<unsafe extern "C" fn()>,
@@ -86,7 +87,11 @@ extern "C" {
     ) -> c_int;
 }
 
-static THREAD_EXIT_KEY: spin::Once<Option<c_uint>> = spin::Once::new();
+/// [`thread_exit_key`]'s key once created (pthread keys are small numbers,
+/// far below the two markers).
+static THREAD_EXIT_KEY: AtomicU32 = AtomicU32::new(KEY_UNSET);
+const KEY_UNSET: c_uint = c_uint::MAX;
+const KEY_FAILED: c_uint = c_uint::MAX - 1;
 
 /// The calling thread's heap, or null when it has none yet.
 #[inline(always)]
@@ -260,6 +265,7 @@ fn heap() -> *mut LinuxHeap {
 
 #[cold]
 #[inline(never)]
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 fn heap_create() -> *mut LinuxHeap {
     env::ensure_read();
     let heap = GLOBAL.heap_acquire();
@@ -270,20 +276,41 @@ fn heap_create() -> *mut LinuxHeap {
         fault::install_once();
     }
     thread_words::write(heap);
-    let key = THREAD_EXIT_KEY.call_once(|| {
-        let mut key: c_uint = 0;
-        // SAFETY: a valid out pointer and an extern "C" destructor.
-        let rc = unsafe { pthread_key_create(&mut key, Some(on_thread_exit)) };
-        (rc == 0).then_some(key)
-    });
-    if let Some(key) = *key {
-        // SAFETY: the key was created above; the value is our heap.
+    if let Some(key) = thread_exit_key() {
+        // SAFETY: a key of ours; the value is our heap.
         unsafe { pthread_setspecific(key, heap as *const c_void) };
     }
     heap
 }
 
+/// The pthread key whose destructor releases a thread's heap, created by
+/// the first heap (None when it cannot be). Two first heaps at once both
+/// create one; the second to publish deletes its own. (Not spin::Once:
+/// its slow path is code of its own, which every process would map.)
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
+fn thread_exit_key() -> Option<c_uint> {
+    let published = THREAD_EXIT_KEY.load(Ordering::Acquire);
+    if published != KEY_UNSET {
+        return (published != KEY_FAILED).then_some(published);
+    }
+    let mut key: c_uint = 0;
+    // SAFETY: a valid out pointer and an extern "C" destructor.
+    let created = unsafe { pthread_key_create(&mut key, Some(on_thread_exit)) } == 0;
+    let mine = if created { key } else { KEY_FAILED };
+    match THREAD_EXIT_KEY.compare_exchange(KEY_UNSET, mine, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => created.then_some(key),
+        Err(winner) => {
+            if created {
+                // SAFETY: our own key, never set in any thread.
+                unsafe { pthread_key_delete(key) };
+            }
+            (winner != KEY_FAILED).then_some(winner)
+        }
+    }
+}
+
 /// pthread key destructor: the thread is exiting; abandon its heap.
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 unsafe extern "C" fn on_thread_exit(value: *mut c_void) {
     let heap = value as *mut LinuxHeap;
     if heap.is_null() {
@@ -359,6 +386,7 @@ pub fn malloc_aligned(size: usize, align: usize) -> *mut u8 {
 }
 
 /// `count * size` zeroed bytes; null on overflow or out of memory.
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 pub fn calloc(count: usize, size: usize) -> *mut u8 {
     with_heap(|heap| heap.calloc(count, size))
 }
@@ -415,6 +443,7 @@ pub unsafe fn free(ptr: *mut u8) {
 /// (then the free goes to the owner directly).
 #[cold]
 #[inline(never)]
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 fn heap_for_free() -> *mut LinuxHeap {
     if thread_words::exited() {
         return null_mut();
@@ -557,6 +586,7 @@ unsafe extern "C" fn fork_release() {
     unsafe { GLOBAL.unlock_all() };
 }
 
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 extern "C" fn on_load() {
     // SAFETY: extern "C" handlers with no arguments.
     unsafe { pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release)) };
@@ -564,8 +594,19 @@ extern "C" fn on_load() {
     background::start_if_enabled();
 }
 
+#[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
 extern "C" fn on_exit() {
     env::ensure_read();
+    if env::VERBOSE.load(Ordering::Relaxed) || env::STATS_AT_EXIT.load(Ordering::Relaxed) != env::STATS_OFF || GLOBAL.profile().is_on() {
+        report_at_exit();
+    }
+}
+
+/// What `HAKMEM_VERBOSE`, `HAKMEM_STATS` and `HAKMEM_PROF_DUMP` print at
+/// exit: apart from on_exit, which every process runs.
+#[cold]
+#[inline(never)]
+fn report_at_exit() {
     if env::VERBOSE.load(Ordering::Relaxed) {
         print_learned();
     }

@@ -112,6 +112,7 @@ unsafe impl PageProvider for LinuxPages {
     /// mprotect: strict mode's guard pages.
     const CAN_PROTECT: bool = true;
 
+    #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
         let p = self.map_aligned(size, align)?;
         if align >= HUGE_PAGE {
