@@ -9,6 +9,8 @@ fn main() {
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
         println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{dir}/hot.ld");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,max-page-size=65536");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,separate-loadable-segments");
         println!("cargo:rerun-if-changed=hot.ld");
     }
 }
