@@ -29,7 +29,7 @@
 use crate::class::{class_of, class_stride, mid_class_of, small_slot, CLASS_COUNT};
 use crate::config::{KEPT_FULL_PAGES, LARGE_MAX, MAX_REQUEST, MEDIUM_MAX, MIN_ALIGN, REFILLS_PER_PURGE_CHECK, SEGMENT_HEADER_BYTES, SEGMENT_SIZE, SMALL_MAX};
 use crate::heap::{empty_page, Heap};
-use crate::page::{Page, PAGE_ALIGNED, PAGE_FULL};
+use crate::page::{Block, Page, PAGE_ALIGNED, PAGE_FULL};
 use crate::provider::PageProvider;
 use crate::segment::Segment;
 use crate::strict::STRICT_TAIL;
@@ -375,18 +375,47 @@ impl<P: PageProvider + 'static> Heap<P> {
         let Some(total) = count.checked_mul(size) else {
             return null_mut();
         };
-        let (p, zeroed) = if total > LARGE_MAX {
-            self.huge_alloc(total, MIN_ALIGN).unwrap_or((null_mut(), false))
+        // The bytes of the block that may not be zero.
+        let (p, dirty) = if total > LARGE_MAX {
+            let (p, zeroed) = self.huge_alloc(total, MIN_ALIGN).unwrap_or((null_mut(), false));
+            (p, if zeroed { 0 } else { total })
         } else if let Some(fresh) = self.fresh_zeroed_block(total) {
-            (fresh, true)
+            (fresh, 0)
         } else {
-            (self.malloc(total), false)
+            // Not a block of the block cache (which may have been written).
+            let from_page = total > SMALL_MAX && !(total <= MEDIUM_MAX && self.block_cache.cached(class_of(total)));
+            let p = self.malloc(total);
+            // SAFETY: p, when not null, is a block malloc just popped.
+            let carved_only = from_page && !p.is_null() && unsafe { self.never_handed_out(p) };
+            (p, if carved_only { core::mem::size_of::<Block>() } else { total })
         };
-        if !p.is_null() && !zeroed {
-            // SAFETY: p is a fresh block of at least total bytes.
-            unsafe { core::ptr::write_bytes(p, 0, total) };
+        if !p.is_null() {
+            // SAFETY: p is a fresh block of at least total >= dirty bytes
+            // (a paged block above SMALL_MAX holds a Block).
+            unsafe { core::ptr::write_bytes(p, 0, dirty) };
         }
         p
+    }
+
+    /// For calloc: whether `block`, just popped from a page, was carved
+    /// from a page taken zeroed and never handed out before (no block has
+    /// come back to the page since it was taken: page.rs invariants), so
+    /// that only its link may not be zero.
+    ///
+    /// # Safety
+    /// `block` was just popped by this heap's malloc.
+    unsafe fn never_handed_out(&self, block: *mut u8) -> bool {
+        if self.strict {
+            return false;
+        }
+        // SAFETY: per the contract, a block of a page of ours.
+        unsafe {
+            let segment = Segment::of_ptr(block);
+            let page = Segment::page_of(segment, block);
+            (*page).flags.load(core::sync::atomic::Ordering::Relaxed) == 0
+                && (*segment).zeroed & (1 << Segment::page_index(segment, page)) != 0
+                && (*page).none_returned()
+        }
     }
 
     /// For calloc: a block for `size` bytes (a mid or large class) that is

@@ -240,6 +240,13 @@ impl<P: PageProvider + 'static> Heap<P> {
     #[cfg_attr(target_os = "linux", link_section = ".text.hakmem.hot")]
     pub(crate) fn taken_wrapped(&self, block: *mut Block) -> *mut Block {
         self.shared.memory.stats.fold_taken(1 << 16);
+        // `taken == used` no longer tells that no block came back (page.rs).
+        // SAFETY: `block` was just popped from a page of this heap.
+        unsafe {
+            let segment = Segment::of_ptr(block as *const u8);
+            let page = Segment::page_of(segment, block as *const u8);
+            (*segment).zeroed &= !(1 << Segment::page_index(segment, page));
+        }
         block
     }
 

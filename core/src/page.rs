@@ -17,10 +17,16 @@
 //! - `taken` counts the blocks popped since the page was last folded into
 //!   the call counters (mod 2^16; each wrap is folded at once), so the
 //!   page's share of the process's mallocs is `taken` and of its frees
-//!   `taken - used` (see `Heap::call_counts`). It stays while the page is
-//!   unused and taken again; a segment folds its pages' counts when it
-//!   leaves its owner (`SegmentStore::free`), so a cached or unmapped
-//!   segment's pages count nothing.
+//!   `taken - used` (see `Heap::call_counts`). A page's count is folded
+//!   when it is taken (`Segment::take_page`), so `taken` counts this use's
+//!   pops, and a segment folds its pages' counts when it leaves its owner
+//!   (`SegmentStore::free`), so a cached or unmapped segment's pages count
+//!   nothing.
+//! - `taken == used` (and no wrap since the page was taken, which clears
+//!   its `Segment::zeroed` bit) means no block has come back to the page
+//!   since it was taken: its free list holds only carved blocks never
+//!   handed out, whose only write is their link (a pop clears the other
+//!   words it may have set). calloc relies on it (alloc.rs).
 //!
 //! Links are stored encoded (`next ^ list_key`) and every decoded link is
 //! checked to stay inside the block's segment, so a use-after-free write
@@ -333,6 +339,13 @@ impl Page {
     #[inline(always)]
     pub fn taken(&self) -> u16 {
         (self.counts.get() >> 16) as u16
+    }
+
+    /// Whether no block has come back to the page since it was taken (see
+    /// the module invariants; owner only).
+    #[inline]
+    pub fn none_returned(&self) -> bool {
+        self.taken() == self.used()
     }
 
     /// Subtract `count` collected blocks from `used` (owner only).

@@ -114,7 +114,8 @@ pub struct Segment {
     /// page i; a fresh mapping, or purged, where the provider's map or
     /// purge zeroes): nothing writes a page's area past its carved blocks,
     /// so a block carved from it now is zero (calloc's fresh blocks,
-    /// alloc.rs). Set or cleared when the page is taken.
+    /// alloc.rs). Set or cleared when the page is taken; cleared when its
+    /// `taken` count wraps (page.rs invariants).
     pub zeroed: u32,
     /// Links in the owner heap's segment list, the abandoned list or a cache.
     pub next: *mut Segment,
@@ -498,6 +499,9 @@ impl Segment {
             let page = &raw mut (*this).pages[index];
             let (start, bytes) = Segment::page_area(this, index);
             (*page).init(class, class_stride(class), start, bytes);
+            // From here `taken` counts this use's pops (page.rs invariants).
+            memory.stats.fold_taken((*page).taken() as usize);
+            (*page).clear_taken();
             (*this).swept_free[index] = 0;
             (*this).zeroed = (*this).zeroed & !(1 << index) | (zeroed as u32) << index;
             (*this).used_pages += 1;

@@ -3030,6 +3030,82 @@ fn a_sweep_follows_no_corrupted_link() {
 /// writes nothing there: the block's pages stay untouched), and zeroes
 /// every other block, those of a page taken again dirty included.
 #[test]
+fn calloc_zeroes_only_the_link_of_a_carved_block_never_handed_out_and_all_of_any_other() {
+    // 1.5 KiB: a carve makes two blocks (PAGE_EXTEND_BYTES), the first
+    // popped, the second left on the list, carved, never handed out.
+    const SIZE: usize = 1500;
+    const LINK: usize = core::mem::size_of::<crate::page::Block>();
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(1000, Ordering::SeqCst); // stands still: nothing is purged
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed);
+    global.options().purge_delay_ms.store(1000, Ordering::Relaxed);
+    // Freed blocks go back to their page, not to the block cache.
+    global.options().block_cache_bytes.store(0, Ordering::Relaxed);
+    let heap = global.heap_acquire();
+    let bytes = |p: *mut u8| {
+        // SAFETY: p is a live block of at least SIZE bytes.
+        unsafe { core::slice::from_raw_parts(p, SIZE) }.to_vec()
+    };
+    // SAFETY: the heap is this test's.
+    let first = unsafe { (*heap).calloc(1, SIZE) };
+    assert!(!first.is_null() && bytes(first).iter().all(|&b| b == 0));
+    let stride = crate::class::class_stride(crate::class::class_of(SIZE));
+    let next = first.wrapping_add(stride);
+    // The second carved block: written behind the allocator's back past
+    // its link, calloc zeroes its link alone.
+    // SAFETY: inside the page's area, a free carved block (its link is
+    // left alone).
+    unsafe { next.add(LINK).write_bytes(0xab, SIZE - LINK) };
+    // SAFETY: as above.
+    let second = unsafe { (*heap).calloc(1, SIZE) };
+    assert_eq!(second, next, "calloc takes the page's carved block");
+    let got = bytes(second);
+    assert!(got[..LINK].iter().all(|&b| b == 0), "the link of a calloc'd block is not zeroed");
+    assert!(got[LINK..].iter().all(|&b| b == 0xab), "calloc zeroed a carved block never handed out");
+    // A block that came back to the page: calloc zeroes all of it, and so
+    // every other block of the page from then on.
+    fill(second, SIZE, 0xff);
+    // SAFETY: live blocks of this heap.
+    unsafe { global.free(second, heap) };
+    // SAFETY: as above.
+    let recycled = unsafe { (*heap).calloc(1, SIZE) };
+    assert_eq!(recycled, second);
+    assert!(bytes(recycled).iter().all(|&b| b == 0), "a returned block calloc'd again is not zero");
+    // SAFETY: as above.
+    let third = unsafe { (*heap).calloc(1, SIZE) };
+    assert!(bytes(third).iter().all(|&b| b == 0));
+    // Pops of one block, freed back each time, until the next pop brings
+    // `taken` round (mod 2^16) to `used`: calloc must not take the block
+    // for a carved one.
+    let mut blocks = vec![first, recycled, third];
+    let last = blocks.pop().unwrap();
+    // SAFETY: as above.
+    unsafe { global.free(last, heap) };
+    // SAFETY: `first` is a live block of this heap's page.
+    let page = unsafe { &*crate::segment::Segment::page_of_block(first) };
+    let pops = page.used().wrapping_sub(page.taken()) as usize;
+    assert!(pops > 0 && page.taken() as usize + pops >= 1 << 16, "the loop wraps the count");
+    for _ in 0..pops {
+        // SAFETY: as above.
+        let p = unsafe { (*heap).malloc(SIZE) };
+        fill(p, SIZE, 0x5a);
+        // SAFETY: as above.
+        unsafe { global.free(p, heap) };
+    }
+    // SAFETY: as above.
+    let after_wrap = unsafe { (*heap).calloc(1, SIZE) };
+    assert_eq!(page.taken(), page.used());
+    assert!(bytes(after_wrap).iter().all(|&b| b == 0), "a block calloc'd after a wrap of the page's count is not zero");
+    blocks.push(after_wrap);
+    // SAFETY: as above.
+    unsafe { (*heap).check_invariants() };
+    for p in blocks {
+        // SAFETY: as above.
+        unsafe { global.free(p, heap) };
+    }
+}
+
+#[test]
 fn calloc_hands_out_never_carved_blocks_of_zeroed_pages_unwritten_and_zeroes_the_rest() {
     const SIZE: usize = 8000;
     const BLOCKS: usize = 40;
