@@ -33,7 +33,7 @@ use crate::page::{Block, Page, PAGE_ALIGNED, PAGE_FULL};
 use crate::provider::PageProvider;
 use crate::segment::Segment;
 use crate::strict::STRICT_TAIL;
-use core::ptr::null_mut;
+use core::ptr::{null_mut, NonNull};
 
 /// A block that realloc grows past this many bytes (and up to `LARGE_MAX`)
 /// is copied into a huge block, a mapping of its own, rather than a
@@ -44,6 +44,10 @@ use core::ptr::null_mut;
 /// small geometry, whose `LARGE_MAX` is this, always). Huge blocks above
 /// it resize by remapping, shrinking ones included.
 pub const GROW_REMAP_MIN: usize = 128 << 10;
+
+/// The least calloc asks about residency for (`Heap::zero_block`): below
+/// it the system call costs a good part of the memset it may save.
+pub const CALLOC_PURGE_MIN: usize = 128 << 10;
 
 impl<P: PageProvider + 'static> Heap<P> {
     /// Allocate `size` bytes, 16-byte aligned. Null when out of memory.
@@ -392,9 +396,41 @@ impl<P: PageProvider + 'static> Heap<P> {
         if !p.is_null() {
             // SAFETY: p is a fresh block of at least total >= dirty bytes
             // (a paged block above SMALL_MAX holds a Block).
-            unsafe { core::ptr::write_bytes(p, 0, dirty) };
+            unsafe { self.zero_block(p, dirty) };
         }
         p
+    }
+
+    /// Zero the first `bytes` of the fresh block `p`. From
+    /// `CALLOC_PURGE_MIN` bytes, when most of its whole OS pages are not
+    /// resident (the block's last use wrote few of them), they are purged
+    /// instead where the provider's purge zeroes: they come back zero when
+    /// the program first touches them, so a table used sparsely costs the
+    /// pages it writes, where a memset would make all of them resident. A
+    /// block mostly resident (its last use wrote it) is memset: a program
+    /// that fills its calloc'd arrays would otherwise fault every page in
+    /// again (several times the memset's time).
+    ///
+    /// # Safety
+    /// `p` is a block of this heap's, just allocated, of at least `bytes`.
+    unsafe fn zero_block(&self, p: *mut u8, bytes: usize) {
+        let os_page = P::PAGE_SIZE;
+        let (start, end) = ((p as usize).next_multiple_of(os_page), (p as usize + bytes) & !(os_page - 1));
+        // SAFETY: per the contract, [p, p + bytes) is ours to write, and
+        // the pages asked about and purged lie inside it.
+        unsafe {
+            if P::PURGE_ZEROES && bytes >= CALLOC_PURGE_MIN && !self.strict && end > start {
+                let inner = NonNull::new_unchecked(start as *mut u8);
+                let pages = (end - start) / os_page;
+                if self.shared.memory.provider().resident_pages(inner, end - start).is_some_and(|resident| resident * 2 < pages) {
+                    core::ptr::write_bytes(p, 0, start - p as usize);
+                    self.shared.memory.purge(start, end - start);
+                    core::ptr::write_bytes(end as *mut u8, 0, p as usize + bytes - end);
+                    return;
+                }
+            }
+            core::ptr::write_bytes(p, 0, bytes);
+        }
     }
 
     /// For calloc: whether `block`, just popped from a page, was carved

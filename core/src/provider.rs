@@ -158,4 +158,19 @@ pub unsafe trait PageProvider: Sync {
     fn resident(&self) -> (usize, usize) {
         (0, 0)
     }
+
+    /// How many of the `PAGE_SIZE` pages of a range are resident (Linux:
+    /// `mincore`), at most `RESIDENT_PAGES_MAX` of them; `None` when
+    /// unknown (the default). A hint: calloc purges a recycled block that
+    /// is mostly not resident instead of writing zeros into it.
+    ///
+    /// # Safety
+    /// The range lies inside one mapping from `map` and is page aligned.
+    unsafe fn resident_pages(&self, ptr: core::ptr::NonNull<u8>, size: usize) -> Option<usize> {
+        let _ = (ptr, size);
+        None
+    }
 }
+
+/// The most pages [`PageProvider::resident_pages`] is asked about.
+pub const RESIDENT_PAGES_MAX: usize = 256;

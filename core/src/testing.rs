@@ -24,6 +24,9 @@ pub struct TestProvider {
     pub fail_moves: core::sync::atomic::AtomicBool,
     /// The clock `now_ms` reports (tests move it by hand).
     pub clock_ms: core::sync::atomic::AtomicU64,
+    /// What `resident_pages` answers: `usize::MAX` unknown (the default),
+    /// else that many pages (at most the range's).
+    pub resident_answer: AtomicUsize,
     /// Host allocations behind the mappings: (start, size, align, bytes
     /// still mapped), so that subranges can be unmapped (`CAN_SPLIT`).
     allocations: std::sync::Mutex<std::vec::Vec<(usize, usize, usize, usize)>>,
@@ -51,6 +54,7 @@ impl TestProvider {
             moved_bytes: AtomicUsize::new(0),
             fail_moves: core::sync::atomic::AtomicBool::new(false),
             clock_ms: core::sync::atomic::AtomicU64::new(0),
+            resident_answer: AtomicUsize::new(usize::MAX),
             allocations: std::sync::Mutex::new(std::vec::Vec::new()),
             guards: std::sync::Mutex::new(std::vec::Vec::new()),
         }
@@ -176,6 +180,12 @@ unsafe impl PageProvider for TestProvider {
             self.unmap(ptr, old_size);
         }
         Some(new)
+    }
+
+    unsafe fn resident_pages(&self, ptr: NonNull<u8>, size: usize) -> Option<usize> {
+        let _ = ptr;
+        let answer = self.resident_answer.load(Ordering::SeqCst);
+        (answer != usize::MAX).then(|| answer.min(size / Self::PAGE_SIZE))
     }
 
     unsafe fn purge(&self, ptr: NonNull<u8>, size: usize) {

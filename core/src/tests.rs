@@ -3030,6 +3030,42 @@ fn a_sweep_follows_no_corrupted_link() {
 /// writes nothing there: the block's pages stay untouched), and zeroes
 /// every other block, those of a page taken again dirty included.
 #[test]
+fn calloc_purges_a_recycled_large_block_mostly_not_resident_and_writes_zeros_into_one_that_is() {
+    const SIZE: usize = 200_000; // a large class, not a multiple of a page
+    let global = new_global(TestProvider::new());
+    global.provider().clock_ms.store(1000, Ordering::SeqCst);
+    global.options().learn.store(crate::config::LEARN_OFF, Ordering::Relaxed);
+    let heap = global.heap_acquire();
+    let zero = |p: *mut u8| {
+        // SAFETY: p is a live block of at least SIZE bytes.
+        unsafe { core::slice::from_raw_parts(p, SIZE) }.iter().all(|&b| b == 0)
+    };
+    // SAFETY: the heap is this test's.
+    let first = unsafe { (*heap).calloc(1, SIZE) };
+    assert!(!first.is_null() && zero(first));
+    let mut purged = global.provider().purged_bytes.load(Ordering::SeqCst);
+    for (resident, purges) in [(0, true), (usize::MAX - 1, false), (usize::MAX, false), (1, true)] {
+        // The block's last use wrote all of it; the provider says how much
+        // of it is resident (usize::MAX: it cannot tell).
+        fill(first, SIZE, 0xff);
+        // SAFETY: a live block of this heap.
+        unsafe { global.free(first, heap) };
+        global.provider().resident_answer.store(resident, Ordering::SeqCst);
+        // SAFETY: as above.
+        let again = unsafe { (*heap).calloc(1, SIZE) };
+        assert_eq!(again, first, "the freed block is taken again");
+        assert!(zero(again), "a recycled block calloc'd is not zero (resident {resident})");
+        let now = global.provider().purged_bytes.load(Ordering::SeqCst);
+        // Its whole pages, head and tail written instead.
+        let whole = ((first as usize + SIZE) & !4095) - (first as usize).next_multiple_of(4096);
+        assert_eq!(now - purged, if purges { whole } else { 0 }, "resident {resident}");
+        purged = now;
+    }
+    // SAFETY: as above.
+    unsafe { global.free(first, heap) };
+}
+
+#[test]
 fn calloc_zeroes_only_the_link_of_a_carved_block_never_handed_out_and_all_of_any_other() {
     // 1.5 KiB: a carve makes two blocks (PAGE_EXTEND_BYTES), the first
     // popped, the second left on the list, carved, never handed out.

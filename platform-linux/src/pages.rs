@@ -137,6 +137,23 @@ unsafe impl PageProvider for LinuxPages {
         let _ = unsafe { madvise(ptr.as_ptr() as *mut core::ffi::c_void, size, Advice::LinuxDontNeed) };
     }
 
+    unsafe fn resident_pages(&self, ptr: NonNull<u8>, size: usize) -> Option<usize> {
+        let mut vector = [0u8; hakmem_core::provider::RESIDENT_PAGES_MAX];
+        let pages = size.div_ceil(Self::PAGE_SIZE);
+        if pages > vector.len() {
+            return None;
+        }
+        // SAFETY: a page-aligned range of our own mappings (the trait's
+        // contract) and a vector of a byte per page; errno is saved.
+        let rc = unsafe {
+            let errno = *__errno_location();
+            let rc = mincore(ptr.as_ptr() as *mut core::ffi::c_void, size, vector.as_mut_ptr());
+            *__errno_location() = errno;
+            rc
+        };
+        (rc == 0).then(|| vector[..pages].iter().filter(|&&page| page & 1 != 0).count())
+    }
+
     unsafe fn move_pages(&self, from: NonNull<u8>, size: usize, to: NonNull<u8>) -> bool {
         let (from, to) = (from.as_ptr() as *mut core::ffi::c_void, to.as_ptr() as *mut core::ffi::c_void);
         // SAFETY: both ranges are ours and unused (the trait's contract);
@@ -192,6 +209,7 @@ unsafe impl PageProvider for LinuxPages {
 extern "C" {
     fn abort() -> !;
     fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
+    fn mincore(addr: *mut core::ffi::c_void, length: usize, vector: *mut u8) -> i32;
     fn __errno_location() -> *mut i32;
 }
 
