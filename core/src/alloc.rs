@@ -379,15 +379,17 @@ impl<P: PageProvider + 'static> Heap<P> {
         let Some(total) = count.checked_mul(size) else {
             return null_mut();
         };
+        // A mid or large block malloc takes from a page, not from the
+        // block cache (whose blocks the program may have written); for a
+        // small one, a memset within one OS page is cheaper than the looks.
+        let from_page = total > SMALL_MAX && !(total <= MEDIUM_MAX && self.block_cache.cached(class_of(total)));
         // The bytes of the block that may not be zero.
         let (p, dirty) = if total > LARGE_MAX {
             let (p, zeroed) = self.huge_alloc(total, MIN_ALIGN).unwrap_or((null_mut(), false));
             (p, if zeroed { 0 } else { total })
-        } else if let Some(fresh) = self.fresh_zeroed_block(total) {
+        } else if let Some(fresh) = from_page.then(|| self.fresh_zeroed_block(total)).flatten() {
             (fresh, 0)
         } else {
-            // Not a block of the block cache (which may have been written).
-            let from_page = total > SMALL_MAX && !(total <= MEDIUM_MAX && self.block_cache.cached(class_of(total)));
             let p = self.malloc(total);
             // SAFETY: p, when not null, is a block malloc just popped.
             let carved_only = from_page && !p.is_null() && unsafe { self.never_handed_out(p) };
@@ -448,28 +450,20 @@ impl<P: PageProvider + 'static> Heap<P> {
         unsafe {
             let segment = Segment::of_ptr(block);
             let page = Segment::page_of(segment, block);
-            (*page).flags.load(core::sync::atomic::Ordering::Relaxed) == 0
-                && (*segment).zeroed & (1 << Segment::page_index(segment, page)) != 0
-                && (*page).none_returned()
+            (*page).flags.load(core::sync::atomic::Ordering::Relaxed) == 0 && Segment::page_zeroed(segment, page) && (*page).none_returned()
         }
     }
 
-    /// For calloc: a block for `size` bytes (a mid or large class) that is
-    /// zero as it is, when the malloc it replaces would have carved one:
-    /// the class has no cached block and its current page no free block,
-    /// and that page was taken zeroed (`Segment::zeroed`) and has blocks
-    /// left to carve. Its pages stay untouched until the program writes
-    /// them (a fresh calloc'd array costs no memory for what it never
-    /// uses, and no time to zero what is zero). Else `None`.
+    /// For calloc: a block for `size` bytes (a mid or large class whose
+    /// malloc takes from a page, not from the block cache: the caller
+    /// checked) that is zero as it is, when the malloc it replaces would
+    /// have carved one: the class's current page has no free block, was
+    /// taken zeroed (`Segment::zeroed`) and has blocks left to carve. Its
+    /// pages stay untouched until the program writes them (a fresh calloc'd
+    /// array costs no memory for what it never uses, and no time to zero
+    /// what is zero). Else `None`.
     fn fresh_zeroed_block(&mut self, size: usize) -> Option<*mut u8> {
-        if size <= SMALL_MAX {
-            return None; // a memset within one OS page is cheaper than the look
-        }
-        let class = class_of(size);
-        if size <= MEDIUM_MAX && self.block_cache.cached(class) {
-            return None;
-        }
-        let page = self.current[class];
+        let page = self.current[class_of(size)];
         // SAFETY: current entries are live pages of this heap or EMPTY_PAGE
         // (no block to carve: null before its segment is looked at); a
         // page's segment header is mapped while the page is in use.
@@ -477,8 +471,7 @@ impl<P: PageProvider + 'static> Heap<P> {
             if (*page).has_free() || (*page).capacity() >= (*page).reserved {
                 return None;
             }
-            let segment = Segment::of_ptr(page as *const u8);
-            if (*segment).zeroed & (1 << Segment::page_index(segment, page)) == 0 {
+            if !Segment::page_zeroed(Segment::of_ptr(page as *const u8), page) {
                 return None;
             }
             let block = (*page).take_uncarved(|block| self.taken_wrapped(block));

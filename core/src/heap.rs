@@ -244,8 +244,7 @@ impl<P: PageProvider + 'static> Heap<P> {
         // SAFETY: `block` was just popped from a page of this heap.
         unsafe {
             let segment = Segment::of_ptr(block as *const u8);
-            let page = Segment::page_of(segment, block as *const u8);
-            (*segment).zeroed &= !(1 << Segment::page_index(segment, page));
+            Segment::set_page_zeroed(segment, Segment::page_of(segment, block as *const u8), false);
         }
         block
     }

@@ -347,6 +347,28 @@ impl Segment {
         (page as usize - first) / core::mem::size_of::<Page>()
     }
 
+    /// Whether `page` (of this segment, in use) was taken with all its
+    /// memory zero and has not lost the bit since (`zeroed`).
+    ///
+    /// # Safety
+    /// `this` is a mapped header and `page` one of its pages.
+    #[inline]
+    pub unsafe fn page_zeroed(this: *mut Segment, page: *const Page) -> bool {
+        // SAFETY: per the contract.
+        unsafe { (*this).zeroed & (1 << Segment::page_index(this, page)) != 0 }
+    }
+
+    /// Set or clear `page`'s bit in `zeroed` (owner only).
+    ///
+    /// # Safety
+    /// As for [`Segment::page_zeroed`], and the caller owns the segment.
+    #[inline]
+    pub unsafe fn set_page_zeroed(this: *mut Segment, page: *const Page, zeroed: bool) {
+        let index = Segment::page_index(this, page);
+        // SAFETY: per the contract.
+        unsafe { (*this).zeroed = (*this).zeroed & !(1 << index) | (zeroed as u32) << index };
+    }
+
     /// Start and length of the block area of page `index` (the header
     /// shortens page 0, a tail guard or a short segment's end the last
     /// page).
@@ -503,7 +525,7 @@ impl Segment {
             memory.stats.fold_taken((*page).taken() as usize);
             (*page).clear_taken();
             (*this).swept_free[index] = 0;
-            (*this).zeroed = (*this).zeroed & !(1 << index) | (zeroed as u32) << index;
+            Segment::set_page_zeroed(this, page, zeroed);
             (*this).used_pages += 1;
             memory.stats.page_taken(1 << shift);
             (page, dirty)

@@ -144,13 +144,8 @@ unsafe impl PageProvider for LinuxPages {
             return None;
         }
         // SAFETY: a page-aligned range of our own mappings (the trait's
-        // contract) and a vector of a byte per page; errno is saved.
-        let rc = unsafe {
-            let errno = *__errno_location();
-            let rc = mincore(ptr.as_ptr() as *mut core::ffi::c_void, size, vector.as_mut_ptr());
-            *__errno_location() = errno;
-            rc
-        };
+        // contract) and a vector of a byte per page.
+        let rc = keeping_errno(|| unsafe { mincore(ptr.as_ptr() as *mut core::ffi::c_void, size, vector.as_mut_ptr()) });
         (rc == 0).then(|| vector[..pages].iter().filter(|&&page| page & 1 != 0).count())
     }
 
@@ -229,13 +224,20 @@ const CLOCK_MONOTONIC_COARSE: i32 = 6;
 /// says we never change it.
 fn monotonic_coarse_ms() -> u64 {
     let mut t = Timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out pointer; errno is this thread's.
-    unsafe {
-        let errno = *__errno_location();
-        clock_gettime(CLOCK_MONOTONIC_COARSE, &mut t);
-        *__errno_location() = errno;
-    }
+    // SAFETY: a valid out pointer.
+    keeping_errno(|| unsafe { clock_gettime(CLOCK_MONOTONIC_COARSE, &mut t) });
     (t.tv_sec as u64) * 1000 + (t.tv_nsec as u64) / 1_000_000 + 1
+}
+
+/// Call into libc with this thread's errno restored afterwards: the
+/// provider contract says we never change it.
+fn keeping_errno<T>(call: impl FnOnce() -> T) -> T {
+    // SAFETY: __errno_location returns this thread's errno, always valid.
+    let errno = unsafe { *__errno_location() };
+    let result = call();
+    // SAFETY: as above.
+    unsafe { *__errno_location() = errno };
+    result
 }
 
 /// `VmRSS` and `VmHWM` of `/proc/self/status` in bytes ((0, 0) when it

@@ -499,3 +499,11 @@ pub fn assert_same_output(glibc: &RunOutput, hakmem: &RunOutput, what: &str) {
         );
     }
 }
+
+/// The number after the word `key` in a program's output of `key value`
+/// words; panics (test failure) when it is missing or not a number.
+pub fn number_after(output: &str, key: &str) -> i64 {
+    let words: Vec<&str> = output.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == key).unwrap_or_else(|| panic!("no {key} in:\n{output}"));
+    words.get(at + 1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{key} is not followed by a number in:\n{output}"))
+}

@@ -14,11 +14,7 @@ fn calloc_recycled_tables_are_zero_and_sparse_ones_stay_mostly_unresident() {
     let out = run(&mut cmd);
     assert_success(&out, "calloc_recycle.c");
     let stdout = out.stdout_str();
-    let value = |key: &str| -> i64 {
-        let words: Vec<&str> = stdout.split_whitespace().collect();
-        let at = words.iter().position(|w| *w == key).unwrap_or_else(|| panic!("no {key}:\n{stdout}"));
-        words[at + 1].parse().unwrap_or_else(|_| panic!("{key}:\n{stdout}"))
-    };
+    let value = |key: &str| number_after(&stdout, key);
     assert_eq!(value("ok"), 1, "{stdout}");
     // About a page per 64 KiB is written: writing zeros into every byte
     // (the previous library) kept all of it resident.

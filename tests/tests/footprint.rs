@@ -28,11 +28,7 @@ fn text_pages_stay_in_the_first_window(env: &[(&str, &str)]) {
     assert_success(&out, "text_pages.c");
     let stdout = out.stdout_str();
     assert!(stdout.contains("libhakmem.so"), "malloc did not come from libhakmem.so:\n{stdout}");
-    let value = |key: &str| -> u64 {
-        let words: Vec<&str> = stdout.split_whitespace().collect();
-        let at = words.iter().position(|w| *w == key).unwrap_or_else(|| panic!("no {key}:\n{stdout}"));
-        words[at + 1].parse().unwrap_or_else(|_| panic!("{key}:\n{stdout}"))
-    };
+    let value = |key: &str| number_after(&stdout, key);
     // The text is larger than the window: the check can fail.
     assert!(value("text_kb") > 2 * value("window_kb"), "{stdout}");
     assert!(value("resident_kb") > 0, "{stdout}");
