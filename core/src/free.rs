@@ -21,8 +21,8 @@
 //! block, a block already free (its marker, see page.rs).
 
 use crate::block_cache::BlockCache;
-use crate::config::{MEDIUM_PAGE_SHIFT, SMALL_MAX};
-use crate::heap::Heap;
+use crate::config::SMALL_MAX;
+use crate::heap::{Heap, Remembered};
 use crate::memory::Memory;
 use crate::page::{Block, Page, PAGE_ALIGNED, PAGE_SAMPLED, PAGE_STRICT, PAGE_UNUSED};
 use crate::provider::PageProvider;
@@ -108,22 +108,21 @@ impl<P: PageProvider + 'static> Heap<P> {
         // owner need not be read; an inert heap remembers none, so only
         // the calling thread's own heap is borrowed mutably.
         unsafe {
-            match (*this).remembered_page_and_shift_of(ptr) {
-                // Mid blocks go to the block cache (block_cache.rs). The
-                // shift's low byte is the shift: one compare.
-                Some((page, shift)) if shift as u8 != MEDIUM_PAGE_SHIFT as u8 => {
+            match (*this).remembered(ptr) {
+                Remembered::Listed(page) => {
                     (*this).free_local::<false>(page, ptr);
                     true
                 }
-                Some((page, _)) => {
-                    // The small case falls through (mid frees are fewer
-                    // and slower anyway: a diagnostic pair had `tiny-64` a
-                    // few percent faster, `mid-1t` level).
+                // Mid blocks go to the block cache (block_cache.rs). Off the
+                // small free's straight line (mid frees are fewer and slower
+                // anyway: a diagnostic pair had `tiny-64` a few percent
+                // faster, `mid-1t` level).
+                Remembered::Mid(page) => {
                     cold_path();
                     (*this).free_local::<true>(page, ptr);
                     true
                 }
-                None => false,
+                Remembered::No => false,
             }
         }
     }

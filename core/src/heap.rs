@@ -34,7 +34,7 @@
 use crate::block_cache::{self, BlockCache};
 use crate::block_purge::BlockSweeps;
 use crate::class::{class_size, kind_of_class, small_slots_of, CLASS_COUNT, PAGED_KINDS, SMALL_SLOTS};
-use crate::config::{SEGMENT_MASK, SEGMENT_SHIFT, SMALL_MAX, SMALL_PAGE_SHIFT};
+use crate::config::{MEDIUM_PAGE_SHIFT, SEGMENT_MASK, SEGMENT_SHIFT, SMALL_MAX, SMALL_PAGE_SHIFT};
 use crate::list::List;
 use crate::page::{Block, Page, PAGE_FULL, PAGE_STRICT};
 use crate::provider::PageProvider;
@@ -74,6 +74,26 @@ pub(crate) const LOCAL_SEGMENTS: usize = 32;
 /// which is misuse, must reach the checks of the segment map).
 pub(crate) const NO_SEGMENT: usize = 1 << (usize::BITS - 1);
 
+/// Set in the `local_segments` entry of a segment whose pages are larger
+/// than small pages (medium, whose frees go to the block cache, and
+/// large): a small segment's entry matches its pointers exactly, so the
+/// small free tests one condition and finds its page with a constant
+/// shift; the others match only once this bit is taken off, on the path
+/// a small free never takes. Like `NO_SEGMENT`, above every pointer a
+/// program can hold: a pointer that matched only through it would index
+/// a page descriptor at a non-canonical address (it faults, it writes
+/// nothing).
+pub(crate) const LARGER_PAGES_TAG: usize = 1 << (usize::BITS - 2);
+
+/// Where `local_segments` places a pointer: a block of a page with a free
+/// list (small or large pages), a mid block (block cache), or not
+/// remembered. The page is the descriptor of the page holding the pointer.
+pub(crate) enum Remembered {
+    Listed(*mut Page),
+    Mid(*mut Page),
+    No,
+}
+
 /// Slot in `local_segments` of the segment holding `address` (a segment
 /// address or a block in it): the low bits of the segment number.
 #[inline(always)]
@@ -94,7 +114,8 @@ pub struct Heap<P: PageProvider + 'static> {
     pub(crate) current: [*mut Page; CLASS_COUNT],
     /// Segments local frees went to, by segment number (`local_slot`):
     /// each entry `NO_SEGMENT` or the address of a segment this heap owns (so it is
-    /// mapped) with its `page_shift` in the low bits; cleared whenever the
+    /// mapped) with its `page_shift` in the low bits (and
+    /// `LARGER_PAGES_TAG` for a medium or large one); cleared whenever the
     /// heap gives segments away (purge, abandon). A free whose segment is
     /// found here skips the segment map and the owner load, and finds its
     /// page without reading the segment header (all headers share one set
@@ -630,7 +651,8 @@ impl<P: PageProvider + 'static> Heap<P> {
         let first_page = unsafe { core::ptr::addr_of!((*segment).pages) } as usize;
         let pages = first_page.wrapping_sub((segment as usize >> page_shift) * core::mem::size_of::<Page>());
         let slot = local_slot(segment as usize);
-        self.local_segments[slot] = segment as usize | page_shift;
+        let larger = if page_shift == SMALL_PAGE_SHIFT { 0 } else { LARGER_PAGES_TAG };
+        self.local_segments[slot] = segment as usize | page_shift | larger;
         self.local_pages[slot] = pages;
     }
 
@@ -642,7 +664,7 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// segment's, whatever its low bits, which are the shift.
     #[inline(always)]
     pub(crate) fn remembered_segment_of(&self, ptr: *const u8) -> Option<(*mut Segment, usize)> {
-        let tag = self.local_segments[local_slot(ptr as usize)];
+        let tag = self.local_segments[local_slot(ptr as usize)] & !LARGER_PAGES_TAG;
         if (tag ^ ptr as usize) <= SEGMENT_MASK {
             Some(((tag & !SEGMENT_MASK) as *mut Segment, tag & SEGMENT_MASK))
         } else {
@@ -654,16 +676,33 @@ impl<P: PageProvider + 'static> Heap<P> {
     /// its segment (as [`Heap::remembered_segment_of`]; never for null).
     #[inline(always)]
     pub(crate) fn remembered_page_of(&self, ptr: *const u8) -> Option<*mut Page> {
-        self.remembered_page_and_shift_of(ptr).map(|(page, _)| page)
+        match self.remembered(ptr) {
+            Remembered::Listed(page) | Remembered::Mid(page) => Some(page),
+            Remembered::No => None,
+        }
     }
 
-    /// [`Heap::remembered_page_of`], with the segment's page shift (which
-    /// tells its kind).
+    /// [`Heap::remembered_page_of`], telling a medium segment's blocks
+    /// from the others: a small page's is one compare and a constant shift.
     #[inline(always)]
-    pub(crate) fn remembered_page_and_shift_of(&self, ptr: *const u8) -> Option<(*mut Page, usize)> {
-        let (_, page_shift) = self.remembered_segment_of(ptr)?;
-        let pages = self.local_pages[local_slot(ptr as usize)];
-        Some((pages.wrapping_add((ptr as usize >> page_shift) * core::mem::size_of::<Page>()) as *mut Page, page_shift))
+    pub(crate) fn remembered(&self, ptr: *const u8) -> Remembered {
+        let slot = local_slot(ptr as usize);
+        let tag = self.local_segments[slot];
+        let page = |page_shift: usize| {
+            let pages = self.local_pages[slot];
+            pages.wrapping_add((ptr as usize >> page_shift) * core::mem::size_of::<Page>()) as *mut Page
+        };
+        let diff = tag ^ ptr as usize;
+        if diff <= SEGMENT_MASK {
+            return Remembered::Listed(page(SMALL_PAGE_SHIFT));
+        }
+        if diff ^ LARGER_PAGES_TAG > SEGMENT_MASK {
+            return Remembered::No;
+        }
+        match tag & SEGMENT_MASK {
+            MEDIUM_PAGE_SHIFT => Remembered::Mid(page(MEDIUM_PAGE_SHIFT)),
+            page_shift => Remembered::Listed(page(page_shift)),
+        }
     }
 
     /// Forget the remembered segments (before giving segments away).
@@ -682,10 +721,12 @@ impl<P: PageProvider + 'static> Heap<P> {
             if entry == NO_SEGMENT {
                 continue;
             }
-            let local = (entry & !SEGMENT_MASK) as *mut Segment;
+            let local = (entry & !SEGMENT_MASK & !LARGER_PAGES_TAG) as *mut Segment;
             assert!(local_slot(local as usize) == i, "local_segments slot");
             // SAFETY: checked below to be one of our (live) segments.
-            assert_eq!(entry & SEGMENT_MASK, unsafe { (*local).page_shift } as usize, "local_segments tag");
+            let page_shift = unsafe { (*local).page_shift } as usize;
+            assert_eq!(entry & SEGMENT_MASK, page_shift, "local_segments tag");
+            assert_eq!(entry & LARGER_PAGES_TAG != 0, page_shift != SMALL_PAGE_SHIFT, "local_segments tag of larger pages");
             let listed = self.segments.iter().any(|list| {
                 let mut segment = list.first;
                 while !segment.is_null() && segment != local {

@@ -1770,6 +1770,34 @@ fn trim_frees_an_emptied_abandoned_segment_while_a_purge_is_due() {
 }
 
 #[test]
+fn a_remembered_segment_names_the_page_of_its_blocks_and_tells_mid_blocks_from_the_others() {
+    // One block of each paged kind, freed so that its segment is
+    // remembered (a second block keeps each page in use): a small and a
+    // large block go to their page's free list, a mid block to the block
+    // cache; each lookup names the block's own page descriptor.
+    use crate::config::{LARGE_MAX, MEDIUM_MAX, SMALL_MAX};
+    use crate::heap::Remembered;
+    let global = new_global(TestProvider::new());
+    let heap = heap(global);
+    let hp = heap as *mut Heap<TestProvider>;
+    for (size, mid) in [(64, false), (SMALL_MAX + 1, true), (MEDIUM_MAX / 2, true), (MEDIUM_MAX + 1, false), (LARGE_MAX / 2, false)] {
+        let (freed, kept) = (heap.malloc(size), heap.malloc(size));
+        // SAFETY: live blocks of this heap.
+        unsafe {
+            global.free(freed, hp);
+            let page = Segment::page_of(Segment::of_ptr(freed), freed);
+            match (*hp).remembered(freed) {
+                Remembered::Listed(found) => assert!(!mid && found == page, "{size} B: listed, page {found:p}, not {page:p}"),
+                Remembered::Mid(found) => assert!(mid && found == page, "{size} B: mid, page {found:p}, not {page:p}"),
+                Remembered::No => panic!("{size} B: the segment of a block just freed is not remembered"),
+            }
+            global.free(kept, hp);
+        }
+        heap.check_invariants();
+    }
+}
+
+#[test]
 fn segments_remembered_for_local_frees_are_forgotten_when_released() {
     // Free blocks of several segments (each is remembered), release them all
     // with trim, then free a stale pointer: the segment map must be asked
